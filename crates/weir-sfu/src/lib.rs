@@ -1,14 +1,37 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Weir's media core: rooms, participants and selective forwarding, with no
+//! IO and no clock of its own.
+//!
+//! A [`Room`] owns one `str0m::Rtc` per participant (RTP mode, ICE-lite,
+//! DTLS-SRTP) and forwards every publisher's RTP packets to its subscribers,
+//! rewriting SSRC, sequence numbers and timestamps per subscriber
+//! ([`forwarder`], [`sequence`]), gating video on keyframes ([`keyframe`]),
+//! and merging keyframe requests toward publishers ([`keyframe_requests`]).
+//! NACKs from subscribers are answered from str0m's per-stream send cache
+//! (RTX when negotiated); losses from publishers are NACKed by str0m.
+//!
+//! The owner feeds [`Room::handle_datagram`], [`Room::handle_message`],
+//! [`Room::handle_timeout`] (each with `now`) and drains
+//! [`Room::poll_output`]. See ARCHITECTURE.md.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod config;
+pub mod counters;
+pub mod forwarder;
+mod ids;
+pub mod keyframe;
+pub mod keyframe_requests;
+pub mod participant;
+pub mod room;
+pub mod sequence;
+pub mod stun;
+pub mod track;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+pub use config::RoomConfig;
+pub use counters::RoomCounters;
+pub use participant::{ParticipantKey, SessionKind};
+pub use room::{JoinError, JoinRequest, Joined, Room, RoomOutput};
+
+/// Installs str0m's crypto provider (aws-lc-rs). Call once at start; later
+/// calls are no-ops.
+pub fn install_crypto() {
+    str0m::crypto::from_feature_flags().install_process_default();
 }

@@ -1,0 +1,38 @@
+//! Settings of one room's media core.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a [`Room`](crate::Room) behaves. Built by the server from its config.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// The address ICE candidates advertise (the shared UDP port).
+    pub advertised_addr: SocketAddr,
+    /// 0 = unlimited.
+    pub max_participants: u32,
+    /// Minimum spacing of keyframe requests toward one publisher track.
+    pub keyframe_request_interval: Duration,
+    /// How many sent packets per subscribed track are kept to answer NACKs.
+    pub nack_cache_packets: usize,
+    /// How long sent packets are kept to answer NACKs.
+    pub nack_cache_age: Duration,
+    /// Reported in `joined`.
+    pub server_version: String,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+}
+
+impl RoomConfig {
+    pub fn new(advertised_addr: SocketAddr) -> Self {
+        RoomConfig {
+            advertised_addr,
+            max_participants: 100,
+            keyframe_request_interval: Duration::from_millis(500),
+            nack_cache_packets: 1024,
+            nack_cache_age: Duration::from_secs(3),
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+            ping_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! A participant: one `str0m::Rtc` (one peer connection) and what it
+//! publishes and subscribes to.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use str0m::change::SdpPendingOffer;
+use str0m::media::{Mid, Rid};
+use str0m::rtp::Ssrc;
+use str0m::Rtc;
+use weir_protocol::{Grant, ParticipantId, PublishRequest};
+
+use crate::forwarder::Forwarder;
+use crate::track::TrackKey;
+
+/// Room-local handle of a participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantKey(pub u64);
+
+/// How the participant talks to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionKind {
+    /// WebSocket signalling: offers and answers both ways.
+    Signalling,
+    /// WHIP ingest: one offer, publishes what it sends.
+    Whip,
+    /// WHEP egress: one offer, receives the tracks of one publisher
+    /// (`user_id`), or of the room's first publisher.
+    Whep { publisher: Option<String> },
+}
+
+/// Negotiation state of one outgoing (subscribed) m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// Needs an m-line in the next server offer.
+    ToOpen,
+    /// Offered on `mid`, waiting for the answer.
+    Negotiating(Mid),
+    /// Negotiated: media flows on `mid`.
+    Open(Mid),
+    /// Must be stopped in the next server offer.
+    ToStop(Mid),
+    /// Stop offered, waiting for the answer.
+    NegotiatingStop(Mid),
+}
+
+impl OutState {
+    pub fn mid(self) -> Option<Mid> {
+        match self {
+            OutState::ToOpen => None,
+            OutState::Negotiating(m)
+            | OutState::Open(m)
+            | OutState::ToStop(m)
+            | OutState::NegotiatingStop(m) => Some(m),
+        }
+    }
+}
+
+/// One subscribed track on this participant's connection.
+#[derive(Debug)]
+pub struct Subscription {
+    pub track: TrackKey,
+    pub state: OutState,
+    pub forwarder: Forwarder,
+    /// The publisher's payload type -> our payload type on this m-line.
+    pub pt_map: Vec<(u8, Option<u8>)>,
+}
+
+#[derive(Debug)]
+pub struct Participant {
+    pub key: ParticipantKey,
+    pub id: ParticipantId,
+    pub user_id: String,
+    pub grants: Vec<Grant>,
+    pub kind: SessionKind,
+    pub rtc: Rtc,
+    pub joined_at_ms: u64,
+    pub auto_subscribe: bool,
+    /// Local ICE ufrag, for routing a first STUN packet.
+    pub ice_ufrag: String,
+    /// Announced with `publish`, waiting for the offer carrying the mid.
+    pub pending_publish: HashMap<String, PublishRequest>,
+    /// The publisher's mid -> published track.
+    pub published: HashMap<Mid, TrackKey>,
+    /// Incoming SSRC -> (track, simulcast rid).
+    pub ssrc_routes: HashMap<Ssrc, (TrackKey, Option<Rid>)>,
+    pub subscriptions: Vec<Subscription>,
+    /// WHEP: the m-lines the viewer offered to receive on.
+    pub whep_mids: Vec<(Mid, str0m::media::MediaKind)>,
+    pub pending_offer: Option<SdpPendingOffer>,
+    pub next_timeout: Option<Instant>,
+    pub needs_poll: bool,
+    pub connected: bool,
+    pub leaving: bool,
+}
+
+impl Participant {
+    pub fn allows(&self, grant: Grant) -> bool {
+        self.grants.contains(&grant)
+    }
+
+    pub fn subscription_by_track(&mut self, track: TrackKey) -> Option<&mut Subscription> {
+        self.subscriptions.iter_mut().find(|s| s.track == track)
+    }
+
+    pub fn subscription_by_mid(&self, mid: Mid) -> Option<&Subscription> {
+        self.subscriptions
+            .iter()
+            .find(|s| s.state.mid() == Some(mid))
+    }
+
+    pub fn is_subscribed(&self, track: TrackKey) -> bool {
+        self.subscriptions.iter().any(|s| {
+            s.track == track
+                && !matches!(s.state, OutState::ToStop(_) | OutState::NegotiatingStop(_))
+        })
+    }
+}

@@ -1,0 +1,248 @@
+//! The media path: a publisher's RTP packet to every subscriber's `Rtc`,
+//! and keyframe requests back the other way.
+
+use std::time::Instant;
+
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{KeyframeRequestKind, Mid, Rid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+
+use super::Room;
+use crate::forwarder::{ForwardDecision, IncomingPacket};
+use crate::keyframe::VideoCodec;
+use crate::participant::{OutState, ParticipantKey};
+use crate::sequence::{ExtendedSeq, RtpTimestamp};
+use crate::track::TrackKey;
+
+impl Room {
+    pub(super) fn forward_rtp(&mut self, now: Instant, from: ParticipantKey, packet: RtpPacket) {
+        let Some((track_key, rid)) = self.route_packet(from, &packet) else {
+            self.counters.rtp_unrouted += 1;
+            return;
+        };
+        let pt = packet.header.payload_type;
+        let Some(params) = self.params_for(from, track_key, pt) else {
+            self.counters.rtp_unknown_payload_type += 1;
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(&track_key) else {
+            return;
+        };
+        let layer = rid.map(|r| r.to_string());
+        track.account(layer.as_deref(), packet.payload.len(), now);
+        let best_layer = if track.simulcast_layers.len() > 1 || layer.is_some() {
+            track.best_layer()
+        } else {
+            None
+        };
+        self.counters.rtp_received += 1;
+        let video = video_codec(params.spec().codec);
+        let is_video = track.kind == weir_protocol::TrackKind::Video;
+        let subscribers = track.subscribers.clone();
+        let ext_vals = forwardable_extensions(&packet.header.ext_vals);
+        let mut want_keyframe = false;
+
+        for subscriber in subscribers {
+            let Some(participant) = self.participants.get_mut(&subscriber) else {
+                continue;
+            };
+            let Some(subscription) = participant.subscription_by_track(track_key) else {
+                continue;
+            };
+            let OutState::Open(mid) = subscription.state else {
+                continue;
+            };
+            if let Some(best) = &best_layer {
+                if subscription.forwarder.target_layer() != Some(best) {
+                    subscription.forwarder.set_target_layer(best.clone());
+                }
+            }
+            let decision = subscription.forwarder.decide(IncomingPacket {
+                ssrc: *packet.header.ssrc,
+                layer: layer.as_deref(),
+                seq: ExtendedSeq(*packet.seq_no),
+                timestamp: RtpTimestamp(packet.header.timestamp),
+                arrival: now,
+                payload: &packet.payload,
+                video_codec: video,
+            });
+            let rewritten = match decision {
+                ForwardDecision::Forward(rewritten) => rewritten,
+                ForwardDecision::Drop {
+                    request_keyframe, ..
+                } => {
+                    want_keyframe |= request_keyframe;
+                    self.counters.rtp_not_forwarded += 1;
+                    continue;
+                }
+            };
+            let out_pt = match subscription.pt_map.iter().find(|(p, _)| *p == *pt) {
+                Some((_, out)) => *out,
+                None => {
+                    let out = matching_pt(&participant.rtc, mid, params);
+                    if let Some(s) = participant.subscription_by_track(track_key) {
+                        s.pt_map.push((*pt, out));
+                    }
+                    out
+                }
+            };
+            let Some(out_pt) = out_pt else {
+                self.counters.rtp_codec_mismatch += 1;
+                continue;
+            };
+            let mut api = participant.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+                self.counters.rtp_no_send_stream += 1;
+                continue;
+            };
+            stream.write_rtp(
+                RtpWrite::new(
+                    out_pt.into(),
+                    rewritten.seq.0.into(),
+                    rewritten.timestamp.0,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(ext_vals.clone())
+                .nackable(is_video),
+            );
+            participant.needs_poll = true;
+            self.counters.rtp_forwarded += 1;
+        }
+        if want_keyframe && video.is_some() {
+            self.request_keyframe(now, track_key, rid, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// A subscriber asked for a keyframe on one of its m-lines.
+    pub(super) fn handle_subscriber_keyframe_request(
+        &mut self,
+        now: Instant,
+        subscriber: ParticipantKey,
+        mid: Mid,
+        kind: KeyframeRequestKind,
+    ) {
+        let Some(participant) = self.participants.get(&subscriber) else {
+            return;
+        };
+        let Some(subscription) = participant.subscription_by_mid(mid) else {
+            return;
+        };
+        let track = subscription.track;
+        let layer: Option<Rid> = subscription
+            .forwarder
+            .current_layer()
+            .and_then(|l| l.as_deref().map(Rid::from));
+        self.request_keyframe(now, track, layer, kind);
+    }
+
+    fn route_packet(
+        &mut self,
+        from: ParticipantKey,
+        packet: &RtpPacket,
+    ) -> Option<(TrackKey, Option<Rid>)> {
+        let participant = self.participants.get_mut(&from)?;
+        let ssrc = packet.header.ssrc;
+        if let Some(route) = participant.ssrc_routes.get(&ssrc) {
+            return Some(*route);
+        }
+        let (mid, rid) = {
+            let mut api = participant.rtc.direct_api();
+            let stream = api.stream_rx(&ssrc)?;
+            (stream.mid(), stream.rid())
+        };
+        let track = *participant.published.get(&mid)?;
+        participant.ssrc_routes.insert(ssrc, (track, rid));
+        if let (Some(rid), Some(t)) = (rid, self.tracks.get_mut(&track)) {
+            let rid = rid.to_string();
+            if !t.simulcast_layers.contains(&rid) {
+                t.simulcast_layers.push(rid);
+            }
+        }
+        Some((track, rid))
+    }
+
+    fn params_for(
+        &mut self,
+        from: ParticipantKey,
+        track_key: TrackKey,
+        pt: str0m::media::Pt,
+    ) -> Option<PayloadParams> {
+        let track = self.tracks.get(&track_key)?;
+        if let Some(params) = track.params_by_pt.get(&pt) {
+            return Some(*params);
+        }
+        let participant = self.participants.get(&from)?;
+        let params = *participant.rtc.codec_config().find(|p| p.pt() == pt)?;
+        let track = self.tracks.get_mut(&track_key)?;
+        track.params_by_pt.insert(pt, params);
+        if track.codec.is_none() {
+            track.codec = Some(mime_type(params));
+        }
+        Some(params)
+    }
+}
+
+/// The subscriber's payload type for the publisher's codec on `mid`, if the
+/// subscriber accepted that codec there.
+fn matching_pt(rtc: &str0m::Rtc, mid: Mid, params: PayloadParams) -> Option<u8> {
+    let local = rtc.codec_config().match_params(params)?;
+    let pt = local.pt();
+    let media = rtc.media(mid)?;
+    let remote = media.remote_pts();
+    if remote.is_empty() || remote.contains(&pt) {
+        Some(*pt)
+    } else {
+        None
+    }
+}
+
+/// Header extensions that describe the media and survive forwarding; the
+/// transport ones (mid, rid, TWCC, abs-send-time) are the subscriber
+/// connection's own and str0m writes them.
+fn forwardable_extensions(incoming: &ExtensionValues) -> ExtensionValues {
+    ExtensionValues {
+        audio_level: incoming.audio_level,
+        voice_activity: incoming.voice_activity,
+        video_orientation: incoming.video_orientation,
+        video_content_type: incoming.video_content_type,
+        abs_capture_time: incoming.abs_capture_time,
+        play_delay_min: incoming.play_delay_min,
+        play_delay_max: incoming.play_delay_max,
+        ..Default::default()
+    }
+}
+
+fn video_codec(codec: Codec) -> Option<VideoCodec> {
+    match codec {
+        Codec::Vp8 => Some(VideoCodec::Vp8),
+        Codec::Vp9 => Some(VideoCodec::Vp9),
+        Codec::H264 => Some(VideoCodec::H264),
+        Codec::Av1 => Some(VideoCodec::Av1),
+        Codec::H265 | Codec::H266 => Some(VideoCodec::Other),
+        _ => None,
+    }
+}
+
+pub(crate) fn mime_type(params: PayloadParams) -> String {
+    let spec = params.spec();
+    let kind = if video_codec(spec.codec).is_some() {
+        "video"
+    } else {
+        "audio"
+    };
+    let name = match spec.codec {
+        Codec::Opus => "opus",
+        Codec::Vp8 => "VP8",
+        Codec::Vp9 => "VP9",
+        Codec::H264 => "H264",
+        Codec::Av1 => "AV1",
+        Codec::H265 => "H265",
+        Codec::PCMU => "PCMU",
+        Codec::PCMA => "PCMA",
+        Codec::G722 => "G722",
+        _ => "unknown",
+    };
+    format!("{kind}/{name}")
+}

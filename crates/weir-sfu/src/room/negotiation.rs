@@ -1,0 +1,423 @@
+//! Server-side SDP negotiation: subscriptions become m-lines in server
+//! offers; client offers (publications) are answered. The server is the
+//! polite peer: a client offer rolls back a pending server offer, which is
+//! made again afterwards.
+
+use str0m::media::{Direction, MediaKind, Mid};
+use tracing::{debug, warn};
+use weir_protocol::{ErrorCode, ServerMessage, TrackKind};
+
+use super::{parse_answer, Room};
+use crate::forwarder::Forwarder;
+use crate::ids::random_u32;
+use crate::participant::{OutState, ParticipantKey, SessionKind, Subscription};
+use crate::track::{media_kind, TrackKey};
+
+impl Room {
+    /// Subscribes `subscriber` to `track` (negotiated in the next offer).
+    pub(super) fn add_subscription(&mut self, subscriber: ParticipantKey, track: TrackKey) {
+        let Some(published) = self.tracks.get_mut(&track) else {
+            return;
+        };
+        if published.owner == subscriber {
+            return;
+        }
+        let is_video = published.kind == TrackKind::Video;
+        let Some(participant) = self.participants.get_mut(&subscriber) else {
+            return;
+        };
+        if participant.is_subscribed(track) {
+            return;
+        }
+        let clock_rate = if is_video { 90_000 } else { 48_000 };
+        participant.subscriptions.push(Subscription {
+            track,
+            state: OutState::ToOpen,
+            forwarder: Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
+            pt_map: Vec::new(),
+        });
+        participant.needs_poll = true;
+        if !published.subscribers.contains(&subscriber) {
+            published.subscribers.push(subscriber);
+        }
+    }
+
+    /// Ends `subscriber`'s subscription to `track` (stopped in the next offer).
+    pub(super) fn remove_subscription(&mut self, subscriber: ParticipantKey, track: TrackKey) {
+        if let Some(published) = self.tracks.get_mut(&track) {
+            published.subscribers.retain(|s| *s != subscriber);
+        }
+        let Some(participant) = self.participants.get_mut(&subscriber) else {
+            return;
+        };
+        if matches!(participant.kind, SessionKind::Whep { .. }) {
+            // The m-line stays; a republished track of the same publisher
+            // takes it over (see `attach_whep_track`).
+            return;
+        }
+        let mut notify = None;
+        participant.subscriptions.retain_mut(|s| {
+            if s.track != track {
+                return true;
+            }
+            match s.state {
+                OutState::ToOpen => false,
+                OutState::Negotiating(mid) | OutState::Open(mid) => {
+                    s.state = OutState::ToStop(mid);
+                    notify = Some(());
+                    true
+                }
+                OutState::ToStop(_) | OutState::NegotiatingStop(_) => true,
+            }
+        });
+        participant.needs_poll = true;
+        let _ = notify;
+    }
+
+    /// Makes a server offer when subscriptions changed and no exchange is
+    /// in flight. Only for signalling sessions.
+    pub(super) fn negotiate_if_needed(&mut self, key: ParticipantKey) {
+        let Some(participant) = self.participants.get(&key) else {
+            return;
+        };
+        if participant.kind != SessionKind::Signalling || participant.pending_offer.is_some() {
+            return;
+        }
+        let wanted = participant
+            .subscriptions
+            .iter()
+            .any(|s| matches!(s.state, OutState::ToOpen | OutState::ToStop(_)));
+        if !wanted {
+            return;
+        }
+        let stream_ids: Vec<(TrackKey, Option<(String, String, MediaKind)>)> = participant
+            .subscriptions
+            .iter()
+            .filter(|s| s.state == OutState::ToOpen)
+            .map(|s| {
+                let info = self.tracks.get(&s.track).map(|t| {
+                    let owner = self
+                        .participants
+                        .get(&t.owner)
+                        .map(|p| p.id.to_string())
+                        .unwrap_or_default();
+                    (owner, t.id.to_string(), media_kind(t.kind))
+                });
+                (s.track, info)
+            })
+            .collect();
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let mut api = participant.rtc.sdp_api();
+        let mut opened: Vec<(TrackKey, Mid)> = Vec::new();
+        let mut stopped: Vec<Mid> = Vec::new();
+        for (track, info) in stream_ids {
+            if let Some((stream_id, track_id, kind)) = info {
+                let mid = api.add_media(
+                    kind,
+                    Direction::SendOnly,
+                    Some(stream_id),
+                    Some(track_id),
+                    None,
+                );
+                opened.push((track, mid));
+            }
+        }
+        for s in participant.subscriptions.iter() {
+            if let OutState::ToStop(mid) = s.state {
+                api.stop_media(mid);
+                stopped.push(mid);
+            }
+        }
+        if !api.has_changes() {
+            return;
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        participant.pending_offer = Some(pending);
+        for s in participant.subscriptions.iter_mut() {
+            match s.state {
+                OutState::ToOpen => {
+                    if let Some((_, mid)) = opened.iter().find(|(t, _)| *t == s.track) {
+                        s.state = OutState::Negotiating(*mid);
+                    }
+                }
+                OutState::ToStop(mid) if stopped.contains(&mid) => {
+                    s.state = OutState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        let sdp = offer.to_sdp_string();
+        debug!(participant = %participant.id, opened = opened.len(), stopped = stopped.len(), "server offer");
+        for (track, mid) in opened {
+            if let Some(t) = self.tracks.get(&track) {
+                let message = ServerMessage::Subscribed {
+                    track_id: t.id.clone(),
+                    mid: mid.to_string(),
+                };
+                self.signal(key, message);
+            }
+        }
+        self.signal(key, ServerMessage::Offer { sdp });
+    }
+
+    /// The client's answer to our offer.
+    pub(super) fn accept_answer(&mut self, key: ParticipantKey, sdp: &str) {
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(pending) = participant.pending_offer.take() else {
+            self.error(
+                key,
+                ErrorCode::SdpInvalid,
+                "no server offer is waiting for an answer",
+            );
+            return;
+        };
+        let answer = match parse_answer(sdp) {
+            Ok(answer) => answer,
+            Err(e) => {
+                // Keep waiting for a valid answer.
+                participant.pending_offer = Some(pending);
+                self.error(
+                    key,
+                    ErrorCode::SdpInvalid,
+                    format!("cannot parse answer: {e}"),
+                );
+                return;
+            }
+        };
+        if let Err(e) = participant.rtc.sdp_api().accept_answer(pending, answer) {
+            warn!(participant = %participant.id, error = %e, "answer refused");
+            // The offer is spent; return its changes to the queue.
+            rollback_offered(participant);
+            participant.needs_poll = true;
+            self.error(key, ErrorCode::SdpInvalid, format!("answer refused: {e}"));
+            return;
+        }
+        let mut newly_open = Vec::new();
+        for s in participant.subscriptions.iter_mut() {
+            if let OutState::Negotiating(mid) = s.state {
+                s.state = OutState::Open(mid);
+                newly_open.push(s.track);
+            }
+        }
+        let mut gone = Vec::new();
+        participant.subscriptions.retain(|s| {
+            let keep = !matches!(s.state, OutState::NegotiatingStop(_));
+            if !keep {
+                gone.push(s.track);
+            }
+            keep
+        });
+        participant.needs_poll = true;
+        for track in gone {
+            if let Some(t) = self.tracks.get(&track) {
+                let message = ServerMessage::Unsubscribed {
+                    track_id: t.id.clone(),
+                };
+                self.signal(key, message);
+            }
+        }
+        // New video subscribers need a keyframe to start.
+        let now = self.last_now;
+        for track in newly_open {
+            self.request_keyframe(now, track, None, str0m::media::KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// The client's offer (its publications). Rolls back our pending offer.
+    pub(super) fn accept_client_offer(&mut self, key: ParticipantKey, sdp: &str) {
+        let offer = match super::parse_offer(sdp) {
+            Ok(offer) => offer,
+            Err(e) => {
+                self.error(
+                    key,
+                    ErrorCode::SdpInvalid,
+                    format!("cannot parse offer: {e}"),
+                );
+                return;
+            }
+        };
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if super::sends_media(&offer) && !participant.allows(weir_protocol::Grant::Publish) {
+            self.error(
+                key,
+                ErrorCode::PermissionDenied,
+                "the token does not grant `publish`",
+            );
+            return;
+        }
+        participant.pending_offer = None;
+        rollback_offered(participant);
+        match participant.rtc.sdp_api().accept_offer(offer) {
+            Ok(answer) => {
+                participant.needs_poll = true;
+                let sdp = answer.to_sdp_string();
+                self.signal(key, ServerMessage::Answer { sdp });
+            }
+            Err(e) => {
+                warn!(participant = %participant.id, error = %e, "offer refused");
+                participant.needs_poll = true;
+                self.error(key, ErrorCode::SdpInvalid, format!("offer refused: {e}"));
+            }
+        }
+    }
+
+    /// WHEP: attach the chosen publisher's tracks to the viewer's m-lines.
+    pub(super) fn bind_whep(&mut self, viewer: ParticipantKey, publisher: ParticipantKey) {
+        let publisher_user = self.participants.get(&publisher).map(|p| p.user_id.clone());
+        let Some(participant) = self.participants.get_mut(&viewer) else {
+            return;
+        };
+        participant.kind = SessionKind::Whep {
+            publisher: publisher_user,
+        };
+        let tracks: Vec<TrackKey> = self
+            .track_order
+            .iter()
+            .copied()
+            .filter(|t| self.tracks.get(t).is_some_and(|t| t.owner == publisher))
+            .collect();
+        for track in tracks {
+            self.attach_whep_track(viewer, track);
+        }
+    }
+
+    /// A WHEP viewer's m-line appeared (after its offer was accepted).
+    pub(super) fn whep_media_added(&mut self, viewer: ParticipantKey, mid: Mid, kind: MediaKind) {
+        if let Some(p) = self.participants.get_mut(&viewer) {
+            if !p.whep_mids.contains(&(mid, kind)) {
+                p.whep_mids.push((mid, kind));
+            }
+        }
+        let publisher_user = match self.participants.get(&viewer).map(|p| &p.kind) {
+            Some(SessionKind::Whep { publisher }) => publisher.clone(),
+            _ => return,
+        };
+        let Some(user) = publisher_user else {
+            return;
+        };
+        let tracks: Vec<TrackKey> = self
+            .track_order
+            .iter()
+            .copied()
+            .filter(|t| {
+                self.tracks.get(t).is_some_and(|t| {
+                    self.participants
+                        .get(&t.owner)
+                        .is_some_and(|p| p.user_id == user)
+                })
+            })
+            .collect();
+        for track in tracks {
+            self.attach_whep_track(viewer, track);
+        }
+    }
+
+    /// The publisher a WHEP viewer follows published `track`: bind it to a
+    /// free m-line of the same kind (continuity across republish).
+    pub(super) fn rebind_whep_viewers(&mut self, publisher: ParticipantKey, track: TrackKey) {
+        let Some(user) = self.participants.get(&publisher).map(|p| p.user_id.clone()) else {
+            return;
+        };
+        let viewers: Vec<ParticipantKey> = self
+            .participants
+            .values()
+            .filter(|p| matches!(&p.kind, SessionKind::Whep { publisher: Some(u) } if *u == user))
+            .map(|p| p.key)
+            .collect();
+        for viewer in viewers {
+            self.attach_whep_track(viewer, track);
+        }
+    }
+
+    fn attach_whep_track(&mut self, viewer: ParticipantKey, track: TrackKey) {
+        let Some(published) = self.tracks.get(&track) else {
+            return;
+        };
+        let kind = media_kind(published.kind);
+        let is_video = published.kind == TrackKind::Video;
+        let gone: Vec<TrackKey> = self
+            .participants
+            .get(&viewer)
+            .map(|p| {
+                p.subscriptions
+                    .iter()
+                    .map(|s| s.track)
+                    .filter(|t| !self.tracks.contains_key(t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some(participant) = self.participants.get_mut(&viewer) else {
+            return;
+        };
+        if participant.is_subscribed(track) {
+            return;
+        }
+        // A sending m-line of this kind not carrying a live track.
+        let live: Vec<Mid> = participant
+            .subscriptions
+            .iter()
+            .filter_map(|s| s.state.mid())
+            .collect();
+        let free_mid = participant
+            .whep_mids
+            .iter()
+            .find(|(m, k)| *k == kind && !live.contains(m))
+            .map(|(m, _)| *m);
+        let taken_by_gone: Vec<usize> = participant
+            .subscriptions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| gone.contains(&s.track))
+            .map(|(i, _)| i)
+            .collect();
+        // Reuse the m-line of a track that went away (publisher reconnected):
+        // the forwarder keeps numbering continuous.
+        let whep_mids = &participant.whep_mids;
+        if let Some(index) = taken_by_gone.into_iter().find(|i| {
+            participant.subscriptions[*i]
+                .state
+                .mid()
+                .is_some_and(|m| whep_mids.iter().any(|(wm, k)| *wm == m && *k == kind))
+        }) {
+            let s = &mut participant.subscriptions[index];
+            s.track = track;
+            s.forwarder.restart_source();
+            s.pt_map.clear();
+        } else if let Some(mid) = free_mid {
+            let clock_rate = if is_video { 90_000 } else { 48_000 };
+            participant.subscriptions.push(Subscription {
+                track,
+                state: OutState::Open(mid),
+                forwarder: Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
+                pt_map: Vec::new(),
+            });
+        } else {
+            return;
+        }
+        participant.needs_poll = true;
+        if let Some(published) = self.tracks.get_mut(&track) {
+            published.subscribers.push(viewer);
+        }
+        let now = self.last_now;
+        self.request_keyframe(now, track, None, str0m::media::KeyframeRequestKind::Pli);
+    }
+}
+
+/// Returns subscriptions whose offer was rolled back to their "to do" state.
+fn rollback_offered(participant: &mut crate::participant::Participant) {
+    for s in participant.subscriptions.iter_mut() {
+        match s.state {
+            OutState::Negotiating(_) => s.state = OutState::ToOpen,
+            OutState::NegotiatingStop(mid) => s.state = OutState::ToStop(mid),
+            _ => {}
+        }
+    }
+}
