@@ -279,6 +279,7 @@ impl Room {
         let others = self.participant_infos();
         self.participants.insert(key, participant);
         self.join_order.push(key);
+        self.wake(now, key);
 
         if request.kind == SessionKind::Signalling {
             self.signal(
@@ -389,6 +390,18 @@ impl Room {
         self.drive(now);
     }
 
+    /// Lets a participant's `Rtc` process what an API call changed (str0m
+    /// emits the resulting events on its next input).
+    fn wake(&mut self, now: Instant, key: ParticipantKey) {
+        if let Some(participant) = self.participants.get_mut(&key) {
+            if let Err(e) = participant.rtc.handle_input(Input::Timeout(now)) {
+                warn!(participant = %participant.id, error = %e, "timeout handling failed");
+                participant.rtc.disconnect();
+            }
+            participant.needs_poll = true;
+        }
+    }
+
     /// The addresses routed to a participant (so the owner can forget them).
     pub fn addresses_of(&self, key: ParticipantKey) -> Vec<SocketAddr> {
         self.routes
@@ -449,7 +462,15 @@ impl Room {
     }
 
     fn whep_publisher(&self, user: Option<&str>) -> Result<ParticipantKey, JoinError> {
-        let publishing = |k: &ParticipantKey| self.tracks.values().any(|t| t.owner == *k);
+        // A WHIP session counts before its media is up (str0m announces
+        // its tracks only once DTLS is connected).
+        let publishing = |k: &ParticipantKey| {
+            self.tracks.values().any(|t| t.owner == *k)
+                || self
+                    .participants
+                    .get(k)
+                    .is_some_and(|p| p.kind == SessionKind::Whip)
+        };
         match user {
             Some(user) => self
                 .join_order

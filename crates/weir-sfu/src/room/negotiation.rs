@@ -13,6 +13,10 @@ use crate::ids::random_u32;
 use crate::participant::{OutState, ParticipantKey, SessionKind, Subscription};
 use crate::track::{media_kind, TrackKey};
 
+/// What a server offer announces for one track: msid stream id
+/// (publisher), msid track id, kind.
+type OfferedTrack = (String, String, MediaKind);
+
 impl Room {
     /// Subscribes `subscriber` to `track` (negotiated in the next offer).
     pub(super) fn add_subscription(&mut self, subscriber: ParticipantKey, track: TrackKey) {
@@ -90,7 +94,7 @@ impl Room {
         if !wanted {
             return;
         }
-        let stream_ids: Vec<(TrackKey, Option<(String, String, MediaKind)>)> = participant
+        let stream_ids: Vec<(TrackKey, Option<OfferedTrack>)> = participant
             .subscriptions
             .iter()
             .filter(|s| s.state == OutState::ToOpen)
@@ -198,6 +202,11 @@ impl Room {
             self.error(key, ErrorCode::SdpInvalid, format!("answer refused: {e}"));
             return;
         }
+        let now = self.last_now;
+        self.wake(now, key);
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
         let mut newly_open = Vec::new();
         for s in participant.subscriptions.iter_mut() {
             if let OutState::Negotiating(mid) = s.state {
@@ -223,7 +232,6 @@ impl Room {
             }
         }
         // New video subscribers need a keyframe to start.
-        let now = self.last_now;
         for track in newly_open {
             self.request_keyframe(now, track, None, str0m::media::KeyframeRequestKind::Pli);
         }
@@ -257,9 +265,10 @@ impl Room {
         rollback_offered(participant);
         match participant.rtc.sdp_api().accept_offer(offer) {
             Ok(answer) => {
-                participant.needs_poll = true;
                 let sdp = answer.to_sdp_string();
                 self.signal(key, ServerMessage::Answer { sdp });
+                let now = self.last_now;
+                self.wake(now, key);
             }
             Err(e) => {
                 warn!(participant = %participant.id, error = %e, "offer refused");
