@@ -19,6 +19,7 @@ pub mod forwarder;
 mod ids;
 pub mod keyframe;
 pub mod keyframe_requests;
+pub mod link_stats;
 pub mod participant;
 pub mod room;
 pub mod sequence;
@@ -28,7 +29,7 @@ pub mod track;
 pub use config::RoomConfig;
 pub use counters::RoomCounters;
 pub use participant::{ParticipantKey, SessionKind};
-pub use room::{JoinError, JoinRequest, Joined, Room, RoomOutput};
+pub use room::{JoinError, JoinRequest, Joined, Room, RoomOutput, TrackSnapshot};
 
 /// Installs str0m's crypto provider (aws-lc-rs). Call once at start; later
 /// calls are no-ops.

@@ -64,6 +64,8 @@ pub struct Subscription {
     pub forwarder: Forwarder,
     /// The publisher's payload type -> our payload type on this m-line.
     pub pt_map: Vec<(u8, Option<u8>)>,
+    /// What the subscriber reports about receiving this m-line.
+    pub egress: Option<crate::link_stats::LinkStats>,
 }
 
 #[derive(Debug)]

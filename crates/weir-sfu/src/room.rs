@@ -22,6 +22,7 @@ use weir_protocol::{
 use crate::config::RoomConfig;
 use crate::counters::RoomCounters;
 use crate::ids::random_id;
+use crate::link_stats::LinkStats;
 use crate::participant::{Participant, ParticipantKey, SessionKind};
 use crate::track::{track_kind, PublishedTrack, TrackKey};
 
@@ -51,6 +52,16 @@ pub enum RoomOutput {
         user_id: String,
         reason: LeaveReason,
     },
+}
+
+/// A published track and how its media flows (see [`Room::track_snapshots`]).
+#[derive(Debug, Clone)]
+pub struct TrackSnapshot {
+    pub info: TrackInfo,
+    /// Per simulcast layer (`None` for a single-layer stream).
+    pub ingress: Vec<(Option<String>, LinkStats)>,
+    /// Each subscriber and what it last reported receiving.
+    pub subscribers: Vec<(ParticipantId, Option<LinkStats>)>,
 }
 
 /// A request to join the room, after the token was verified.
@@ -171,6 +182,42 @@ impl Room {
         self.join_order
             .iter()
             .filter_map(|k| self.participant_info(*k))
+            .collect()
+    }
+
+    /// Every published track with its ingress and per-subscriber egress
+    /// statistics (for monitoring).
+    pub fn track_snapshots(&self) -> Vec<TrackSnapshot> {
+        self.track_order
+            .iter()
+            .filter_map(|key| self.tracks.get(key))
+            .filter_map(|track| {
+                let owner = self.participants.get(&track.owner)?;
+                let mut ingress: Vec<(Option<String>, LinkStats)> = track
+                    .ingress
+                    .iter()
+                    .map(|(layer, stats)| (layer.clone(), stats.clone()))
+                    .collect();
+                ingress.sort_by(|a, b| a.0.cmp(&b.0));
+                let subscribers = track
+                    .subscribers
+                    .iter()
+                    .filter_map(|s| self.participants.get(s))
+                    .map(|p| {
+                        let egress = p
+                            .subscriptions
+                            .iter()
+                            .find(|s| s.track == track.key)
+                            .and_then(|s| s.egress.clone());
+                        (p.id.clone(), egress)
+                    })
+                    .collect();
+                Some(TrackSnapshot {
+                    info: track.info(&owner.id, &owner.user_id),
+                    ingress,
+                    subscribers,
+                })
+            })
             .collect()
     }
 
@@ -600,6 +647,30 @@ impl Room {
             }
             Event::MediaChanged(changed) => {
                 self.media_changed(now, key, changed.mid, changed.direction)
+            }
+            Event::MediaIngressStats(stats) => {
+                let Some(participant) = self.participants.get(&key) else {
+                    return;
+                };
+                let Some(track) = participant.published.get(&stats.mid).copied() else {
+                    return;
+                };
+                if let Some(track) = self.tracks.get_mut(&track) {
+                    let layer = stats.rid.map(|r| r.to_string());
+                    track.ingress.insert(layer, LinkStats::from_ingress(&stats));
+                }
+            }
+            Event::MediaEgressStats(stats) => {
+                let Some(participant) = self.participants.get_mut(&key) else {
+                    return;
+                };
+                if let Some(s) = participant
+                    .subscriptions
+                    .iter_mut()
+                    .find(|s| s.state.mid() == Some(stats.mid))
+                {
+                    s.egress = Some(LinkStats::from_egress(&stats));
+                }
             }
             Event::Connected => {
                 if let Some(p) = self.participants.get_mut(&key) {

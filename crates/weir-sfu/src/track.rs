@@ -31,6 +31,8 @@ pub struct PublishedTrack {
     /// The publisher's payload types, resolved to codec parameters.
     pub params_by_pt: HashMap<Pt, PayloadParams>,
     pub keyframe_requests: KeyframeRequestThrottle,
+    /// How the server receives this track, per simulcast layer.
+    pub ingress: HashMap<Option<String>, crate::link_stats::LinkStats>,
     /// Participants subscribed to this track (any negotiation state).
     pub subscribers: Vec<ParticipantKey>,
     /// Bytes per simulcast layer in the current measurement window.
@@ -65,6 +67,7 @@ impl PublishedTrack {
             params_by_pt: HashMap::new(),
             keyframe_requests: KeyframeRequestThrottle::new(keyframe_interval),
             subscribers: Vec::new(),
+            ingress: HashMap::new(),
             layer_bytes: HashMap::new(),
             layer_bitrates: HashMap::new(),
             window_start: None,

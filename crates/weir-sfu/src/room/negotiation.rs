@@ -39,6 +39,7 @@ impl Room {
             state: OutState::ToOpen,
             forwarder: Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
             pt_map: Vec::new(),
+            egress: None,
         });
         participant.needs_poll = true;
         if !published.subscribers.contains(&subscriber) {
@@ -407,6 +408,7 @@ impl Room {
                 state: OutState::Open(mid),
                 forwarder: Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
                 pt_map: Vec::new(),
+                egress: None,
             });
         } else {
             return;

@@ -421,6 +421,24 @@ fn forwards_every_packet_in_order_with_continuous_rewritten_sequence() {
         let ssrcs: HashSet<u32> = received.iter().map(|r| r.ssrc).collect();
         assert_eq!(ssrcs.len(), 1, "one SSRC per subscribed track");
     }
+    // RTCP receiver reports fed the link statistics both ways.
+    net.run_for(Duration::from_secs(3));
+    let snapshots = net.room.track_snapshots();
+    assert_eq!(snapshots.len(), 1);
+    let ingress = &snapshots[0].ingress;
+    assert!(
+        ingress.iter().any(|(_, s)| s.packets >= 300),
+        "ingress stats: {ingress:?}"
+    );
+    assert_eq!(snapshots[0].subscribers.len(), 2);
+    for (subscriber, egress) in &snapshots[0].subscribers {
+        let egress = egress.as_ref().expect("egress stats reported");
+        assert!(egress.packets >= 300, "{subscriber}: {egress:?}");
+        assert!(
+            egress.rtt.is_some(),
+            "{subscriber}: RTT from receiver reports"
+        );
+    }
     // The two subscribers' streams are independent (own SSRCs).
     assert_ne!(net.peers[1].received[0].ssrc, net.peers[2].received[0].ssrc);
     assert_eq!(net.room.counters().rtp_forwarded, 600);
