@@ -1,0 +1,337 @@
+//! The server's one typed configuration.
+//!
+//! Layers, lowest first: built-in defaults < the TOML file (`--config FILE`
+//! or `WEIR_CONFIG`) < `WEIR_*` environment variables < command-line flags.
+//! [`Config::load`] is pure: it takes the environment as a map, so tests and
+//! the binary share one code path. `deploy/weir.toml` is a sample with every
+//! key at its default; a test keeps it true.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+mod env;
+#[cfg(test)]
+mod tests;
+
+/// Largest accepted `rooms.empty_timeout_seconds`: one day.
+pub const MAX_EMPTY_TIMEOUT_SECONDS: u64 = 24 * 3600;
+/// Largest accepted `signalling.ping_interval_seconds` / `ping_timeout_seconds`: one hour.
+pub const MAX_PING_SECONDS: u64 = 3600;
+
+/// The whole server configuration. Every field has a default, so an empty
+/// TOML file is a valid configuration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the server keeps its state (`apps.json`). Relative paths are
+    /// relative to the working directory.
+    pub data_dir: PathBuf,
+    /// Development mode: enables the dev token endpoint of the join page.
+    pub dev: bool,
+    pub http: HttpConfig,
+    pub media: MediaConfig,
+    pub rooms: RoomsConfig,
+    pub signalling: SignallingConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// The HTTP listener (join page, WebSocket signalling, WHIP/WHEP).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The one UDP socket all media flows through.
+    pub udp_listen: SocketAddr,
+    /// The IP put in ICE candidates. `None`: the `udp_listen` IP, or the
+    /// loopback address if that is unspecified (`0.0.0.0` / `::`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// How long a room lives on after its last participant left.
+    pub empty_timeout_seconds: u64,
+    /// Participants per room; 0 means unlimited.
+    pub max_participants: u32,
+    /// Whether participants subscribe to every track unless their `join`
+    /// says otherwise.
+    pub auto_subscribe: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignallingConfig {
+    /// How often clients are asked to ping.
+    pub ping_interval_seconds: u64,
+    /// A session without a ping for this long is closed.
+    pub ping_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub filter: String,
+    /// One JSON object per line instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./weir-data"),
+            dev: false,
+            http: HttpConfig::default(),
+            media: MediaConfig::default(),
+            rooms: RoomsConfig::default(),
+            signalling: SignallingConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7880),
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            udp_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7882),
+            advertise_ip: None,
+        }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            empty_timeout_seconds: 30,
+            max_participants: 100,
+            auto_subscribe: true,
+        }
+    }
+}
+
+impl Default for SignallingConfig {
+    fn default() -> Self {
+        SignallingConfig {
+            ping_interval_seconds: 10,
+            ping_timeout_seconds: 30,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info,str0m=warn".to_string(),
+            json: false,
+        }
+    }
+}
+
+/// The command-line flags that override the configuration (the top layer).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CliOverrides {
+    pub data_dir: Option<PathBuf>,
+    pub http_listen: Option<SocketAddr>,
+    pub udp_listen: Option<SocketAddr>,
+    pub advertise_ip: Option<IpAddr>,
+    /// `--dev`: turns development mode on (it cannot turn it off).
+    pub dev: bool,
+}
+
+/// Why the configuration could not be loaded. Every variant names the file,
+/// variable or key at fault; `Read` and `Parse` carry the cause as their
+/// `source()` (print the chain, e.g. anyhow's `{:#}`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the config file {} is invalid", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("environment variable {key}={value:?} is invalid: {reason}")]
+    Env {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid configuration: `{key}` {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    /// The environment variable or dotted config key at fault, if one is.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Env { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Read { .. } | ConfigError::Parse { .. } => None,
+        }
+    }
+}
+
+impl Config {
+    /// Builds the configuration from its layers and validates it.
+    ///
+    /// `file` is the `--config` flag; without it `WEIR_CONFIG` (from `env`)
+    /// names the file; without either there is no file layer. A named file
+    /// that does not exist is an error. Empty environment values count as
+    /// unset.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+        overrides: &CliOverrides,
+    ) -> Result<Config, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env::value(env, env::CONFIG_FILE).map(PathBuf::from));
+        let mut config = match file {
+            Some(path) => Config::from_file(&path)?,
+            None => Config::default(),
+        };
+        env::apply(&mut config, env)?;
+        config.apply_overrides(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file (missing keys take their defaults). Does not
+    /// validate.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Parses TOML text (missing keys take their defaults). Does not validate.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    fn apply_overrides(&mut self, overrides: &CliOverrides) {
+        if let Some(dir) = &overrides.data_dir {
+            self.data_dir = dir.clone();
+        }
+        if let Some(listen) = overrides.http_listen {
+            self.http.listen = listen;
+        }
+        if let Some(listen) = overrides.udp_listen {
+            self.media.udp_listen = listen;
+        }
+        if let Some(ip) = overrides.advertise_ip {
+            self.media.advertise_ip = Some(ip);
+        }
+        if overrides.dev {
+            self.dev = true;
+        }
+    }
+
+    /// The IP put in ICE candidates: `media.advertise_ip`, else the
+    /// `udp_listen` IP, with an unspecified address replaced by loopback.
+    pub fn advertised_ip(&self) -> IpAddr {
+        match self.media.advertise_ip {
+            Some(ip) => ip,
+            None => match self.media.udp_listen.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            },
+        }
+    }
+
+    /// Checks the values that parse but make no sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &str, reason: String) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                reason,
+            })
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty".into());
+        }
+        if let Some(ip) = self.media.advertise_ip {
+            if ip.is_unspecified() || ip.is_multicast() {
+                return invalid(
+                    "media.advertise_ip",
+                    format!(
+                        "({ip}) must be an address peers can send to, not unspecified or multicast"
+                    ),
+                );
+            }
+        }
+        let rooms = &self.rooms;
+        if rooms.empty_timeout_seconds > MAX_EMPTY_TIMEOUT_SECONDS {
+            return invalid(
+                "rooms.empty_timeout_seconds",
+                format!(
+                    "({}) must be at most {MAX_EMPTY_TIMEOUT_SECONDS} (one day)",
+                    rooms.empty_timeout_seconds
+                ),
+            );
+        }
+        let ping = &self.signalling;
+        if ping.ping_interval_seconds == 0 || ping.ping_interval_seconds > MAX_PING_SECONDS {
+            return invalid(
+                "signalling.ping_interval_seconds",
+                format!(
+                    "({}) must be between 1 and {MAX_PING_SECONDS}",
+                    ping.ping_interval_seconds
+                ),
+            );
+        }
+        if ping.ping_timeout_seconds > MAX_PING_SECONDS {
+            return invalid(
+                "signalling.ping_timeout_seconds",
+                format!(
+                    "({}) must be at most {MAX_PING_SECONDS}",
+                    ping.ping_timeout_seconds
+                ),
+            );
+        }
+        if ping.ping_timeout_seconds <= ping.ping_interval_seconds {
+            return invalid(
+                "signalling.ping_timeout_seconds",
+                format!(
+                    "({}) must be greater than signalling.ping_interval_seconds ({})",
+                    ping.ping_timeout_seconds, ping.ping_interval_seconds
+                ),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return invalid(
+                "log.filter",
+                format!("({:?}) is not a valid tracing filter: {e}", self.log.filter),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! `weir serve`: binds the HTTP listener and the shared media UDP socket,
+//! and runs until SIGINT/SIGTERM.
+//!
+//! Layering: [`http`] (axum edge) -> [`ws`]/[`whip`] (sessions) ->
+//! [`rooms`] (registry) -> [`room_task`] (one task owning each
+//! `weir_sfu::Room`) <- [`udp`] (the socket reader routing datagrams).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+use weir_protocol::LeaveReason;
+use weir_sfu::RoomConfig;
+
+use crate::apps::AppStore;
+use crate::config::Config;
+
+mod http;
+pub mod metrics;
+mod room_task;
+mod rooms;
+mod udp;
+mod whip;
+mod ws;
+
+use metrics::ServerMetrics;
+use rooms::{RoomFactory, RoomRegistry};
+
+/// Shared by every HTTP handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub apps: Arc<AppStore>,
+    pub rooms: RoomRegistry,
+    pub room_factory: RoomFactory,
+    pub metrics: Arc<ServerMetrics>,
+    pub started: Instant,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// A started server (for tests and `run`).
+pub struct RunningServer {
+    pub http_addr: SocketAddr,
+    pub udp_addr: SocketAddr,
+    pub metrics: Arc<ServerMetrics>,
+    /// The application created on this start, if the data dir was empty.
+    pub created_app: Option<crate::apps::App>,
+    state: AppState,
+    stop_http: watch::Sender<bool>,
+    http_task: JoinHandle<()>,
+    udp_task: JoinHandle<()>,
+}
+
+/// Binds the sockets and starts serving in the background.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    config.validate().context("invalid configuration")?;
+    weir_sfu::install_crypto();
+    let (apps, created_app) = AppStore::open_or_init(&config.data_dir).with_context(|| {
+        format!(
+            "opening the application store in {}",
+            config.data_dir.display()
+        )
+    })?;
+
+    let udp = UdpSocket::bind(config.media.udp_listen)
+        .await
+        .with_context(|| format!("binding the media UDP socket {}", config.media.udp_listen))?;
+    let udp_addr = udp.local_addr()?;
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP {}", config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+
+    let advertised = SocketAddr::new(config.advertised_ip(), udp_addr.port());
+    let mut room_config = RoomConfig::new(advertised);
+    room_config.max_participants = config.rooms.max_participants;
+    room_config.ping_interval = Duration::from_secs(config.signalling.ping_interval_seconds);
+    room_config.ping_timeout = Duration::from_secs(config.signalling.ping_timeout_seconds);
+
+    let socket = Arc::new(udp);
+    let metrics = Arc::new(ServerMetrics::default());
+    let rooms = RoomRegistry::new();
+    let state = AppState {
+        room_factory: RoomFactory {
+            config: room_config,
+            socket: socket.clone(),
+            metrics: metrics.clone(),
+            empty_timeout: Duration::from_secs(config.rooms.empty_timeout_seconds),
+        },
+        config: Arc::new(config),
+        apps: Arc::new(apps),
+        rooms: rooms.clone(),
+        metrics: metrics.clone(),
+        started: Instant::now(),
+        shutting_down: Arc::new(AtomicBool::new(false)),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let udp_task = tokio::spawn(udp::run_reader(
+        socket,
+        rooms,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+    let router = http::router(state.clone());
+    let mut http_stop = stop_rx;
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = http_stop.changed().await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    info!(%http_addr, %udp_addr, %advertised, "weir started");
+    Ok(RunningServer {
+        http_addr,
+        udp_addr,
+        metrics,
+        created_app,
+        state,
+        stop_http: stop_tx,
+        http_task,
+        udp_task,
+    })
+}
+
+impl RunningServer {
+    /// Graceful shutdown: refuse new sessions, tell every participant,
+    /// close every room, stop the listeners.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.shutting_down.store(true, Ordering::Relaxed);
+        let rooms = self.state.rooms.close_all(LeaveReason::ServerShutdown);
+        info!(rooms, "shutting down");
+        // Give rooms a moment to deliver `leave` and close their peers.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.metrics.participants.get() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.stop_http.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http_task).await;
+        self.udp_task.abort();
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let server = start(config).await?;
+    if let Some(app) = &server.created_app {
+        println!("created application \"{}\" app_id={}", app.name, app.app_id);
+    }
+    println!(
+        "weir ready http={} udp={}",
+        server.http_addr, server.udp_addr
+    );
+    wait_for_signal().await?;
+    server.shutdown().await
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! The HTTP edge: health, the join page, the dev token, and routing to the
+//! signalling and WHIP/WHEP handlers.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use weir_protocol::{ErrorCode, Grant, Health, HttpError, HttpErrorBody};
+
+use super::ws::unix_now;
+use super::{whip, ws, AppState};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/static/app.js", get(app_js))
+        .route("/static/style.css", get(style_css))
+        .route("/healthz", get(healthz))
+        .route("/dev/token", get(dev_token))
+        .route("/rtc/v1", get(ws::upgrade))
+        .route("/whip/v1/rooms/{room}", post(whip::whip_post))
+        .route(
+            "/whip/v1/rooms/{room}/sessions/{session}",
+            axum::routing::delete(whip::delete_session).patch(whip::patch_session),
+        )
+        .route("/whep/v1/rooms/{room}", post(whip::whep_post))
+        .route(
+            "/whep/v1/rooms/{room}/participants/{user_id}",
+            post(whip::whep_post_participant),
+        )
+        .route(
+            "/whep/v1/rooms/{room}/sessions/{session}",
+            axum::routing::delete(whip::delete_session).patch(whip::patch_session),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(whip::MAX_SDP_BYTES + 1))
+        .with_state(state)
+}
+
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    (
+        status,
+        Json(HttpErrorBody {
+            error: HttpError {
+                code,
+                message: message.to_string(),
+            },
+        }),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such endpoint",
+    )
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../../static/index.html"))
+}
+
+async fn app_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/app.js"),
+    )
+        .into_response()
+}
+
+async fn style_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/style.css"),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: if state.shutting_down() {
+            "shutting_down"
+        } else {
+            "ok"
+        }
+        .to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        rooms: state.rooms.room_count() as u64,
+        participants: state.metrics.participants.get().max(0) as u64,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct DevTokenQuery {
+    room: String,
+    user: String,
+}
+
+/// Only with `serve --dev`: mints a token with every grant for the default
+/// application, so a human can try the join page without the CLI.
+async fn dev_token(State(state): State<AppState>, Query(query): Query<DevTokenQuery>) -> Response {
+    if !state.config.dev {
+        return not_found().await;
+    }
+    let Some(app) = state.apps.default_app() else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "no application",
+        );
+    };
+    match crate::token::mint(
+        app,
+        &query.room,
+        &query.user,
+        &Grant::ALL,
+        Duration::from_secs(6 * 3600),
+        unix_now(),
+    ) {
+        Ok(token) => Json(serde_json::json!({ "token": token })).into_response(),
+        Err(e) => error_response(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+    }
+}

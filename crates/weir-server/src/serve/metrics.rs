@@ -1,0 +1,56 @@
+//! Process-wide counters and gauges (exported to Prometheus by a later
+//! issue; read by `/healthz` and tests now).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Every counter the server shell keeps. Labels never carry user ids.
+#[derive(Debug, Default)]
+pub struct ServerMetrics {
+    pub rooms: Gauge,
+    pub participants: Gauge,
+    pub joins_refused: Counter,
+    pub signalling_errors: Counter,
+    pub udp_datagrams_received: Counter,
+    /// Datagrams handed to a room's queue.
+    pub udp_datagrams_routed: Counter,
+    pub udp_datagrams_sent: Counter,
+    pub udp_send_errors: Counter,
+    /// Datagrams from unknown addresses that were not a STUN request for a
+    /// known ICE ufrag (scans, garbage, late packets of departed peers).
+    pub udp_datagrams_unroutable: Counter,
+    /// Datagrams dropped because a room's queue was full.
+    pub udp_datagrams_dropped: Counter,
+    pub ws_messages_rejected: Counter,
+    pub tokens_rejected: Counter,
+    pub http_requests_rejected: Counter,
+}

@@ -1,0 +1,250 @@
+//! One task per room: the only owner of a `weir_sfu::Room`.
+//!
+//! Control commands (joins, signalling, leaves) arrive on an unbounded
+//! channel; datagrams on a bounded one that the UDP reader never waits on.
+//! The task reads the clock, feeds the room, and carries out its outputs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, info_span, Instrument};
+use weir_protocol::{ClientMessage, ErrorCode, LeaveReason, ServerMessage};
+use weir_sfu::{JoinError, JoinRequest, Joined, ParticipantKey, Room, RoomConfig, RoomOutput};
+
+use super::metrics::ServerMetrics;
+use super::rooms::RoomRegistry;
+
+/// Capacity of a room's datagram queue; beyond it datagrams are dropped
+/// (and counted) rather than slowing the UDP reader.
+pub const DATAGRAM_QUEUE: usize = 4096;
+
+#[derive(Debug)]
+pub struct Datagram {
+    pub source: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+pub enum RoomCommand {
+    Join {
+        request: JoinRequest,
+        /// Where signalling messages for this participant go (None for WHIP/WHEP).
+        signals: Option<mpsc::UnboundedSender<ServerMessage>>,
+        reply: oneshot::Sender<Result<Joined, JoinError>>,
+    },
+    Message {
+        key: ParticipantKey,
+        message: ClientMessage,
+    },
+    Reject {
+        key: ParticipantKey,
+        code: ErrorCode,
+        message: String,
+    },
+    Leave {
+        key: ParticipantKey,
+        reason: LeaveReason,
+    },
+    Close {
+        reason: LeaveReason,
+    },
+}
+
+/// The sending ends of a room's two queues.
+#[derive(Clone)]
+pub struct RoomHandle {
+    pub id: u64,
+    pub control: mpsc::UnboundedSender<RoomCommand>,
+    pub media: mpsc::Sender<Datagram>,
+}
+
+/// What the task keeps per participant.
+struct Session {
+    signals: Option<mpsc::UnboundedSender<ServerMessage>>,
+    ice_ufrag: String,
+}
+
+pub struct RoomTask {
+    pub name: String,
+    pub room: Room,
+    pub id: u64,
+    pub control: mpsc::UnboundedReceiver<RoomCommand>,
+    pub media: mpsc::Receiver<Datagram>,
+    pub socket: Arc<UdpSocket>,
+    pub registry: RoomRegistry,
+    pub metrics: Arc<ServerMetrics>,
+    pub empty_timeout: Duration,
+}
+
+impl RoomTask {
+    pub fn spawn(
+        name: String,
+        config: RoomConfig,
+        id: u64,
+        socket: Arc<UdpSocket>,
+        registry: RoomRegistry,
+        metrics: Arc<ServerMetrics>,
+        empty_timeout: Duration,
+    ) -> RoomHandle {
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::channel(DATAGRAM_QUEUE);
+        let task = RoomTask {
+            room: Room::new(name.clone(), config, Instant::now()),
+            name: name.clone(),
+            id,
+            control: control_rx,
+            media: media_rx,
+            socket,
+            registry,
+            metrics,
+            empty_timeout,
+        };
+        let span = info_span!("room", room = %name);
+        tokio::spawn(task.run().instrument(span));
+        RoomHandle {
+            id,
+            control: control_tx,
+            media: media_tx,
+        }
+    }
+
+    async fn run(mut self) {
+        self.metrics.rooms.inc();
+        info!("room opened");
+        let mut sessions: HashMap<ParticipantKey, Session> = HashMap::new();
+        let mut empty_since: Option<Instant> = Some(Instant::now());
+        loop {
+            let wake = self
+                .room
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let empty_deadline = empty_since.map(|since| since + self.empty_timeout);
+            let deadline = match empty_deadline {
+                Some(d) => wake.min(d),
+                None => wake,
+            };
+            tokio::select! {
+                biased;
+                command = self.control.recv() => {
+                    let Some(command) = command else { break };
+                    let now = Instant::now();
+                    self.handle_command(now, command, &mut sessions);
+                }
+                datagram = self.media.recv() => {
+                    let Some(datagram) = datagram else { break };
+                    let now = Instant::now();
+                    self.room.handle_datagram(now, datagram.source, &datagram.contents);
+                    // Drain what else is queued before flushing, in one go.
+                    for _ in 0..64 {
+                        match self.media.try_recv() {
+                            Ok(d) => { self.room.handle_datagram(now, d.source, &d.contents); }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    self.room.handle_timeout(now);
+                }
+            }
+            self.flush(&mut sessions).await;
+            let now = Instant::now();
+            if self.room.is_empty() {
+                let since = *empty_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= self.empty_timeout
+                    && self
+                        .registry
+                        .remove_if_idle(&self.name, self.id, &self.control)
+                {
+                    break;
+                }
+            } else {
+                empty_since = None;
+            }
+        }
+        self.metrics.rooms.dec();
+        info!("room closed");
+    }
+
+    fn handle_command(
+        &mut self,
+        now: Instant,
+        command: RoomCommand,
+        sessions: &mut HashMap<ParticipantKey, Session>,
+    ) {
+        match command {
+            RoomCommand::Join {
+                request,
+                signals,
+                reply,
+            } => {
+                let result = self.room.join(now, request);
+                match &result {
+                    Ok(joined) => {
+                        self.registry.register_ufrag(&joined.ice_ufrag, &self.name);
+                        self.metrics.participants.inc();
+                        sessions.insert(
+                            joined.key,
+                            Session {
+                                signals,
+                                ice_ufrag: joined.ice_ufrag.clone(),
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "join refused");
+                        self.metrics.joins_refused.inc();
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            RoomCommand::Message { key, message } => self.room.handle_message(now, key, message),
+            RoomCommand::Reject { key, code, message } => {
+                self.metrics.signalling_errors.inc();
+                self.room.reject_message(key, code, message);
+            }
+            RoomCommand::Leave { key, reason } => self.room.leave(now, key, reason),
+            RoomCommand::Close { reason } => self.room.close(now, reason),
+        }
+    }
+
+    async fn flush(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {
+        while let Some(output) = self.room.poll_output() {
+            match output {
+                RoomOutput::Transmit {
+                    destination,
+                    contents,
+                } => {
+                    if let Err(e) = self.socket.send_to(&contents, destination).await {
+                        debug!(%destination, error = %e, "send failed");
+                        self.metrics.udp_send_errors.inc();
+                    } else {
+                        self.metrics.udp_datagrams_sent.inc();
+                    }
+                }
+                RoomOutput::Signal { to, message } => {
+                    if let Some(signals) = sessions.get(&to).and_then(|s| s.signals.as_ref()) {
+                        let _ = signals.send(message);
+                    }
+                }
+                RoomOutput::Left {
+                    key,
+                    reason,
+                    participant_id,
+                    ..
+                } => {
+                    debug!(participant = %participant_id, ?reason, "session closed");
+                    self.metrics.participants.dec();
+                    // Dropping the sender ends the WebSocket session.
+                    if let Some(session) = sessions.remove(&key) {
+                        self.registry.forget_ufrag(&session.ice_ufrag);
+                    }
+                    self.registry.forget_http_session(participant_id.as_str());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The registry of live rooms, ICE ufrags and WHIP/WHEP sessions.
+//!
+//! Locked only on control-plane paths (join, first packet from a new
+//! address, session end), never per media packet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use weir_sfu::{ParticipantKey, RoomConfig};
+
+use super::metrics::ServerMetrics;
+use super::room_task::{RoomCommand, RoomHandle, RoomTask};
+
+/// A WHIP or WHEP session, addressed by its Location URL.
+#[derive(Debug, Clone)]
+pub struct HttpSession {
+    pub room: String,
+    pub key: ParticipantKey,
+    pub user_id: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    rooms: HashMap<String, RoomHandle>,
+    ufrags: HashMap<String, String>,
+    http_sessions: HashMap<String, HttpSession>,
+    next_room_id: u64,
+}
+
+/// Shared, cheap to clone.
+#[derive(Clone)]
+pub struct RoomRegistry {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// Everything needed to start a room task.
+#[derive(Clone)]
+pub struct RoomFactory {
+    pub config: RoomConfig,
+    pub socket: Arc<UdpSocket>,
+    pub metrics: Arc<ServerMetrics>,
+    pub empty_timeout: Duration,
+}
+
+impl RoomRegistry {
+    pub fn new() -> Self {
+        RoomRegistry {
+            inner: Arc::new(Mutex::new(Inner::default())),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock would be a bug in these few lines;
+        // recover the data rather than poisoning every later join.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `command` to `room`, creating the room if needed. The command is
+    /// queued under the registry lock, so a room can never close between
+    /// being found and receiving it.
+    pub fn send_creating(&self, room: &str, factory: &RoomFactory, command: RoomCommand) {
+        let mut inner = self.lock();
+        let handle = match inner.rooms.get(room) {
+            Some(handle) => handle.clone(),
+            None => {
+                inner.next_room_id += 1;
+                let handle = RoomTask::spawn(
+                    room.to_string(),
+                    factory.config.clone(),
+                    inner.next_room_id,
+                    factory.socket.clone(),
+                    self.clone(),
+                    factory.metrics.clone(),
+                    factory.empty_timeout,
+                );
+                inner.rooms.insert(room.to_string(), handle.clone());
+                handle
+            }
+        };
+        let _ = handle.control.send(command);
+    }
+
+    /// Sends `command` to an existing room. False if there is no such room.
+    pub fn send(&self, room: &str, command: RoomCommand) -> bool {
+        let inner = self.lock();
+        match inner.rooms.get(room) {
+            Some(handle) => handle.control.send(command).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Called by a room task that has been empty long enough: removes it
+    /// unless a command is already waiting for it.
+    pub fn remove_if_idle(
+        &self,
+        room: &str,
+        id: u64,
+        control: &mpsc::UnboundedReceiver<RoomCommand>,
+    ) -> bool {
+        let mut inner = self.lock();
+        if !control.is_empty() {
+            return false;
+        }
+        if inner.rooms.get(room).is_some_and(|h| h.id == id) {
+            inner.rooms.remove(room);
+        }
+        true
+    }
+
+    pub fn register_ufrag(&self, ufrag: &str, room: &str) {
+        self.lock()
+            .ufrags
+            .insert(ufrag.to_string(), room.to_string());
+    }
+
+    pub fn forget_ufrag(&self, ufrag: &str) {
+        self.lock().ufrags.remove(ufrag);
+    }
+
+    /// The media queue of the room owning `ufrag`.
+    pub fn media_route_for_ufrag(
+        &self,
+        ufrag: &str,
+    ) -> Option<(String, mpsc::Sender<super::room_task::Datagram>)> {
+        let inner = self.lock();
+        let room = inner.ufrags.get(ufrag)?;
+        let handle = inner.rooms.get(room)?;
+        Some((ufrag.to_string(), handle.media.clone()))
+    }
+
+    pub fn ufrag_is_live(&self, ufrag: &str) -> bool {
+        self.lock().ufrags.contains_key(ufrag)
+    }
+
+    pub fn insert_http_session(&self, id: String, session: HttpSession) {
+        self.lock().http_sessions.insert(id, session);
+    }
+
+    pub fn http_session(&self, id: &str) -> Option<HttpSession> {
+        self.lock().http_sessions.get(id).cloned()
+    }
+
+    pub fn forget_http_session(&self, id: &str) {
+        self.lock().http_sessions.remove(id);
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.lock().rooms.len()
+    }
+
+    /// Asks every room to close (shutdown).
+    pub fn close_all(&self, reason: weir_protocol::LeaveReason) -> usize {
+        let inner = self.lock();
+        for handle in inner.rooms.values() {
+            let _ = handle.control.send(RoomCommand::Close { reason });
+        }
+        inner.rooms.len()
+    }
+}
+
+impl Default for RoomRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,880 @@
+//! End-to-end forwarding through an in-process server with real WebRTC
+//! peers (webrtc-rs, via `weir-client`).
+//!
+//! These tests open UDP peers on 127.0.0.1: run them in a loopback-only
+//! network namespace,
+//! `unshare -n bash -c 'ip link set lo up; exec cargo test -p weir-server --test forwarding'`.
+//! Every wait is bounded, so a failure never hangs.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use support::{TestServer, ALL_GRANTS, WAIT};
+use tokio::sync::mpsc;
+use weir_client::lossy_proxy::{LossConfig, LossyUdpProxy};
+use weir_client::synthetic::{
+    verify_opus, verify_vp8, OpusConfig, OpusSource, Stamp, SyntheticPacket, Vp8Config, Vp8Source,
+};
+use weir_client::weir_protocol::{
+    ErrorCode, Grant, LeaveReason, ServerMessage, TrackId, TrackKind, TrackSource,
+};
+use weir_client::{
+    whep_subscribe, whip_publish, Client, Error, HttpSessionOptions, JoinOptions, LocalTrack,
+    ReceivedPacket,
+};
+
+/// What the publisher sent, in order.
+#[derive(Default)]
+struct SentLog {
+    video: Vec<SyntheticPacket>,
+    audio: Vec<SyntheticPacket>,
+}
+
+/// Sends `frames` VP8 frames (30 fps) and `audio_packets` Opus packets
+/// (50/s) in real time, answering keyframe requests.
+async fn send_synthetic(
+    video: Option<LocalTrack>,
+    audio: Option<LocalTrack>,
+    frames: u32,
+    audio_packets: u32,
+) -> SentLog {
+    let mut vp8 = Vp8Source::new(Vp8Config {
+        keyframe_interval: 30,
+        ..Vp8Config::default()
+    });
+    let mut opus = OpusSource::new(OpusConfig::default());
+    let mut video_tick = tokio::time::interval(vp8.frame_interval());
+    let mut audio_tick = tokio::time::interval(opus.packet_interval());
+    let mut frame = Vec::new();
+    let mut log = SentLog::default();
+    loop {
+        let video_due = video.as_ref().filter(|_| vp8.frames() < frames);
+        let audio_due = audio.as_ref().filter(|_| opus.packets() < audio_packets);
+        if video_due.is_none() && audio_due.is_none() {
+            return log;
+        }
+        tokio::select! {
+            _ = video_tick.tick(), if video_due.is_some() => {
+                if let Some(track) = video_due {
+                    track.send_vp8_frame(&mut vp8, &mut frame).await.expect("send a video frame");
+                    log.video.extend(frame.iter().cloned());
+                }
+            }
+            _ = audio_tick.tick(), if audio_due.is_some() => {
+                if let Some(track) = audio_due {
+                    let packet = track.send_opus_packet(&mut opus).await.expect("send an audio packet");
+                    log.audio.push(packet);
+                }
+            }
+        }
+    }
+}
+
+/// Collects packets until none arrived for `quiet` (after the first one),
+/// or `cap` elapsed.
+async fn collect(
+    mut media: mpsc::Receiver<ReceivedPacket>,
+    quiet: Duration,
+    cap: Duration,
+) -> Vec<ReceivedPacket> {
+    let mut packets = Vec::new();
+    let deadline = tokio::time::Instant::now() + cap;
+    loop {
+        let wait = if packets.is_empty() { cap } else { quiet };
+        let next = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + wait),
+            media.recv(),
+        );
+        match next.await {
+            Ok(Some(packet)) => packets.push(packet),
+            Ok(None) | Err(_) => return packets,
+        }
+    }
+}
+
+/// Checks one received stream against what was sent: it starts at some
+/// sent packet (a keyframe's first packet for video), then carries every
+/// later packet byte-identical and in order, with gapless sequence numbers,
+/// one SSRC that is not the publisher's, and the publisher's timestamp
+/// spacing and marker bits.
+fn check_stream(
+    name: &str,
+    received: &[&ReceivedPacket],
+    sent: &[SyntheticPacket],
+    video: bool,
+    publisher_ssrc: u32,
+) {
+    assert!(!received.is_empty(), "{name}: nothing received");
+    // Padding-only packets (if any) count for sequence numbers only.
+    let media: Vec<&ReceivedPacket> = received
+        .iter()
+        .copied()
+        .filter(|p| !p.payload.is_empty())
+        .collect();
+    let stamps: Vec<Stamp> = media
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let verified = if video {
+                verify_vp8(&p.payload)
+            } else {
+                verify_opus(&p.payload)
+            };
+            verified.unwrap_or_else(|e| panic!("{name}: packet {i} is not intact: {e}"))
+        })
+        .collect();
+    if video {
+        assert!(
+            stamps[0].index == 0 && stamps[0].keyframe,
+            "{name}: the first packet is not the start of a keyframe: {:?}",
+            stamps[0]
+        );
+    }
+    let start = sent
+        .iter()
+        .position(|s| s.stamp.packet_id() == stamps[0].packet_id())
+        .unwrap_or_else(|| panic!("{name}: the first received packet was never sent"));
+    let expected = &sent[start..];
+    for (i, (got, want)) in media.iter().zip(expected).enumerate() {
+        assert!(
+            got.payload == want.payload,
+            "{name}: packet {i} differs: got {:?}, sent {:?}",
+            stamps[i],
+            want.stamp
+        );
+        assert_eq!(got.marker, want.marker, "{name}: marker of packet {i}");
+    }
+    assert_eq!(
+        media.len(),
+        expected.len(),
+        "{name}: received {} packets from {:?} on, {} were sent (first missing: {:?})",
+        media.len(),
+        stamps[0],
+        expected.len(),
+        expected.get(media.len()).map(|p| p.stamp)
+    );
+    for (i, pair) in received.windows(2).enumerate() {
+        assert_eq!(
+            pair[1].sequence_number,
+            pair[0].sequence_number.wrapping_add(1),
+            "{name}: sequence gap after packet {i}"
+        );
+    }
+    for i in 1..media.len() {
+        let got = media[i].timestamp.wrapping_sub(media[i - 1].timestamp);
+        let want = expected[i]
+            .rtp_timestamp
+            .wrapping_sub(expected[i - 1].rtp_timestamp);
+        assert_eq!(got, want, "{name}: timestamp spacing before packet {i}");
+    }
+    let ssrcs: HashSet<u32> = received.iter().map(|p| p.ssrc).collect();
+    assert_eq!(ssrcs.len(), 1, "{name}: several SSRCs {ssrcs:?}");
+    assert!(
+        !ssrcs.contains(&publisher_ssrc),
+        "{name}: the publisher's SSRC was forwarded unchanged"
+    );
+}
+
+fn packets_of<'a>(packets: &'a [ReceivedPacket], track: &TrackId) -> Vec<&'a ReceivedPacket> {
+    packets
+        .iter()
+        .filter(|p| p.track_id.as_deref() == Some(track))
+        .collect()
+}
+
+/// Waits until `client` has been told which mid carries each of `tracks`.
+async fn wait_subscribed(client: &mut Client, tracks: &[&TrackId]) {
+    let mut missing: HashSet<TrackId> = tracks.iter().map(|t| (*t).clone()).collect();
+    while !missing.is_empty() {
+        let track = client
+            .wait_for_message(WAIT, |m| match m {
+                ServerMessage::Subscribed { track_id, .. } => Some(track_id.clone()),
+                _ => None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("subscribed to {missing:?}: {e}"));
+        missing.remove(&track);
+    }
+}
+
+fn subscriber_options() -> JoinOptions {
+    JoinOptions {
+        media_buffer: 65_536,
+        ..JoinOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_vp8_and_opus_byte_identical_with_continuous_sequences() {
+    let server = TestServer::start().await;
+    let room = "forwarding";
+    let publisher = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "publisher", &ALL_GRANTS),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("the publisher joins");
+    let tracks = publisher
+        .publish_tracks(&[
+            (TrackKind::Video, TrackSource::Camera),
+            (TrackKind::Audio, TrackSource::Microphone),
+        ])
+        .await
+        .expect("publish video and audio");
+    let (video, audio) = (tracks[0].clone(), tracks[1].clone());
+    let video_id = video.track_id().expect("video track id").clone();
+    let audio_id = audio.track_id().expect("audio track id").clone();
+    assert_ne!(video_id, audio_id);
+    publisher
+        .wait_connected(WAIT)
+        .await
+        .expect("the publisher connects");
+
+    let mut subscribers = Vec::new();
+    for name in ["alice", "bob"] {
+        let mut client = Client::connect(
+            &server.ws_url(),
+            &server.token(room, name, &[Grant::Subscribe]),
+            subscriber_options(),
+        )
+        .await
+        .expect("a subscriber joins");
+        let listed: Vec<TrackId> = client
+            .joined()
+            .participants
+            .iter()
+            .flat_map(|p| p.tracks.iter().map(|t| t.track_id.clone()))
+            .collect();
+        assert!(
+            listed.contains(&video_id) && listed.contains(&audio_id),
+            "joined lists the publisher's tracks: {listed:?}"
+        );
+        wait_subscribed(&mut client, &[&video_id, &audio_id]).await;
+        client
+            .wait_connected(WAIT)
+            .await
+            .expect("a subscriber connects");
+        subscribers.push(client);
+    }
+
+    let collectors: Vec<_> = subscribers
+        .iter_mut()
+        .map(|s| {
+            let media = s.take_media().expect("media channel");
+            tokio::spawn(collect(
+                media,
+                Duration::from_secs(3),
+                Duration::from_secs(60),
+            ))
+        })
+        .collect();
+    let sent = tokio::time::timeout(
+        Duration::from_secs(60),
+        send_synthetic(Some(video.clone()), Some(audio.clone()), 150, 250),
+    )
+    .await
+    .expect("sending finishes");
+
+    for (collector, name) in collectors.into_iter().zip(["alice", "bob"]) {
+        let received = collector.await.expect("collector");
+        let video_packets = packets_of(&received, &video_id);
+        let audio_packets = packets_of(&received, &audio_id);
+        assert_eq!(
+            video_packets.len() + audio_packets.len(),
+            received.len(),
+            "{name}: packets without a known track"
+        );
+        check_stream(
+            &format!("{name}/video"),
+            &video_packets,
+            &sent.video,
+            true,
+            video.ssrc(),
+        );
+        check_stream(
+            &format!("{name}/audio"),
+            &audio_packets,
+            &sent.audio,
+            false,
+            audio.ssrc(),
+        );
+        // The stream started early: at most one keyframe interval was skipped.
+        assert!(
+            video_packets.len() * 10 >= sent.video.len() * 7,
+            "{name}: only {} of {} video packets",
+            video_packets.len(),
+            sent.video.len()
+        );
+    }
+    for s in subscribers {
+        assert_eq!(s.stats().packets_dropped, 0, "the test read too slowly");
+        s.leave().await.expect("leave");
+    }
+    publisher.leave().await.expect("leave");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_recovers_five_percent_loss_toward_a_subscriber() {
+    let server = TestServer::start().await;
+    let room = "lossy";
+    let publisher = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "publisher", &ALL_GRANTS),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("the publisher joins");
+    let video = publisher
+        .publish_video_vp8(TrackSource::Camera)
+        .await
+        .expect("publish video");
+    let video_id = video.track_id().expect("track id").clone();
+    publisher.wait_connected(WAIT).await.expect("connected");
+
+    let proxy = LossyUdpProxy::start(
+        server.udp_addr,
+        LossConfig {
+            server_to_client_rtp_loss: 0.05,
+            seed: 20_240_607,
+        },
+    )
+    .await
+    .expect("the proxy starts");
+    let mut subscriber = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "lossy-viewer", &[Grant::Subscribe]),
+        JoinOptions {
+            rewrite_server_candidate: Some(proxy.addr()),
+            ..subscriber_options()
+        },
+    )
+    .await
+    .expect("the subscriber joins");
+    wait_subscribed(&mut subscriber, &[&video_id]).await;
+    subscriber
+        .wait_connected(WAIT)
+        .await
+        .expect("the subscriber connects through the proxy");
+    let media = subscriber.take_media().expect("media");
+    let collector = tokio::spawn(collect(
+        media,
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    ));
+
+    let frames = 210;
+    let sent = tokio::time::timeout(
+        Duration::from_secs(60),
+        send_synthetic(Some(video.clone()), None, frames, 0),
+    )
+    .await
+    .expect("sending finishes");
+    let received = collector.await.expect("collector");
+
+    let sent_by_id: HashMap<u64, &SyntheticPacket> = sent
+        .video
+        .iter()
+        .map(|p| (p.stamp.packet_id(), p))
+        .collect();
+    let mut got = HashSet::new();
+    let mut first_keyframe = None;
+    for packet in packets_of(&received, &video_id) {
+        if packet.payload.is_empty() {
+            continue;
+        }
+        let stamp = verify_vp8(&packet.payload).expect("a received packet is intact");
+        let original = sent_by_id
+            .get(&stamp.packet_id())
+            .expect("a received packet was sent");
+        assert!(original.payload == packet.payload, "byte-identical");
+        if first_keyframe.is_none() {
+            assert!(stamp.keyframe && stamp.index == 0, "starts at a keyframe");
+            first_keyframe = Some(stamp.frame);
+        }
+        got.insert(stamp.packet_id());
+    }
+    let first = first_keyframe.expect("video arrived");
+    // Retransmissions stop once recovered (the client's RTX repair runs
+    // before its NACK generator): only a few duplicates.
+    assert!(
+        received.len() <= sent.video.len() + sent.video.len() / 10,
+        "{} packets received for {} sent: retransmissions did not stop",
+        received.len(),
+        sent.video.len()
+    );
+    // Losses in the last half second cannot be detected (no later packet).
+    let window_end = frames - 15;
+    let expected: Vec<u64> = sent
+        .video
+        .iter()
+        .filter(|p| p.stamp.frame >= first && p.stamp.frame < window_end)
+        .map(|p| p.stamp.packet_id())
+        .collect();
+    let recovered = expected.iter().filter(|id| got.contains(id)).count();
+    let stats = proxy.stats();
+    let ratio = recovered as f64 / expected.len() as f64;
+    assert!(
+        stats.rtp_dropped >= 10,
+        "the proxy dropped only {} RTP packets: loss was not exercised ({stats:?})",
+        stats.rtp_dropped
+    );
+    assert!(
+        ratio >= 0.99,
+        "delivered {recovered} of {} packets ({:.2}%) with {} dropped by the proxy",
+        expected.len(),
+        ratio * 100.0,
+        stats.rtp_dropped
+    );
+    subscriber.leave().await.expect("leave");
+    publisher.leave().await.expect("leave");
+    server.shutdown().await;
+}
+
+async fn expect_refused(server: &TestServer, url: &str, token: &str, code: ErrorCode) {
+    expect_refused_with(server, url, token, JoinOptions::default(), code).await;
+}
+
+async fn expect_refused_with(
+    server: &TestServer,
+    url: &str,
+    token: &str,
+    options: JoinOptions,
+    code: ErrorCode,
+) {
+    match Client::connect(url, token, options).await {
+        Err(Error::Server { code: got, message }) => {
+            assert_eq!(got, code, "refused with {got} ({message}), expected {code}");
+        }
+        Err(e) => panic!("expected {code}, got {e}"),
+        Ok(client) => {
+            let _ = client.leave().await;
+            panic!(
+                "expected {code}, but the join succeeded (server {})",
+                server.http_addr
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signalling_join_leave_refusals_and_malformed_input() {
+    let server = TestServer::start().await;
+    let room = "signalling";
+    let url = server.ws_url();
+
+    let mut alice = Client::connect(
+        &url,
+        &server.token(room, "alice", &ALL_GRANTS),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("alice joins");
+    assert_eq!(alice.joined().room, room);
+    assert_eq!(alice.joined().user_id, "alice");
+    assert!(alice.joined().participants.is_empty());
+    assert!(alice.joined().ping_interval > Duration::ZERO);
+
+    let bob = Client::connect(
+        &url,
+        &server.token(room, "bob", &ALL_GRANTS),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("bob joins");
+    let listed: Vec<_> = bob
+        .joined()
+        .participants
+        .iter()
+        .map(|p| (p.participant_id.clone(), p.user_id.clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(alice.participant_id().clone(), "alice".to_string())]
+    );
+    let bob_id = bob.participant_id().clone();
+    let joined = alice
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::ParticipantJoined { participant } => Some(participant.clone()),
+            _ => None,
+        })
+        .await
+        .expect("alice hears that bob joined");
+    assert_eq!(joined.participant_id, bob_id);
+    assert_eq!(joined.user_id, "bob");
+
+    bob.leave().await.expect("bob leaves");
+    let (left_id, left_user, reason) = alice
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::ParticipantLeft {
+                participant_id,
+                user_id,
+                reason,
+            } => Some((participant_id.clone(), user_id.clone(), *reason)),
+            _ => None,
+        })
+        .await
+        .expect("alice hears that bob left");
+    assert_eq!((left_id, left_user.as_str()), (bob_id, "bob"));
+    assert_eq!(reason, LeaveReason::ClientLeft);
+
+    // Refusals.
+    expect_refused(&server, &url, "not-a-jwt", ErrorCode::TokenInvalid).await;
+    let good = server.token(room, "mallory", &ALL_GRANTS);
+    let mut tampered = good.clone();
+    let last = tampered.pop().expect("a non-empty token");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    expect_refused(&server, &url, &tampered, ErrorCode::TokenInvalid).await;
+    let expired = server.token_at(
+        room,
+        "mallory",
+        &ALL_GRANTS,
+        Duration::from_secs(60),
+        support::unix_now() - 7200,
+    );
+    expect_refused(&server, &url, &expired, ErrorCode::TokenExpired).await;
+    let elsewhere = server.token("another-room", "mallory", &ALL_GRANTS);
+    let wrong_room_url = format!("{url}?room={room}");
+    expect_refused(
+        &server,
+        &wrong_room_url,
+        &elsewhere,
+        ErrorCode::TokenWrongRoom,
+    )
+    .await;
+
+    expect_refused_with(
+        &server,
+        &url,
+        &server.token(room, "time-traveller", &ALL_GRANTS),
+        JoinOptions {
+            protocol_version: 2,
+            ..JoinOptions::default()
+        },
+        ErrorCode::UnsupportedVersion,
+    )
+    .await;
+
+    // A subscribe-only participant cannot publish.
+    let viewer = Client::connect(
+        &url,
+        &server.token(room, "viewer", &[Grant::Subscribe]),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("the viewer joins");
+    match viewer.publish_video_vp8(TrackSource::Camera).await {
+        Err(e) => assert_eq!(
+            e.code(),
+            Some(ErrorCode::PermissionDenied),
+            "publishing without the grant: {e}"
+        ),
+        Ok(track) => panic!("a subscribe-only token published {track:?}"),
+    }
+
+    // Malformed input is answered and the session survives.
+    alice.send_raw("{this is not json").expect("send");
+    let code = alice
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await
+        .expect("an error for malformed JSON");
+    assert_eq!(code, ErrorCode::MalformedMessage);
+    alice.send_raw(r#"{"type":"subscribe"}"#).expect("send");
+    let code = alice
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await
+        .expect("an error for a message without its fields");
+    assert_eq!(code, ErrorCode::MalformedMessage);
+    alice.send_raw(r#"{"type":"teleport"}"#).expect("send");
+    let code = alice
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await
+        .expect("an error for an unknown type");
+    assert_eq!(code, ErrorCode::UnknownMessage);
+    let pongs = alice.stats().pongs;
+    alice.send_raw(r#"{"type":"ping","ts":7}"#).expect("send");
+    tokio::time::timeout(WAIT, async {
+        while alice.stats().pongs == pongs {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session still answers pings");
+    let carol = Client::connect(
+        &url,
+        &server.token(room, "carol", &[Grant::Subscribe]),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("carol joins");
+    let seen = alice
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::ParticipantJoined { participant } if participant.user_id == "carol" => {
+                Some(participant.participant_id.clone())
+            }
+            _ => None,
+        })
+        .await
+        .expect("alice still gets events");
+    assert_eq!(&seen, carol.participant_id());
+
+    for client in [viewer, carol, alice] {
+        client.leave().await.expect("leave");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_publish_and_whep_view() {
+    let server = TestServer::start().await;
+    let room = "whip";
+    let base = server.http_base();
+    let whip = whip_publish(
+        &base,
+        room,
+        &server.token(room, "streamer", &[Grant::Publish]),
+        HttpSessionOptions::default(),
+    )
+    .await
+    .expect("WHIP publish");
+    whip.wait_connected(WAIT).await.expect("WHIP connects");
+    let video = whip.video().cloned().expect("a video track");
+    let audio = whip.audio().cloned().expect("an audio track");
+    let sender = tokio::spawn(send_synthetic(Some(video), Some(audio), 150, 250));
+    // Let the publication be announced before viewers ask for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut viewers = Vec::new();
+    for (user, publisher) in [("viewer-1", None), ("viewer-2", Some("streamer"))] {
+        let mut whep = whep_subscribe(
+            &base,
+            room,
+            publisher,
+            &server.token(room, user, &[Grant::Subscribe]),
+            HttpSessionOptions {
+                media_buffer: 65_536,
+                ..HttpSessionOptions::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("WHEP ({user}) subscribe: {e}"));
+        whep.wait_connected(WAIT).await.expect("WHEP connects");
+        let media = whep.take_media().expect("media");
+        let collector = tokio::spawn(collect(
+            media,
+            Duration::from_secs(3),
+            Duration::from_secs(60),
+        ));
+        viewers.push((user, whep, collector));
+    }
+    let sent = tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .expect("sending finishes")
+        .expect("sender");
+    let sent_payloads: HashMap<u64, &SyntheticPacket> = sent
+        .video
+        .iter()
+        .map(|p| (p.stamp.packet_id(), p))
+        .collect();
+    for (user, whep, collector) in viewers {
+        let received = collector.await.expect("collector");
+        let mut video = 0;
+        let mut audio = 0;
+        for packet in &received {
+            if let Ok(stamp) = verify_vp8(&packet.payload) {
+                let original = sent_payloads.get(&stamp.packet_id()).expect("sent");
+                assert!(original.payload == packet.payload, "{user}: byte-identical");
+                video += 1;
+            } else if verify_opus(&packet.payload).is_ok() {
+                audio += 1;
+            }
+        }
+        assert!(
+            video >= 100 && audio >= 50,
+            "{user}: received {video} video and {audio} audio packets"
+        );
+        let first = whep.delete().await.expect("WHEP DELETE");
+        assert!(
+            first.as_u16() == 200 || first.as_u16() == 204,
+            "{user}: first DELETE gave {first}"
+        );
+        let second = whep.delete().await.expect("WHEP DELETE again");
+        assert_eq!(second.as_u16(), 404, "{user}: second DELETE");
+        whep.close().await.expect("close");
+    }
+    let first = whip.delete().await.expect("WHIP DELETE");
+    assert!(
+        first.as_u16() == 200 || first.as_u16() == 204,
+        "first WHIP DELETE gave {first}"
+    );
+    let second = whip.delete().await.expect("WHIP DELETE again");
+    assert_eq!(second.as_u16(), 404, "second WHIP DELETE");
+    whip.close().await.expect("close");
+    server.shutdown().await;
+}
+
+/// Both sides offer at about the same time: a participant publishes right
+/// after joining, while the server offers it the room's existing track. The
+/// client ignores a server offer while its own is outstanding; the server
+/// (polite) rolls back, answers, and offers again. Media must flow both
+/// ways afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_while_the_server_offers_converges() {
+    let server = TestServer::start().await;
+    let room = "glare";
+    let mut first = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "first", &ALL_GRANTS),
+        subscriber_options(),
+    )
+    .await
+    .expect("first joins");
+    let first_video = first
+        .publish_video_vp8(TrackSource::Camera)
+        .await
+        .expect("first publishes");
+    first.wait_connected(WAIT).await.expect("first connects");
+
+    let mut second = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "second", &ALL_GRANTS),
+        subscriber_options(),
+    )
+    .await
+    .expect("second joins");
+    // The server's offer for `first`'s track is on its way.
+    let second_video = second
+        .publish_video_vp8(TrackSource::Camera)
+        .await
+        .expect("second publishes during the server offer");
+    let first_id = first_video.track_id().expect("id").clone();
+    let second_id = second_video.track_id().expect("id").clone();
+    wait_subscribed(&mut second, &[&first_id]).await;
+    wait_subscribed(&mut first, &[&second_id]).await;
+    second.wait_connected(WAIT).await.expect("second connects");
+
+    let collectors: Vec<_> = [&mut first, &mut second]
+        .into_iter()
+        .map(|c| {
+            let media = c.take_media().expect("media");
+            tokio::spawn(collect(
+                media,
+                Duration::from_secs(3),
+                Duration::from_secs(60),
+            ))
+        })
+        .collect();
+    let (sent_first, sent_second) = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join(
+            send_synthetic(Some(first_video.clone()), None, 90, 0),
+            send_synthetic(Some(second_video.clone()), None, 90, 0),
+        ),
+    )
+    .await
+    .expect("sending finishes");
+    let mut received = Vec::new();
+    for collector in collectors {
+        received.push(collector.await.expect("collector"));
+    }
+    check_stream(
+        "first <- second",
+        &packets_of(&received[0], &second_id),
+        &sent_second.video,
+        true,
+        second_video.ssrc(),
+    );
+    check_stream(
+        "second <- first",
+        &packets_of(&received[1], &first_id),
+        &sent_first.video,
+        true,
+        first_video.ssrc(),
+    );
+    eprintln!(
+        "server offers ignored during glare: first {}, second {}",
+        first.stats().offers_ignored,
+        second.stats().offers_ignored
+    );
+    first.leave().await.expect("leave");
+    second.leave().await.expect("leave");
+    server.shutdown().await;
+}
+
+/// A participant that stops pinging is timed out: it gets PING_TIMEOUT and a
+/// closed socket, the others get `participant_left` with `ping_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_participant_is_timed_out() {
+    let server = TestServer::start_with(|config| {
+        config.signalling.ping_interval_seconds = 1;
+        config.signalling.ping_timeout_seconds = 2;
+    })
+    .await;
+    let room = "pings";
+    let mut watcher = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "watcher", &ALL_GRANTS),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("the watcher joins");
+    assert_eq!(watcher.joined().ping_interval, Duration::from_secs(1));
+    assert_eq!(watcher.joined().ping_timeout, Duration::from_secs(2));
+    let mut silent = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "silent", &ALL_GRANTS),
+        JoinOptions {
+            send_pings: false,
+            ..JoinOptions::default()
+        },
+    )
+    .await
+    .expect("the silent one joins");
+    let silent_id = silent.participant_id().clone();
+    let code = silent
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await
+        .expect("an error before the close");
+    assert_eq!(code, ErrorCode::PingTimeout);
+    silent
+        .wait_for(WAIT, |e| {
+            matches!(e, weir_client::Event::Closed { .. }).then_some(())
+        })
+        .await
+        .expect("the socket closes");
+    let (left, reason) = watcher
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::ParticipantLeft {
+                participant_id,
+                reason,
+                ..
+            } => Some((participant_id.clone(), *reason)),
+            _ => None,
+        })
+        .await
+        .expect("the watcher hears of it");
+    assert_eq!(left, silent_id);
+    assert_eq!(reason, LeaveReason::PingTimeout);
+    // The watcher, which pings, is still there.
+    assert!(
+        watcher.stats().pongs >= 1,
+        "the watcher's pings are answered"
+    );
+    watcher.leave().await.expect("leave");
+    server.shutdown().await;
+}

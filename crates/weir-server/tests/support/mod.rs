@@ -1,0 +1,143 @@
+//! Shared helpers of the server's integration tests: an in-process server
+//! on 127.0.0.1 with a throwaway data dir, and tokens from its default app.
+//!
+//! Media tests start real WebRTC peers: run them in a loopback-only network
+//! namespace, `unshare -n bash -c 'ip link set lo up; exec cargo test ...'`.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use weir_protocol::Grant;
+use weir_server::apps::{App, AppStore};
+use weir_server::config::Config;
+use weir_server::serve::{self, RunningServer};
+
+/// Upper bound of any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub const ALL_GRANTS: [Grant; 3] = [Grant::Publish, Grant::Subscribe, Grant::Data];
+
+pub struct TestServer {
+    server: Option<RunningServer>,
+    pub http_addr: SocketAddr,
+    pub udp_addr: SocketAddr,
+    pub app: App,
+    data_dir: PathBuf,
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+fn temp_data_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "weir-test-{}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        unix_now()
+    ));
+    std::fs::create_dir_all(&dir).expect("create the data dir");
+    dir
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a config adjusted by `adjust` (listen addresses are set
+    /// to 127.0.0.1:0 afterwards).
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        init_tracing();
+        let data_dir = temp_data_dir();
+        let mut config = Config {
+            data_dir: data_dir.clone(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        config.http.listen = SocketAddr::new(localhost, 0);
+        config.media.udp_listen = SocketAddr::new(localhost, 0);
+        config.media.advertise_ip = Some(localhost);
+        let server = serve::start(config).await.expect("the server starts");
+        let app = match &server.created_app {
+            Some(app) => app.clone(),
+            None => {
+                let (store, _) = AppStore::open_or_init(&data_dir).expect("the app store opens");
+                store.default_app().expect("a default app").clone()
+            }
+        };
+        TestServer {
+            http_addr: server.http_addr,
+            udp_addr: server.udp_addr,
+            server: Some(server),
+            app,
+            data_dir,
+        }
+    }
+
+    /// `ws://HOST/rtc/v1`
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/rtc/v1", self.http_addr)
+    }
+
+    /// `http://HOST`
+    pub fn http_base(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub fn token(&self, room: &str, user: &str, grants: &[Grant]) -> String {
+        self.token_at(room, user, grants, Duration::from_secs(3600), unix_now())
+    }
+
+    pub fn token_at(
+        &self,
+        room: &str,
+        user: &str,
+        grants: &[Grant],
+        ttl: Duration,
+        now_unix: u64,
+    ) -> String {
+        weir_server::token::mint(&self.app, room, user, grants, ttl, now_unix)
+            .expect("mint a token")
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> std::sync::Arc<weir_server::serve::metrics::ServerMetrics> {
+        self.server
+            .as_ref()
+            .map(|s| s.metrics.clone())
+            .expect("the server is running")
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
