@@ -138,21 +138,36 @@ pub enum ClientMessage {
         auto_subscribe: Option<bool>,
     },
     /// An SDP offer from the client (for its own publications).
-    Offer { sdp: String },
+    Offer {
+        sdp: String,
+    },
     /// The client's answer to a server offer (for subscriptions).
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+    },
     /// Declares a track the next offer publishes.
     Publish(PublishRequest),
     /// Stops publishing a track; the client also removes it from its offer.
-    Unpublish { track_id: TrackId },
+    Unpublish {
+        track_id: TrackId,
+    },
     /// Mutes or unmutes one of the client's own tracks.
-    Mute { track_id: TrackId, muted: bool },
+    Mute {
+        track_id: TrackId,
+        muted: bool,
+    },
     /// Subscribes to a track (needed when auto_subscribe is false, or after
     /// an unsubscribe).
-    Subscribe { track_id: TrackId },
-    Unsubscribe { track_id: TrackId },
+    Subscribe {
+        track_id: TrackId,
+    },
+    Unsubscribe {
+        track_id: TrackId,
+    },
     /// Keepalive; the server answers with `pong` carrying the same `ts`.
-    Ping { ts: u64 },
+    Ping {
+        ts: u64,
+    },
     Leave,
 }
 
@@ -186,10 +201,16 @@ pub enum ServerMessage {
         ping_timeout_ms: u64,
     },
     /// A server offer: new subscriptions were added or removed.
-    Offer { sdp: String },
+    Offer {
+        sdp: String,
+    },
     /// The answer to the client's offer.
-    Answer { sdp: String },
-    ParticipantJoined { participant: ParticipantInfo },
+    Answer {
+        sdp: String,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
     ParticipantLeft {
         participant_id: ParticipantId,
         user_id: String,
@@ -213,15 +234,24 @@ pub enum ServerMessage {
     },
     /// The subscription to `track_id` arrives on the transceiver with `mid`
     /// (after the offer that adds it is applied).
-    Subscribed { track_id: TrackId, mid: String },
-    Unsubscribed { track_id: TrackId },
-    Pong { ts: u64 },
+    Subscribed {
+        track_id: TrackId,
+        mid: String,
+    },
+    Unsubscribed {
+        track_id: TrackId,
+    },
+    Pong {
+        ts: u64,
+    },
     Error {
         code: ErrorCode,
         message: String,
     },
     /// The server is closing this session (shutdown, kick, room closed).
-    Leave { reason: LeaveReason },
+    Leave {
+        reason: LeaveReason,
+    },
 }
 
 impl ServerMessage {

@@ -7,7 +7,10 @@ fn join_round_trips_with_snake_case_type() {
         auto_subscribe: Some(false),
     };
     let text = serde_json::to_string(&msg).expect("serialises");
-    assert_eq!(text, r#"{"type":"join","version":1,"auto_subscribe":false}"#);
+    assert_eq!(
+        text,
+        r#"{"type":"join","version":1,"auto_subscribe":false}"#
+    );
     assert_eq!(ClientMessage::parse(&text), Ok(msg));
 }
 
