@@ -1,0 +1,197 @@
+//! Room and server lifecycle: rooms close after their empty timeout, the
+//! participant limit is enforced, and a graceful shutdown tells every
+//! participant before the server stops.
+//!
+//! Run inside a loopback-only namespace (scripts/test.sh does).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use weir_client::weir_protocol::{ErrorCode, Grant, Health, LeaveReason, ServerMessage};
+use weir_client::{Client, Error, Event, JoinOptions};
+use weir_server::config::Config;
+use weir_server::serve::{self, RunningServer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Server {
+    running: RunningServer,
+    app: weir_server::apps::App,
+    _data_dir: tempfile::TempDir,
+}
+
+async fn start(adjust: impl FnOnce(&mut Config)) -> Server {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        data_dir: data_dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.http.listen = SocketAddr::new(localhost, 0);
+    config.media.udp_listen = SocketAddr::new(localhost, 0);
+    adjust(&mut config);
+    let running = serve::start(config).await.expect("server starts");
+    let app = running
+        .created_app
+        .clone()
+        .expect("a fresh data dir creates the default app");
+    Server {
+        running,
+        app,
+        _data_dir: data_dir,
+    }
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("ws://{}/rtc/v1", self.running.http_addr)
+    }
+
+    fn token(&self, room: &str, user: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        weir_server::token::mint(
+            &self.app,
+            room,
+            user,
+            &[Grant::Publish, Grant::Subscribe],
+            Duration::from_secs(600),
+            now,
+        )
+        .expect("mint")
+    }
+
+    async fn health(&self) -> Health {
+        reqwest::get(format!("http://{}/healthz", self.running.http_addr))
+            .await
+            .expect("healthz answers")
+            .json()
+            .await
+            .expect("healthz is JSON")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_rooms_close_after_their_timeout() {
+    let server = start(|c| c.rooms.empty_timeout_seconds = 1).await;
+    let client = Client::connect(
+        &server.url(),
+        &server.token("brief", "a"),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("joins");
+    let health = server.health().await;
+    assert_eq!((health.rooms, health.participants), (1, 1));
+    client.leave().await.expect("leaves");
+    // Still open right after the last participant left...
+    assert_eq!(server.health().await.rooms, 1);
+    // ...and closed once the empty timeout has passed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let health = server.health().await;
+        if health.rooms == 0 && health.participants == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room never closed: {health:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new join creates the room again.
+    let again = Client::connect(
+        &server.url(),
+        &server.token("brief", "b"),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("joins the re-created room");
+    assert_eq!(server.health().await.rooms, 1);
+    again.leave().await.expect("leaves");
+    server.running.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_participant_limit_is_enforced() {
+    let server = start(|c| c.rooms.max_participants = 2).await;
+    let a = Client::connect(
+        &server.url(),
+        &server.token("small", "a"),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("first joins");
+    let b = Client::connect(
+        &server.url(),
+        &server.token("small", "b"),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("second joins");
+    match Client::connect(
+        &server.url(),
+        &server.token("small", "c"),
+        JoinOptions::default(),
+    )
+    .await
+    {
+        Err(Error::Server { code, .. }) => assert_eq!(code, ErrorCode::RoomFull),
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("a third participant joined a room limited to two"),
+    }
+    // Another room is not affected.
+    let other = Client::connect(
+        &server.url(),
+        &server.token("other", "c"),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("joins another room");
+    for client in [a, b, other] {
+        client.leave().await.expect("leaves");
+    }
+    server.running.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_every_participant_and_refuses_new_ones() {
+    let server = start(|_| {}).await;
+    let mut clients = Vec::new();
+    for user in ["a", "b", "c"] {
+        let room = if user == "c" { "second" } else { "first" };
+        clients.push(
+            Client::connect(
+                &server.url(),
+                &server.token(room, user),
+                JoinOptions::default(),
+            )
+            .await
+            .expect("joins"),
+        );
+    }
+    let url = server.url();
+    let late_token = server.token("first", "late");
+    let shutdown = tokio::spawn(server.running.shutdown());
+    for client in &mut clients {
+        let reason = tokio::time::timeout(WAIT, async {
+            loop {
+                match client.next_event().await {
+                    Some(Event::Message(ServerMessage::Leave { reason })) => return Some(reason),
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("told within the wait");
+        assert_eq!(reason, Some(LeaveReason::ServerShutdown));
+    }
+    shutdown.await.expect("task").expect("shutdown succeeds");
+    // The listener is gone afterwards.
+    assert!(Client::connect(&url, &late_token, JoinOptions::default())
+        .await
+        .is_err());
+}
