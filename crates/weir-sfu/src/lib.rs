@@ -22,6 +22,7 @@ pub mod keyframe_requests;
 pub mod link_stats;
 pub mod participant;
 pub mod room;
+pub mod sdp_order;
 pub mod sequence;
 pub mod stun;
 pub mod track;

@@ -90,6 +90,10 @@ pub struct Participant {
     /// WHEP: the m-lines the viewer offered to receive on.
     pub whep_mids: Vec<(Mid, str0m::media::MediaKind)>,
     pub pending_offer: Option<SdpPendingOffer>,
+    /// The client's latest offer and per-mid codec preferences: server
+    /// offers keep the client's codec order for its own m-lines (a re-offer
+    /// listing another codec first would switch the publisher's encoder).
+    pub codec_reference: Option<(String, std::collections::HashMap<String, Vec<String>>)>,
     pub next_timeout: Option<Instant>,
     pub needs_poll: bool,
     pub connected: bool,

@@ -24,6 +24,7 @@ use crate::counters::RoomCounters;
 use crate::ids::random_id;
 use crate::link_stats::LinkStats;
 use crate::participant::{Participant, ParticipantKey, SessionKind};
+use crate::sdp_order::order_answer_codecs;
 use crate::track::{track_kind, PublishedTrack, TrackKey};
 
 mod forwarding;
@@ -298,6 +299,7 @@ impl Room {
             subscriptions: Vec::new(),
             whep_mids: Vec::new(),
             pending_offer: None,
+            codec_reference: None,
             next_timeout: Some(now),
             needs_poll: true,
             connected: false,
@@ -306,6 +308,7 @@ impl Room {
 
         let answer = match offer {
             Some(offer) => {
+                let offer_text = request.offer.as_deref().unwrap_or_default();
                 if participant.kind == SessionKind::Whip && offer_sends_nothing(&offer) {
                     return Err(JoinError::SdpInvalid(
                         "a WHIP offer must send audio or video".to_string(),
@@ -316,7 +319,11 @@ impl Room {
                     .sdp_api()
                     .accept_offer(offer)
                     .map_err(|e| JoinError::SdpInvalid(e.to_string()))?;
-                Some(answer.to_sdp_string())
+                Some(order_answer_codecs(
+                    &answer.to_sdp_string(),
+                    offer_text,
+                    &HashMap::new(),
+                ))
             }
             None => None,
         };

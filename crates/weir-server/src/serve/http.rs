@@ -21,6 +21,8 @@ pub fn router(state: AppState) -> Router {
         .route("/static/style.css", get(style_css))
         .route("/healthz", get(healthz))
         .route("/dev/token", get(dev_token))
+        .route("/dev/status", get(dev_status))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/rtc/v1", get(ws::upgrade))
         .route("/whip/v1/rooms/{room}", post(whip::whip_post))
         .route(
@@ -95,6 +97,11 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
         rooms: state.rooms.room_count() as u64,
         participants: state.metrics.participants.get().max(0) as u64,
     })
+}
+
+/// Whether the join page may mint tokens (`serve --dev`).
+async fn dev_status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "enabled": state.config.dev }))
 }
 
 #[derive(Debug, Deserialize)]

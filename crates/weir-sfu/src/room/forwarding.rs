@@ -179,6 +179,7 @@ impl Room {
         track.params_by_pt.insert(pt, params);
         if track.codec.is_none() {
             track.codec = Some(mime_type(params));
+            tracing::debug!(track = %track.id, pt = *pt, codec = ?track.codec, "first media of track");
         }
         Some(params)
     }

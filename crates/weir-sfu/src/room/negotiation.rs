@@ -3,6 +3,8 @@
 //! polite peer: a client offer rolls back a pending server offer, which is
 //! made again afterwards.
 
+use std::collections::HashMap;
+
 use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, warn};
 use weir_protocol::{ErrorCode, ServerMessage, TrackKind};
@@ -11,6 +13,7 @@ use super::{parse_answer, Room};
 use crate::forwarder::Forwarder;
 use crate::ids::random_u32;
 use crate::participant::{OutState, ParticipantKey, SessionKind, Subscription};
+use crate::sdp_order::order_answer_codecs;
 use crate::track::{media_kind, TrackKey};
 
 /// What a server offer announces for one track: msid stream id
@@ -155,7 +158,10 @@ impl Room {
                 _ => {}
             }
         }
-        let sdp = offer.to_sdp_string();
+        let mut sdp = offer.to_sdp_string();
+        if let Some((reference, preferences)) = &participant.codec_reference {
+            sdp = order_answer_codecs(&sdp, reference, preferences);
+        }
         debug!(participant = %participant.id, opened = opened.len(), stopped = stopped.len(), "server offer");
         for (track, mid) in opened {
             if let Some(t) = self.tracks.get(&track) {
@@ -264,9 +270,23 @@ impl Room {
         }
         participant.pending_offer = None;
         rollback_offered(participant);
+        let mut preferences: HashMap<String, Vec<String>> = participant
+            .codec_reference
+            .take()
+            .map(|(_, p)| p)
+            .unwrap_or_default();
+        preferences.extend(
+            participant
+                .pending_publish
+                .iter()
+                .filter(|(_, request)| !request.codecs.is_empty())
+                .map(|(mid, request)| (mid.clone(), request.codecs.clone())),
+        );
         match participant.rtc.sdp_api().accept_offer(offer) {
             Ok(answer) => {
-                let sdp = answer.to_sdp_string();
+                let answer_sdp = order_answer_codecs(&answer.to_sdp_string(), sdp, &preferences);
+                participant.codec_reference = Some((sdp.to_string(), preferences));
+                let sdp = answer_sdp;
                 self.signal(key, ServerMessage::Answer { sdp });
                 let now = self.last_now;
                 self.wake(now, key);
