@@ -1,14 +1,53 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Weir's independent Rust client, built on webrtc-rs (a different WebRTC
+//! stack from the server's str0m), for integration tests and the load
+//! harness.
+//!
+//! - [`Client`]: joins a room over the signalling WebSocket
+//!   (`ws://HOST/rtc/v1?token=...`, see `docs/protocol.md`), publishes
+//!   tracks ([`Client::publish_video_vp8`], [`Client::publish_audio_opus`])
+//!   and receives the tracks it subscribes to as [`ReceivedPacket`]s, all
+//!   over one peer connection. Server messages arrive as [`Event`]s.
+//! - [`LocalTrack`]: write RTP, or frames of the [`synthetic`] sources, to a
+//!   published track.
+//! - [`whip_publish`] / [`whep_subscribe`]: the HTTP ingest/egress paths.
+//! - [`lossy_proxy::LossyUdpProxy`]: a UDP relay that drops a seeded
+//!   fraction of the server's RTP toward a client
+//!   ([`JoinOptions::rewrite_server_candidate`] points the client at it).
+//!
+//! Each client is a few tokio tasks (signalling session, webrtc-rs driver,
+//! one reader per received track, one feedback reader per published track);
+//! nothing polls in a loop, and synthetic payloads come from a shared arena,
+//! so a load harness can run many clients in one process.
+//!
+//! The peer connection offers VP8 (+RTX) and Opus with webrtc-rs's default
+//! interceptors (NACK, reports, TWCC feedback), plus two of its own: RTX
+//! retransmissions are turned back into their original packets before the
+//! NACK generator sees them (webrtc-rs would otherwise NACK recovered packets
+//! forever), and PLI/FIR reach [`LocalTrack::take_keyframe_request`].
+//!
+//! Media sockets bind `127.0.0.1` by default ([`JoinOptions::bind_ip`]): a
+//! wildcard bind skips loopback interfaces and gathers no candidate in a
+//! loopback-only network namespace.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod client;
+mod error;
+mod keyframe_interceptor;
+mod local_track;
+pub mod lossy_proxy;
+mod peer;
+mod receive;
+mod rtx_repair;
+pub mod sdp;
+mod session;
+pub mod synthetic;
+mod whip;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use client::{Client, Event, JoinOptions, JoinedInfo};
+pub use error::{Error, Result};
+pub use local_track::LocalTrack;
+pub use peer::PeerState;
+pub use receive::{ClientStats, ReceivedPacket};
+pub use whip::{whep_subscribe, whip_publish, HttpSessionOptions, WhepSession, WhipSession};
+
+/// The protocol types, re-exported for convenience.
+pub use weir_protocol;

@@ -11,200 +11,16 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use support::{TestServer, ALL_GRANTS, WAIT};
-use tokio::sync::mpsc;
-use weir_client::lossy_proxy::{LossConfig, LossyUdpProxy};
-use weir_client::synthetic::{
-    verify_opus, verify_vp8, OpusConfig, OpusSource, Stamp, SyntheticPacket, Vp8Config, Vp8Source,
+use support::media::{
+    check_stream, collect, packets_of, send_synthetic, subscriber_options, wait_subscribed,
 };
+use support::{TestServer, ALL_GRANTS, WAIT};
+use weir_client::lossy_proxy::{LossConfig, LossyUdpProxy};
+use weir_client::synthetic::{verify_opus, verify_vp8, SyntheticPacket};
 use weir_client::weir_protocol::{
     ErrorCode, Grant, LeaveReason, ServerMessage, TrackId, TrackKind, TrackSource,
 };
-use weir_client::{
-    whep_subscribe, whip_publish, Client, Error, HttpSessionOptions, JoinOptions, LocalTrack,
-    ReceivedPacket,
-};
-
-/// What the publisher sent, in order.
-#[derive(Default)]
-struct SentLog {
-    video: Vec<SyntheticPacket>,
-    audio: Vec<SyntheticPacket>,
-}
-
-/// Sends `frames` VP8 frames (30 fps) and `audio_packets` Opus packets
-/// (50/s) in real time, answering keyframe requests.
-async fn send_synthetic(
-    video: Option<LocalTrack>,
-    audio: Option<LocalTrack>,
-    frames: u32,
-    audio_packets: u32,
-) -> SentLog {
-    let mut vp8 = Vp8Source::new(Vp8Config {
-        keyframe_interval: 30,
-        ..Vp8Config::default()
-    });
-    let mut opus = OpusSource::new(OpusConfig::default());
-    let mut video_tick = tokio::time::interval(vp8.frame_interval());
-    let mut audio_tick = tokio::time::interval(opus.packet_interval());
-    let mut frame = Vec::new();
-    let mut log = SentLog::default();
-    loop {
-        let video_due = video.as_ref().filter(|_| vp8.frames() < frames);
-        let audio_due = audio.as_ref().filter(|_| opus.packets() < audio_packets);
-        if video_due.is_none() && audio_due.is_none() {
-            return log;
-        }
-        tokio::select! {
-            _ = video_tick.tick(), if video_due.is_some() => {
-                if let Some(track) = video_due {
-                    track.send_vp8_frame(&mut vp8, &mut frame).await.expect("send a video frame");
-                    log.video.extend(frame.iter().cloned());
-                }
-            }
-            _ = audio_tick.tick(), if audio_due.is_some() => {
-                if let Some(track) = audio_due {
-                    let packet = track.send_opus_packet(&mut opus).await.expect("send an audio packet");
-                    log.audio.push(packet);
-                }
-            }
-        }
-    }
-}
-
-/// Collects packets until none arrived for `quiet` (after the first one),
-/// or `cap` elapsed.
-async fn collect(
-    mut media: mpsc::Receiver<ReceivedPacket>,
-    quiet: Duration,
-    cap: Duration,
-) -> Vec<ReceivedPacket> {
-    let mut packets = Vec::new();
-    let deadline = tokio::time::Instant::now() + cap;
-    loop {
-        let wait = if packets.is_empty() { cap } else { quiet };
-        let next = tokio::time::timeout_at(
-            deadline.min(tokio::time::Instant::now() + wait),
-            media.recv(),
-        );
-        match next.await {
-            Ok(Some(packet)) => packets.push(packet),
-            Ok(None) | Err(_) => return packets,
-        }
-    }
-}
-
-/// Checks one received stream against what was sent: it starts at some
-/// sent packet (a keyframe's first packet for video), then carries every
-/// later packet byte-identical and in order, with gapless sequence numbers,
-/// one SSRC that is not the publisher's, and the publisher's timestamp
-/// spacing and marker bits.
-fn check_stream(
-    name: &str,
-    received: &[&ReceivedPacket],
-    sent: &[SyntheticPacket],
-    video: bool,
-    publisher_ssrc: u32,
-) {
-    assert!(!received.is_empty(), "{name}: nothing received");
-    // Padding-only packets (if any) count for sequence numbers only.
-    let media: Vec<&ReceivedPacket> = received
-        .iter()
-        .copied()
-        .filter(|p| !p.payload.is_empty())
-        .collect();
-    let stamps: Vec<Stamp> = media
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let verified = if video {
-                verify_vp8(&p.payload)
-            } else {
-                verify_opus(&p.payload)
-            };
-            verified.unwrap_or_else(|e| panic!("{name}: packet {i} is not intact: {e}"))
-        })
-        .collect();
-    if video {
-        assert!(
-            stamps[0].index == 0 && stamps[0].keyframe,
-            "{name}: the first packet is not the start of a keyframe: {:?}",
-            stamps[0]
-        );
-    }
-    let start = sent
-        .iter()
-        .position(|s| s.stamp.packet_id() == stamps[0].packet_id())
-        .unwrap_or_else(|| panic!("{name}: the first received packet was never sent"));
-    let expected = &sent[start..];
-    for (i, (got, want)) in media.iter().zip(expected).enumerate() {
-        assert!(
-            got.payload == want.payload,
-            "{name}: packet {i} differs: got {:?}, sent {:?}",
-            stamps[i],
-            want.stamp
-        );
-        assert_eq!(got.marker, want.marker, "{name}: marker of packet {i}");
-    }
-    assert_eq!(
-        media.len(),
-        expected.len(),
-        "{name}: received {} packets from {:?} on, {} were sent (first missing: {:?})",
-        media.len(),
-        stamps[0],
-        expected.len(),
-        expected.get(media.len()).map(|p| p.stamp)
-    );
-    for (i, pair) in received.windows(2).enumerate() {
-        assert_eq!(
-            pair[1].sequence_number,
-            pair[0].sequence_number.wrapping_add(1),
-            "{name}: sequence gap after packet {i}"
-        );
-    }
-    for i in 1..media.len() {
-        let got = media[i].timestamp.wrapping_sub(media[i - 1].timestamp);
-        let want = expected[i]
-            .rtp_timestamp
-            .wrapping_sub(expected[i - 1].rtp_timestamp);
-        assert_eq!(got, want, "{name}: timestamp spacing before packet {i}");
-    }
-    let ssrcs: HashSet<u32> = received.iter().map(|p| p.ssrc).collect();
-    assert_eq!(ssrcs.len(), 1, "{name}: several SSRCs {ssrcs:?}");
-    assert!(
-        !ssrcs.contains(&publisher_ssrc),
-        "{name}: the publisher's SSRC was forwarded unchanged"
-    );
-}
-
-fn packets_of<'a>(packets: &'a [ReceivedPacket], track: &TrackId) -> Vec<&'a ReceivedPacket> {
-    packets
-        .iter()
-        .filter(|p| p.track_id.as_deref() == Some(track))
-        .collect()
-}
-
-/// Waits until `client` has been told which mid carries each of `tracks`.
-async fn wait_subscribed(client: &mut Client, tracks: &[&TrackId]) {
-    let mut missing: HashSet<TrackId> = tracks.iter().map(|t| (*t).clone()).collect();
-    while !missing.is_empty() {
-        let track = client
-            .wait_for_message(WAIT, |m| match m {
-                ServerMessage::Subscribed { track_id, .. } => Some(track_id.clone()),
-                _ => None,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("subscribed to {missing:?}: {e}"));
-        missing.remove(&track);
-    }
-}
-
-fn subscriber_options() -> JoinOptions {
-    JoinOptions {
-        media_buffer: 65_536,
-        ..JoinOptions::default()
-    }
-}
+use weir_client::{whep_subscribe, whip_publish, Client, Error, HttpSessionOptions, JoinOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_vp8_and_opus_byte_identical_with_continuous_sequences() {
@@ -876,5 +692,198 @@ async fn a_silent_participant_is_timed_out() {
         "the watcher's pings are answered"
     );
     watcher.leave().await.expect("leave");
+    server.shutdown().await;
+}
+
+/// Without auto-subscribe nothing arrives until `subscribe`; `unsubscribe`
+/// removes the m-line (`unsubscribed`) and stops that track's media while
+/// the other continues; `mute` and `unpublish` reach the subscriber as
+/// events, and the publisher's renegotiation after `unpublish` is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_subscriptions_mute_and_unpublish() {
+    let server = TestServer::start().await;
+    let room = "manual";
+    let mut publisher = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "publisher", &ALL_GRANTS),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("the publisher joins");
+    let tracks = publisher
+        .publish_tracks(&[
+            (TrackKind::Video, TrackSource::Screen),
+            (TrackKind::Audio, TrackSource::ScreenAudio),
+        ])
+        .await
+        .expect("publish");
+    let (video, audio) = (tracks[0].clone(), tracks[1].clone());
+    let video_id = video.track_id().expect("id").clone();
+    let audio_id = audio.track_id().expect("id").clone();
+    assert_eq!(video.source(), TrackSource::Screen);
+    publisher.wait_connected(WAIT).await.expect("connected");
+    let sender = {
+        let (video, audio) = (video.clone(), audio.clone());
+        tokio::spawn(async move { send_synthetic(Some(video), Some(audio), 600, 1000).await })
+    };
+
+    let mut viewer = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "viewer", &[Grant::Subscribe]),
+        JoinOptions {
+            auto_subscribe: false,
+            ..subscriber_options()
+        },
+    )
+    .await
+    .expect("the viewer joins");
+    let listed: Vec<(TrackId, TrackSource)> = viewer.joined().participants[0]
+        .tracks
+        .iter()
+        .map(|t| (t.track_id.clone(), t.source))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (video_id.clone(), TrackSource::Screen),
+            (audio_id.clone(), TrackSource::ScreenAudio)
+        ]
+    );
+    // Nothing is offered without a subscription.
+    let early = viewer
+        .wait_for_message(Duration::from_millis(700), |m| {
+            matches!(m, ServerMessage::Subscribed { .. }).then_some(())
+        })
+        .await;
+    assert!(early.is_err(), "subscribed without asking");
+
+    viewer.subscribe(&video_id).expect("subscribe");
+    viewer.subscribe(&audio_id).expect("subscribe");
+    wait_subscribed(&mut viewer, &[&video_id, &audio_id]).await;
+    viewer.wait_connected(WAIT).await.expect("connected");
+    let mut media = viewer.take_media().expect("media");
+    let mut seen = HashSet::new();
+    tokio::time::timeout(WAIT, async {
+        while seen.len() < 2 {
+            let packet = media.recv().await.expect("a packet");
+            seen.insert(packet.track_id.as_deref().cloned().expect("a known track"));
+        }
+    })
+    .await
+    .expect("media of both tracks after subscribe");
+
+    publisher.mute(&video_id, true).expect("mute");
+    let muted = viewer
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::TrackMuted {
+                track_id, muted, ..
+            } if *track_id == video_id => Some(*muted),
+            _ => None,
+        })
+        .await
+        .expect("track_muted");
+    assert!(muted);
+    publisher.mute(&video_id, false).expect("unmute");
+
+    viewer.unsubscribe(&video_id).expect("unsubscribe");
+    let gone = viewer
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::Unsubscribed { track_id } => Some(track_id.clone()),
+            ServerMessage::Error { code, message } => panic!("{code}: {message}"),
+            _ => None,
+        })
+        .await
+        .expect("unsubscribed");
+    assert_eq!(gone, video_id);
+    // Drain what was in flight; then audio only, while video is still sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while media.try_recv().is_ok() {}
+    let mut audio_after = 0;
+    let quiet_until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Some(packet)) = tokio::time::timeout_at(quiet_until, media.recv()).await {
+        assert_eq!(
+            packet.track_id.as_deref(),
+            Some(&audio_id),
+            "video still arrives after unsubscribe"
+        );
+        audio_after += 1;
+    }
+    assert!(
+        audio_after > 20,
+        "audio stopped too ({audio_after} packets)"
+    );
+
+    publisher.unpublish(&video).expect("unpublish");
+    let unpublished = viewer
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::TrackUnpublished { track_id, .. } => Some(track_id.clone()),
+            _ => None,
+        })
+        .await
+        .expect("track_unpublished");
+    assert_eq!(unpublished, video_id);
+    publisher
+        .wait_for(WAIT, |e| match e {
+            weir_client::Event::LocalError(e) => panic!("publisher: {e}"),
+            weir_client::Event::Message(ServerMessage::Error { code, message }) => {
+                panic!("publisher: {code}: {message}")
+            }
+            weir_client::Event::Message(ServerMessage::TrackUnpublished { .. }) => Some(()),
+            _ => None,
+        })
+        .await
+        .expect("the publisher sees its track unpublished");
+    sender.abort();
+    viewer.leave().await.expect("leave");
+    publisher.leave().await.expect("leave");
+    server.shutdown().await;
+}
+
+/// Removing a subscriber's only m-line: the server offers it stopped (port
+/// 0, `a=group:BUNDLE` with no mids); a standard answer then carries no
+/// `a=group` line at all (RFC 8843: an empty BUNDLE group is omitted), and
+/// the server must accept it, then send `unsubscribed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribing_the_last_track_renegotiates() {
+    let server = TestServer::start().await;
+    let room = "last-track";
+    let publisher = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "publisher", &ALL_GRANTS),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("the publisher joins");
+    let video = publisher
+        .publish_video_vp8(TrackSource::Camera)
+        .await
+        .expect("publish");
+    let video_id = video.track_id().expect("id").clone();
+    let mut viewer = Client::connect(
+        &server.ws_url(),
+        &server.token(room, "viewer", &[Grant::Subscribe]),
+        JoinOptions::default(),
+    )
+    .await
+    .expect("the viewer joins");
+    wait_subscribed(&mut viewer, &[&video_id]).await;
+    viewer.wait_connected(WAIT).await.expect("connected");
+    viewer.unsubscribe(&video_id).expect("unsubscribe");
+    let gone = viewer
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::Unsubscribed { track_id } => Some(track_id.clone()),
+            ServerMessage::Error { code, message } => {
+                panic!("the answer removing the last m-line was refused: {code}: {message}")
+            }
+            _ => None,
+        })
+        .await
+        .expect("unsubscribed");
+    assert_eq!(gone, video_id);
+    // And a new subscription works afterwards.
+    viewer.subscribe(&video_id).expect("subscribe again");
+    wait_subscribed(&mut viewer, &[&video_id]).await;
+    viewer.leave().await.expect("leave");
+    publisher.leave().await.expect("leave");
     server.shutdown().await;
 }

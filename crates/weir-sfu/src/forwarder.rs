@@ -114,6 +114,10 @@ impl Forwarder {
         self.paused = paused;
     }
 
+    pub fn is_video(&self) -> bool {
+        self.is_video
+    }
+
     pub fn is_waiting_for_keyframe(&self) -> bool {
         self.waiting_for_keyframe
     }

@@ -38,10 +38,10 @@ pub enum OutState {
     Negotiating(Mid),
     /// Negotiated: media flows on `mid`.
     Open(Mid),
-    /// Must be stopped in the next server offer.
-    ToStop(Mid),
-    /// Stop offered, waiting for the answer.
-    NegotiatingStop(Mid),
+    /// Must be parked (made inactive) in the next server offer.
+    ToPark(Mid),
+    /// Parking offered, waiting for the answer.
+    NegotiatingPark(Mid),
 }
 
 impl OutState {
@@ -50,8 +50,8 @@ impl OutState {
             OutState::ToOpen => None,
             OutState::Negotiating(m)
             | OutState::Open(m)
-            | OutState::ToStop(m)
-            | OutState::NegotiatingStop(m) => Some(m),
+            | OutState::ToPark(m)
+            | OutState::NegotiatingPark(m) => Some(m),
         }
     }
 }
@@ -66,6 +66,23 @@ pub struct Subscription {
     pub pt_map: Vec<(u8, Option<u8>)>,
     /// What the subscriber reports about receiving this m-line.
     pub egress: Option<crate::link_stats::LinkStats>,
+    /// A parked m-line reserved for this subscription (re-enabled by the
+    /// next offer instead of adding a new one).
+    pub recycled_line: Option<Mid>,
+}
+
+/// An m-line no longer carrying a subscription, kept inactive for reuse.
+///
+/// m-lines are never stopped: a session whose every m-line is stopped
+/// has no BUNDLE group, which str0m refuses, and recycling keeps the
+/// number of transceivers bounded by the largest number of simultaneous
+/// subscriptions. The forwarder is kept so a reused line continues its
+/// SSRC's numbering.
+#[derive(Debug)]
+pub struct ParkedLine {
+    pub mid: Mid,
+    pub kind: weir_protocol::TrackKind,
+    pub forwarder: Forwarder,
 }
 
 #[derive(Debug)]
@@ -87,6 +104,7 @@ pub struct Participant {
     /// Incoming SSRC -> (track, simulcast rid).
     pub ssrc_routes: HashMap<Ssrc, (TrackKey, Option<Rid>)>,
     pub subscriptions: Vec<Subscription>,
+    pub parked: Vec<ParkedLine>,
     /// WHEP: the m-lines the viewer offered to receive on.
     pub whep_mids: Vec<(Mid, str0m::media::MediaKind)>,
     pub pending_offer: Option<SdpPendingOffer>,
@@ -118,7 +136,7 @@ impl Participant {
     pub fn is_subscribed(&self, track: TrackKey) -> bool {
         self.subscriptions.iter().any(|s| {
             s.track == track
-                && !matches!(s.state, OutState::ToStop(_) | OutState::NegotiatingStop(_))
+                && !matches!(s.state, OutState::ToPark(_) | OutState::NegotiatingPark(_))
         })
     }
 }

@@ -297,6 +297,7 @@ impl Room {
             published: HashMap::new(),
             ssrc_routes: HashMap::new(),
             subscriptions: Vec::new(),
+            parked: Vec::new(),
             whep_mids: Vec::new(),
             pending_offer: None,
             codec_reference: None,
@@ -924,11 +925,32 @@ fn new_rtc(now: Instant) -> Rtc {
 }
 
 pub(crate) fn parse_answer(sdp: &str) -> Result<SdpAnswer, String> {
-    SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())
+    SdpAnswer::from_sdp_string(&with_bundle_group(sdp)).map_err(|e| e.to_string())
 }
 
 pub(crate) fn parse_offer(sdp: &str) -> Result<SdpOffer, String> {
-    SdpOffer::from_sdp_string(sdp).map_err(|e| e.to_string())
+    SdpOffer::from_sdp_string(&with_bundle_group(sdp)).map_err(|e| e.to_string())
+}
+
+/// RFC 8843 leaves out an empty BUNDLE group (every m-line rejected), but
+/// str0m requires `a=group`: add an explicit empty one so such an SDP is
+/// accepted.
+fn with_bundle_group(sdp: &str) -> std::borrow::Cow<'_, str> {
+    if sdp.contains("\na=group:") || !sdp.contains("\nm=") {
+        return std::borrow::Cow::Borrowed(sdp);
+    }
+    match sdp.find("\nm=") {
+        Some(at) => {
+            let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+            let mut fixed = String::with_capacity(sdp.len() + 20);
+            fixed.push_str(&sdp[..at + 1]);
+            fixed.push_str("a=group:BUNDLE");
+            fixed.push_str(eol);
+            fixed.push_str(&sdp[at + 1..]);
+            std::borrow::Cow::Owned(fixed)
+        }
+        None => std::borrow::Cow::Borrowed(sdp),
+    }
 }
 
 impl std::fmt::Debug for Room {

@@ -7,9 +7,9 @@
 #![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub mod media;
 
 use weir_protocol::Grant;
 use weir_server::apps::{App, AppStore};
@@ -26,7 +26,7 @@ pub struct TestServer {
     pub http_addr: SocketAddr,
     pub udp_addr: SocketAddr,
     pub app: App,
-    data_dir: PathBuf,
+    data_dir: tempfile::TempDir,
 }
 
 /// Logs to the test output when `RUST_LOG` is set.
@@ -37,18 +37,6 @@ pub fn init_tracing() {
             .with_test_writer()
             .try_init();
     }
-}
-
-fn temp_data_dir() -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "weir-test-{}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        unix_now()
-    ));
-    std::fs::create_dir_all(&dir).expect("create the data dir");
-    dir
 }
 
 pub fn unix_now() -> u64 {
@@ -67,9 +55,9 @@ impl TestServer {
     /// to 127.0.0.1:0 afterwards).
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         init_tracing();
-        let data_dir = temp_data_dir();
+        let data_dir = tempfile::tempdir().expect("a temporary data dir");
         let mut config = Config {
-            data_dir: data_dir.clone(),
+            data_dir: data_dir.path().to_path_buf(),
             ..Config::default()
         };
         adjust(&mut config);
@@ -81,7 +69,8 @@ impl TestServer {
         let app = match &server.created_app {
             Some(app) => app.clone(),
             None => {
-                let (store, _) = AppStore::open_or_init(&data_dir).expect("the app store opens");
+                let (store, _) =
+                    AppStore::open_or_init(data_dir.path()).expect("the app store opens");
                 store.default_app().expect("a default app").clone()
             }
         };
@@ -128,16 +117,10 @@ impl TestServer {
             .expect("the server is running")
     }
 
+    /// Graceful shutdown; the data dir is removed when `self` drops.
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

@@ -12,7 +12,7 @@ use weir_protocol::{ErrorCode, ServerMessage, TrackKind};
 use super::{parse_answer, Room};
 use crate::forwarder::Forwarder;
 use crate::ids::random_u32;
-use crate::participant::{OutState, ParticipantKey, SessionKind, Subscription};
+use crate::participant::{OutState, ParkedLine, ParticipantKey, SessionKind, Subscription};
 use crate::sdp_order::order_answer_codecs;
 use crate::track::{media_kind, TrackKey};
 
@@ -36,13 +36,29 @@ impl Room {
         if participant.is_subscribed(track) {
             return;
         }
-        let clock_rate = if is_video { 90_000 } else { 48_000 };
+        let kind = published.kind;
+        let (forwarder, recycled_line) =
+            match participant.parked.iter().position(|l| l.kind == kind) {
+                Some(index) => {
+                    let mut line = participant.parked.remove(index);
+                    line.forwarder.restart_source();
+                    (line.forwarder, Some(line.mid))
+                }
+                None => {
+                    let clock_rate = if is_video { 90_000 } else { 48_000 };
+                    (
+                        Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
+                        None,
+                    )
+                }
+            };
         participant.subscriptions.push(Subscription {
             track,
             state: OutState::ToOpen,
-            forwarder: Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
+            forwarder,
             pt_map: Vec::new(),
             egress: None,
+            recycled_line,
         });
         participant.needs_poll = true;
         if !published.subscribers.contains(&subscriber) {
@@ -63,23 +79,33 @@ impl Room {
             // takes it over (see `attach_whep_track`).
             return;
         }
-        let mut notify = None;
+        let mut freed = Vec::new();
         participant.subscriptions.retain_mut(|s| {
             if s.track != track {
                 return true;
             }
             match s.state {
-                OutState::ToOpen => false,
+                OutState::ToOpen => {
+                    if let Some(mid) = s.recycled_line {
+                        freed.push((mid, s.forwarder.clone()));
+                    }
+                    false
+                }
                 OutState::Negotiating(mid) | OutState::Open(mid) => {
-                    s.state = OutState::ToStop(mid);
-                    notify = Some(());
+                    s.state = OutState::ToPark(mid);
                     true
                 }
-                OutState::ToStop(_) | OutState::NegotiatingStop(_) => true,
+                OutState::ToPark(_) | OutState::NegotiatingPark(_) => true,
             }
         });
+        for (mid, forwarder) in freed {
+            participant.parked.push(ParkedLine {
+                mid,
+                kind: forwarder_kind(&forwarder),
+                forwarder,
+            });
+        }
         participant.needs_poll = true;
-        let _ = notify;
     }
 
     /// Makes a server offer when subscriptions changed and no exchange is
@@ -94,11 +120,11 @@ impl Room {
         let wanted = participant
             .subscriptions
             .iter()
-            .any(|s| matches!(s.state, OutState::ToOpen | OutState::ToStop(_)));
+            .any(|s| matches!(s.state, OutState::ToOpen | OutState::ToPark(_)));
         if !wanted {
             return;
         }
-        let stream_ids: Vec<(TrackKey, Option<OfferedTrack>)> = participant
+        let stream_ids: Vec<(TrackKey, Option<Mid>, Option<OfferedTrack>)> = participant
             .subscriptions
             .iter()
             .filter(|s| s.state == OutState::ToOpen)
@@ -111,7 +137,7 @@ impl Room {
                         .unwrap_or_default();
                     (owner, t.id.to_string(), media_kind(t.kind))
                 });
-                (s.track, info)
+                (s.track, s.recycled_line, info)
             })
             .collect();
         let Some(participant) = self.participants.get_mut(&key) else {
@@ -119,23 +145,30 @@ impl Room {
         };
         let mut api = participant.rtc.sdp_api();
         let mut opened: Vec<(TrackKey, Mid)> = Vec::new();
-        let mut stopped: Vec<Mid> = Vec::new();
-        for (track, info) in stream_ids {
-            if let Some((stream_id, track_id, kind)) = info {
-                let mid = api.add_media(
+        let mut parked: Vec<Mid> = Vec::new();
+        for (track, recycled, info) in stream_ids {
+            let Some((stream_id, track_id, kind)) = info else {
+                continue;
+            };
+            let mid = match recycled {
+                Some(mid) => {
+                    api.set_direction(mid, Direction::SendOnly);
+                    mid
+                }
+                None => api.add_media(
                     kind,
                     Direction::SendOnly,
                     Some(stream_id),
                     Some(track_id),
                     None,
-                );
-                opened.push((track, mid));
-            }
+                ),
+            };
+            opened.push((track, mid));
         }
         for s in participant.subscriptions.iter() {
-            if let OutState::ToStop(mid) = s.state {
-                api.stop_media(mid);
-                stopped.push(mid);
+            if let OutState::ToPark(mid) = s.state {
+                api.set_direction(mid, Direction::Inactive);
+                parked.push(mid);
             }
         }
         if !api.has_changes() {
@@ -152,8 +185,8 @@ impl Room {
                         s.state = OutState::Negotiating(*mid);
                     }
                 }
-                OutState::ToStop(mid) if stopped.contains(&mid) => {
-                    s.state = OutState::NegotiatingStop(mid);
+                OutState::ToPark(mid) if parked.contains(&mid) => {
+                    s.state = OutState::NegotiatingPark(mid);
                 }
                 _ => {}
             }
@@ -162,7 +195,7 @@ impl Room {
         if let Some((reference, preferences)) = &participant.codec_reference {
             sdp = order_answer_codecs(&sdp, reference, preferences);
         }
-        debug!(participant = %participant.id, opened = opened.len(), stopped = stopped.len(), "server offer");
+        debug!(participant = %participant.id, opened = opened.len(), parked = parked.len(), "server offer");
         for (track, mid) in opened {
             if let Some(t) = self.tracks.get(&track) {
                 let message = ServerMessage::Subscribed {
@@ -222,13 +255,20 @@ impl Room {
             }
         }
         let mut gone = Vec::new();
+        let mut newly_parked = Vec::new();
         participant.subscriptions.retain(|s| {
-            let keep = !matches!(s.state, OutState::NegotiatingStop(_));
-            if !keep {
-                gone.push(s.track);
-            }
-            keep
+            let OutState::NegotiatingPark(mid) = s.state else {
+                return true;
+            };
+            gone.push(s.track);
+            newly_parked.push(ParkedLine {
+                mid,
+                kind: forwarder_kind(&s.forwarder),
+                forwarder: s.forwarder.clone(),
+            });
+            false
         });
+        participant.parked.extend(newly_parked);
         participant.needs_poll = true;
         for track in gone {
             if let Some(t) = self.tracks.get(&track) {
@@ -429,6 +469,7 @@ impl Room {
                 forwarder: Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
                 pt_map: Vec::new(),
                 egress: None,
+                recycled_line: None,
             });
         } else {
             return;
@@ -442,12 +483,20 @@ impl Room {
     }
 }
 
+fn forwarder_kind(forwarder: &Forwarder) -> TrackKind {
+    if forwarder.is_video() {
+        TrackKind::Video
+    } else {
+        TrackKind::Audio
+    }
+}
+
 /// Returns subscriptions whose offer was rolled back to their "to do" state.
 fn rollback_offered(participant: &mut crate::participant::Participant) {
     for s in participant.subscriptions.iter_mut() {
         match s.state {
             OutState::Negotiating(_) => s.state = OutState::ToOpen,
-            OutState::NegotiatingStop(mid) => s.state = OutState::ToStop(mid),
+            OutState::NegotiatingPark(mid) => s.state = OutState::ToPark(mid),
             _ => {}
         }
     }

@@ -758,3 +758,85 @@ fn subscribe_only_participant_cannot_publish() {
     }
     assert!(refused, "publishing without the grant is refused");
 }
+
+#[test]
+fn unsubscribed_lines_are_parked_and_reused_with_continuous_numbering() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    for seq in 1..=30u64 {
+        net.send_vp8(0, mid, seq, seq == 1, true);
+        net.advance(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_millis(200));
+    let track_id = net.peer_signals(1).iter().find_map(|m| match m {
+        ServerMessage::Subscribed { track_id, mid } => Some((track_id.clone(), mid.clone())),
+        _ => None,
+    });
+    let (track_id, first_mid) = track_id.expect("subscribed");
+    let key = net.peers[1].key;
+    net.room.handle_message(
+        net.now,
+        key,
+        ClientMessage::Unsubscribe {
+            track_id: track_id.clone(),
+        },
+    );
+    net.run_for(Duration::from_millis(100));
+    assert!(net
+        .peer_signals(1)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Unsubscribed { track_id: t } if *t == track_id)));
+    let before = net.peers[1].received.len();
+    for seq in 31..=40u64 {
+        net.send_vp8(0, mid, seq, false, true);
+        net.advance(Duration::from_millis(20));
+    }
+    assert_eq!(
+        net.peers[1].received.len(),
+        before,
+        "nothing arrives while unsubscribed"
+    );
+
+    net.room.handle_message(
+        net.now,
+        key,
+        ClientMessage::Subscribe {
+            track_id: track_id.clone(),
+        },
+    );
+    net.run_for(Duration::from_millis(100));
+    let resubscribed_mid = net
+        .peer_signals(1)
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            ServerMessage::Subscribed { mid, .. } => Some(mid.clone()),
+            _ => None,
+        })
+        .expect("subscribed again");
+    assert_eq!(resubscribed_mid, first_mid, "the parked m-line is reused");
+    for seq in 41..=60u64 {
+        net.send_vp8(0, mid, seq, seq == 41, true);
+        net.advance(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_millis(200));
+    let received = &net.peers[1].received;
+    assert!(received.len() > before, "media flows again");
+    for pair in received.windows(2) {
+        assert_eq!(
+            pair[1].seq,
+            pair[0].seq + 1,
+            "numbering continues across the pause"
+        );
+    }
+}
+
+#[test]
+fn an_answer_without_a_bundle_group_is_accepted() {
+    let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=inactive\r\na=rtpmap:96 VP8/90000\r\n";
+    let fixed = with_bundle_group(sdp);
+    assert!(
+        fixed.contains("t=0 0\r\na=group:BUNDLE\r\nm=video"),
+        "{fixed}"
+    );
+    assert_eq!(with_bundle_group(&fixed), fixed, "idempotent");
+}
