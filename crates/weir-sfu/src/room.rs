@@ -9,26 +9,24 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tracing::{debug, info, warn};
 use weir_protocol::{
-    ErrorCode, Grant, LeaveReason, ParticipantId, ParticipantInfo, PublishRequest, ServerMessage,
-    TrackId, TrackInfo, TrackKind, TrackSource, PROTOCOL_VERSION,
+    ErrorCode, Grant, LeaveReason, ParticipantId, ParticipantInfo, ServerMessage, TrackInfo,
 };
 
 use crate::config::RoomConfig;
 use crate::counters::RoomCounters;
-use crate::ids::random_id;
 use crate::link_stats::LinkStats;
 use crate::participant::{Participant, ParticipantKey, SessionKind};
-use crate::sdp_order::order_answer_codecs;
-use crate::track::{track_kind, PublishedTrack, TrackKey};
+use crate::track::{PublishedTrack, TrackKey};
 
 mod forwarding;
+mod membership;
 mod negotiation;
+mod publication;
+mod sdp;
 mod signalling;
 #[cfg(test)]
 mod tests;
@@ -234,159 +232,6 @@ impl Room {
         self.outputs.pop_front()
     }
 
-    /// Adds a participant. For WHIP/WHEP the offer is answered at once.
-    pub fn join(&mut self, now: Instant, request: JoinRequest) -> Result<Joined, JoinError> {
-        self.last_now = now;
-        let max = self.config.max_participants;
-        if max > 0 && self.participants.len() >= max as usize {
-            return Err(JoinError::RoomFull(max));
-        }
-        match &request.kind {
-            SessionKind::Whip if !request.grants.contains(&Grant::Publish) => {
-                return Err(JoinError::PermissionDenied("publish"));
-            }
-            SessionKind::Whep { .. } if !request.grants.contains(&Grant::Subscribe) => {
-                return Err(JoinError::PermissionDenied("subscribe"));
-            }
-            _ => {}
-        }
-        let whep_publisher = match &request.kind {
-            SessionKind::Whep { publisher } => Some(self.whep_publisher(publisher.as_deref())?),
-            _ => None,
-        };
-        let offer = match &request.offer {
-            Some(sdp) => Some(
-                SdpOffer::from_sdp_string(sdp).map_err(|e| JoinError::SdpInvalid(e.to_string()))?,
-            ),
-            None => None,
-        };
-
-        // A user joining again over signalling replaces their old session.
-        if request.kind == SessionKind::Signalling {
-            if let Some(old) = self.participant_by_user(&request.user_id) {
-                if self
-                    .participants
-                    .get(&old)
-                    .is_some_and(|p| p.kind == SessionKind::Signalling)
-                {
-                    self.remove_participant(now, old, LeaveReason::Kicked);
-                }
-            }
-        }
-
-        let mut rtc = new_rtc(now);
-        let candidate = Candidate::host(self.config.advertised_addr, "udp")
-            .map_err(|e| JoinError::Internal(format!("bad advertised address: {e}")))?;
-        rtc.add_local_candidate(candidate);
-        let ice_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
-
-        let key = ParticipantKey(self.next_key);
-        self.next_key += 1;
-        let participant_id = ParticipantId::new(format!("PA_{}", random_id(12)));
-        let mut participant = Participant {
-            key,
-            id: participant_id.clone(),
-            user_id: request.user_id.clone(),
-            grants: request.grants.clone(),
-            kind: request.kind.clone(),
-            rtc,
-            joined_at_ms: request.wall_clock_ms,
-            auto_subscribe: request.auto_subscribe,
-            ice_ufrag: ice_ufrag.clone(),
-            pending_publish: HashMap::new(),
-            published: HashMap::new(),
-            ssrc_routes: HashMap::new(),
-            subscriptions: Vec::new(),
-            parked: Vec::new(),
-            whep_mids: Vec::new(),
-            pending_offer: None,
-            codec_reference: None,
-            next_timeout: Some(now),
-            needs_poll: true,
-            connected: false,
-            leaving: false,
-        };
-
-        let answer = match offer {
-            Some(offer) => {
-                let offer_text = request.offer.as_deref().unwrap_or_default();
-                if participant.kind == SessionKind::Whip && offer_sends_nothing(&offer) {
-                    return Err(JoinError::SdpInvalid(
-                        "a WHIP offer must send audio or video".to_string(),
-                    ));
-                }
-                let answer = participant
-                    .rtc
-                    .sdp_api()
-                    .accept_offer(offer)
-                    .map_err(|e| JoinError::SdpInvalid(e.to_string()))?;
-                Some(order_answer_codecs(
-                    &answer.to_sdp_string(),
-                    offer_text,
-                    &HashMap::new(),
-                ))
-            }
-            None => None,
-        };
-
-        info!(room = %self.name, participant = %participant_id, user = %request.user_id, kind = ?request.kind, "participant joined");
-        self.counters.participants_joined += 1;
-        let others = self.participant_infos();
-        self.participants.insert(key, participant);
-        self.join_order.push(key);
-        self.wake(now, key);
-
-        if request.kind == SessionKind::Signalling {
-            self.signal(
-                key,
-                ServerMessage::Joined {
-                    protocol_version: PROTOCOL_VERSION,
-                    server_version: self.config.server_version.clone(),
-                    room: self.name.clone(),
-                    participant_id: participant_id.clone(),
-                    user_id: request.user_id.clone(),
-                    participants: others,
-                    ping_interval_ms: self.config.ping_interval.as_millis() as u64,
-                    ping_timeout_ms: self.config.ping_timeout.as_millis() as u64,
-                },
-            );
-        }
-        if let Some(info) = self.participant_info(key) {
-            self.broadcast_except(key, ServerMessage::ParticipantJoined { participant: info });
-        }
-        if let Some(publisher) = whep_publisher {
-            self.bind_whep(key, publisher);
-        } else if request.auto_subscribe && request.grants.contains(&Grant::Subscribe) {
-            let existing: Vec<TrackKey> = self.track_order.clone();
-            for track in existing {
-                self.add_subscription(key, track);
-            }
-        }
-        self.drive(now);
-        Ok(Joined {
-            key,
-            participant_id,
-            ice_ufrag,
-            answer,
-        })
-    }
-
-    /// A participant leaves (socket closed, `leave`, WHIP/WHEP DELETE, kick).
-    pub fn leave(&mut self, now: Instant, key: ParticipantKey, reason: LeaveReason) {
-        self.remove_participant(now, key, reason);
-        self.drive(now);
-    }
-
-    /// Closes the room: everyone leaves with `reason`.
-    pub fn close(&mut self, now: Instant, reason: LeaveReason) {
-        let keys: Vec<ParticipantKey> = self.join_order.clone();
-        for key in keys {
-            self.signal(key, ServerMessage::Leave { reason });
-            self.remove_participant(now, key, reason);
-        }
-        self.drive(now);
-    }
-
     /// A datagram arrived on the media socket. Returns false when no
     /// participant of this room accepts it (counted).
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) -> bool {
@@ -466,34 +311,6 @@ impl Room {
             .collect()
     }
 
-    fn participant_info(&self, key: ParticipantKey) -> Option<ParticipantInfo> {
-        let p = self.participants.get(&key)?;
-        Some(ParticipantInfo {
-            participant_id: p.id.clone(),
-            user_id: p.user_id.clone(),
-            tracks: self.track_infos_of(key),
-            joined_at_ms: p.joined_at_ms,
-        })
-    }
-
-    fn track_infos_of(&self, key: ParticipantKey) -> Vec<TrackInfo> {
-        let Some(p) = self.participants.get(&key) else {
-            return Vec::new();
-        };
-        self.track_order
-            .iter()
-            .filter_map(|t| self.tracks.get(t))
-            .filter(|t| t.owner == key)
-            .map(|t| t.info(&p.id, &p.user_id))
-            .collect()
-    }
-
-    fn track_info(&self, track: TrackKey) -> Option<TrackInfo> {
-        let t = self.tracks.get(&track)?;
-        let p = self.participants.get(&t.owner)?;
-        Some(t.info(&p.id, &p.user_id))
-    }
-
     fn signal(&mut self, to: ParticipantKey, message: ServerMessage) {
         if self
             .participants
@@ -514,69 +331,6 @@ impl Room {
         for key in keys {
             self.signal(key, message.clone());
         }
-    }
-
-    fn whep_publisher(&self, user: Option<&str>) -> Result<ParticipantKey, JoinError> {
-        // A WHIP session counts before its media is up (str0m announces
-        // its tracks only once DTLS is connected).
-        let publishing = |k: &ParticipantKey| {
-            self.tracks.values().any(|t| t.owner == *k)
-                || self
-                    .participants
-                    .get(k)
-                    .is_some_and(|p| p.kind == SessionKind::Whip)
-        };
-        match user {
-            Some(user) => self
-                .join_order
-                .iter()
-                .copied()
-                .filter(|k| self.participants.get(k).is_some_and(|p| p.user_id == user))
-                .find(publishing)
-                .ok_or_else(|| {
-                    JoinError::NoPublisher(format!("`{user}` publishes nothing in this room"))
-                }),
-            None => self
-                .join_order
-                .iter()
-                .copied()
-                .find(publishing)
-                .ok_or_else(|| JoinError::NoPublisher("nobody publishes in this room".into())),
-        }
-    }
-
-    fn remove_participant(&mut self, now: Instant, key: ParticipantKey, reason: LeaveReason) {
-        let Some(mut participant) = self.participants.remove(&key) else {
-            return;
-        };
-        participant.rtc.disconnect();
-        self.join_order.retain(|k| *k != key);
-        self.routes.retain(|_, k| *k != key);
-        let owned: Vec<TrackKey> = self
-            .track_order
-            .iter()
-            .copied()
-            .filter(|t| self.tracks.get(t).is_some_and(|t| t.owner == key))
-            .collect();
-        for track in owned {
-            self.unpublish(now, track);
-        }
-        info!(room = %self.name, participant = %participant.id, ?reason, "participant left");
-        self.counters.participants_left += 1;
-        self.broadcast_except(
-            key,
-            ServerMessage::ParticipantLeft {
-                participant_id: participant.id.clone(),
-                user_id: participant.user_id.clone(),
-                reason,
-            },
-        );
-        self.outputs.push_back(RoomOutput::Left {
-            key,
-            participant_id: participant.id,
-            user_id: participant.user_id,
-            reason,
-        });
     }
 
     /// Polls every participant that needs it until all are idle.
@@ -701,214 +455,10 @@ impl Room {
         }
     }
 
-    fn media_added(
-        &mut self,
-        now: Instant,
-        key: ParticipantKey,
-        mid: Mid,
-        kind: MediaKind,
-        direction: Direction,
-    ) {
-        let Some(participant) = self.participants.get_mut(&key) else {
-            return;
-        };
-        match direction {
-            // The peer sends on this m-line: a publication.
-            Direction::RecvOnly | Direction::SendRecv => {
-                if !participant.allows(Grant::Publish) {
-                    return;
-                }
-                let request = participant.pending_publish.remove(&mid.to_string());
-                self.publish(now, key, mid, track_kind(kind), request);
-            }
-            Direction::SendOnly => {
-                // Our own offered m-lines come back here too; WHEP m-lines
-                // are bound when the session is created.
-                if matches!(participant.kind, SessionKind::Whep { .. }) {
-                    self.whep_media_added(key, mid, kind);
-                }
-            }
-            Direction::Inactive => {}
-        }
-    }
-
-    fn media_changed(&mut self, now: Instant, key: ParticipantKey, mid: Mid, direction: Direction) {
-        let Some(participant) = self.participants.get(&key) else {
-            return;
-        };
-        let sending = matches!(direction, Direction::RecvOnly | Direction::SendRecv);
-        match participant.published.get(&mid).copied() {
-            Some(track) if !sending => self.unpublish(now, track),
-            None if sending && participant.allows(Grant::Publish) => {
-                let kind = participant.rtc.media(mid).map(|m| m.kind());
-                if let Some(kind) = kind {
-                    self.media_added(now, key, mid, kind, direction);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn publish(
-        &mut self,
-        now: Instant,
-        key: ParticipantKey,
-        mid: Mid,
-        kind: TrackKind,
-        request: Option<PublishRequest>,
-    ) {
-        let track_key = TrackKey(self.next_key);
-        self.next_key += 1;
-        let source = request
-            .as_ref()
-            .and_then(|r| r.source)
-            .unwrap_or_else(|| TrackSource::default_for(kind));
-        let track = PublishedTrack::new(
-            track_key,
-            TrackId::new(format!("TR_{}", random_id(12))),
-            key,
-            mid,
-            kind,
-            source,
-            self.config.keyframe_request_interval,
-        );
-        let Some(participant) = self.participants.get_mut(&key) else {
-            return;
-        };
-        participant.published.insert(mid, track_key);
-        info!(room = %self.name, participant = %participant.id, track = %track.id, ?kind, ?source, "track published");
-        self.tracks.insert(track_key, track);
-        self.track_order.push(track_key);
-        self.counters.tracks_published += 1;
-        if let Some(info) = self.track_info(track_key) {
-            self.signal(
-                key,
-                ServerMessage::TrackPublished {
-                    track: info.clone(),
-                    mid: Some(mid.to_string()),
-                },
-            );
-            self.broadcast_except(
-                key,
-                ServerMessage::TrackPublished {
-                    track: info,
-                    mid: None,
-                },
-            );
-        }
-        let subscribers: Vec<ParticipantKey> = self
-            .join_order
-            .iter()
-            .copied()
-            .filter(|k| *k != key)
-            .filter(|k| {
-                self.participants.get(k).is_some_and(|p| {
-                    p.auto_subscribe
-                        && p.allows(Grant::Subscribe)
-                        && p.kind == SessionKind::Signalling
-                })
-            })
-            .collect();
-        for subscriber in subscribers {
-            self.add_subscription(subscriber, track_key);
-        }
-        self.rebind_whep_viewers(key, track_key);
-        let _ = now;
-    }
-
-    fn unpublish(&mut self, _now: Instant, track_key: TrackKey) {
-        let Some(track) = self.tracks.remove(&track_key) else {
-            return;
-        };
-        self.track_order.retain(|t| *t != track_key);
-        let participant_id = self.participants.get_mut(&track.owner).map(|p| {
-            p.published.remove(&track.mid);
-            p.ssrc_routes.retain(|_, (t, _)| *t != track_key);
-            p.id.clone()
-        });
-        for subscriber in self.join_order.clone() {
-            self.remove_subscription(subscriber, track_key);
-        }
-        let participant_id = match participant_id {
-            Some(id) => id,
-            None => return,
-        };
-        info!(room = %self.name, track = %track.id, "track unpublished");
-        let message = ServerMessage::TrackUnpublished {
-            track_id: track.id.clone(),
-            participant_id,
-        };
-        self.signal(track.owner, message.clone());
-        self.broadcast_except(track.owner, message);
-    }
-
-    fn request_keyframe(
-        &mut self,
-        now: Instant,
-        track_key: TrackKey,
-        rid: Option<str0m::media::Rid>,
-        kind: KeyframeRequestKind,
-    ) {
-        let Some(track) = self.tracks.get_mut(&track_key) else {
-            return;
-        };
-        if track.kind != TrackKind::Video {
-            return;
-        }
-        match track.keyframe_requests.request(now) {
-            crate::keyframe_requests::KeyframeDecision::Merged => {
-                self.counters.keyframe_requests_merged += 1;
-            }
-            crate::keyframe_requests::KeyframeDecision::Send => {
-                let mid = track.mid;
-                let owner = track.owner;
-                let Some(publisher) = self.participants.get_mut(&owner) else {
-                    return;
-                };
-                let mut api = publisher.rtc.direct_api();
-                let stream = match rid {
-                    Some(rid) => api.stream_rx_by_mid(mid, Some(rid)),
-                    None => api.stream_rx_by_mid(mid, None),
-                };
-                if let Some(stream) = stream {
-                    stream.request_keyframe(kind);
-                    self.counters.keyframe_requests_sent += 1;
-                } else {
-                    // Simulcast: ask every layer.
-                    let ssrcs: Vec<_> = publisher
-                        .ssrc_routes
-                        .iter()
-                        .filter(|(_, (t, _))| *t == track_key)
-                        .map(|(s, _)| *s)
-                        .collect();
-                    for ssrc in ssrcs {
-                        if let Some(stream) = publisher.rtc.direct_api().stream_rx(&ssrc) {
-                            stream.request_keyframe(kind);
-                            self.counters.keyframe_requests_sent += 1;
-                        }
-                    }
-                }
-                publisher.needs_poll = true;
-            }
-        }
-    }
-
     fn error(&mut self, to: ParticipantKey, code: ErrorCode, message: impl Into<String>) {
         self.counters.signalling_errors += 1;
         self.signal(to, ServerMessage::error(code, message));
     }
-}
-
-/// True when no m-line of the offer sends media.
-fn offer_sends_nothing(offer: &SdpOffer) -> bool {
-    !offer
-        .media_lines
-        .iter()
-        .any(|m| !m.disabled && matches!(m.direction(), Direction::SendOnly | Direction::SendRecv))
-}
-
-pub(crate) fn sends_media(offer: &SdpOffer) -> bool {
-    !offer_sends_nothing(offer)
 }
 
 fn new_rtc(now: Instant) -> Rtc {
@@ -922,35 +472,6 @@ fn new_rtc(now: Instant) -> Rtc {
         .enable_av1(true)
         .set_stats_interval(Some(std::time::Duration::from_secs(1)))
         .build(now)
-}
-
-pub(crate) fn parse_answer(sdp: &str) -> Result<SdpAnswer, String> {
-    SdpAnswer::from_sdp_string(&with_bundle_group(sdp)).map_err(|e| e.to_string())
-}
-
-pub(crate) fn parse_offer(sdp: &str) -> Result<SdpOffer, String> {
-    SdpOffer::from_sdp_string(&with_bundle_group(sdp)).map_err(|e| e.to_string())
-}
-
-/// RFC 8843 leaves out an empty BUNDLE group (every m-line rejected), but
-/// str0m requires `a=group`: add an explicit empty one so such an SDP is
-/// accepted.
-fn with_bundle_group(sdp: &str) -> std::borrow::Cow<'_, str> {
-    if sdp.contains("\na=group:") || !sdp.contains("\nm=") {
-        return std::borrow::Cow::Borrowed(sdp);
-    }
-    match sdp.find("\nm=") {
-        Some(at) => {
-            let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-            let mut fixed = String::with_capacity(sdp.len() + 20);
-            fixed.push_str(&sdp[..at + 1]);
-            fixed.push_str("a=group:BUNDLE");
-            fixed.push_str(eol);
-            fixed.push_str(&sdp[at + 1..]);
-            std::borrow::Cow::Owned(fixed)
-        }
-        None => std::borrow::Cow::Borrowed(sdp),
-    }
 }
 
 impl std::fmt::Debug for Room {

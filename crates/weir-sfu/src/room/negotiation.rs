@@ -9,7 +9,8 @@ use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, warn};
 use weir_protocol::{ErrorCode, ServerMessage, TrackKind};
 
-use super::{parse_answer, Room};
+use super::sdp::{parse_answer, parse_offer, sends_media};
+use super::Room;
 use crate::forwarder::Forwarder;
 use crate::ids::random_u32;
 use crate::participant::{OutState, ParkedLine, ParticipantKey, SessionKind, Subscription};
@@ -286,7 +287,7 @@ impl Room {
 
     /// The client's offer (its publications). Rolls back our pending offer.
     pub(super) fn accept_client_offer(&mut self, key: ParticipantKey, sdp: &str) {
-        let offer = match super::parse_offer(sdp) {
+        let offer = match parse_offer(sdp) {
             Ok(offer) => offer,
             Err(e) => {
                 self.error(
@@ -300,7 +301,7 @@ impl Room {
         let Some(participant) = self.participants.get_mut(&key) else {
             return;
         };
-        if super::sends_media(&offer) && !participant.allows(weir_protocol::Grant::Publish) {
+        if sends_media(&offer) && !participant.allows(weir_protocol::Grant::Publish) {
             self.error(
                 key,
                 ErrorCode::PermissionDenied,

@@ -1,0 +1,270 @@
+//! Joining and leaving: participants, their sessions and what the room
+//! tells the others.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use str0m::Candidate;
+use tracing::info;
+use weir_protocol::{
+    Grant, LeaveReason, ParticipantId, ParticipantInfo, ServerMessage, TrackInfo, PROTOCOL_VERSION,
+};
+
+use super::sdp::offer_sends_nothing;
+use super::{new_rtc, JoinError, JoinRequest, Joined, Room, RoomOutput};
+use crate::ids::random_id;
+use crate::participant::{Participant, ParticipantKey, SessionKind};
+use crate::sdp_order::order_answer_codecs;
+use crate::track::TrackKey;
+use str0m::change::SdpOffer;
+
+impl Room {
+    /// Adds a participant. For WHIP/WHEP the offer is answered at once.
+    pub fn join(&mut self, now: Instant, request: JoinRequest) -> Result<Joined, JoinError> {
+        self.last_now = now;
+        let max = self.config.max_participants;
+        if max > 0 && self.participants.len() >= max as usize {
+            return Err(JoinError::RoomFull(max));
+        }
+        match &request.kind {
+            SessionKind::Whip if !request.grants.contains(&Grant::Publish) => {
+                return Err(JoinError::PermissionDenied("publish"));
+            }
+            SessionKind::Whep { .. } if !request.grants.contains(&Grant::Subscribe) => {
+                return Err(JoinError::PermissionDenied("subscribe"));
+            }
+            _ => {}
+        }
+        let whep_publisher = match &request.kind {
+            SessionKind::Whep { publisher } => Some(self.whep_publisher(publisher.as_deref())?),
+            _ => None,
+        };
+        let offer = match &request.offer {
+            Some(sdp) => Some(
+                SdpOffer::from_sdp_string(sdp).map_err(|e| JoinError::SdpInvalid(e.to_string()))?,
+            ),
+            None => None,
+        };
+
+        // A user joining again over signalling replaces their old session.
+        if request.kind == SessionKind::Signalling {
+            if let Some(old) = self.participant_by_user(&request.user_id) {
+                if self
+                    .participants
+                    .get(&old)
+                    .is_some_and(|p| p.kind == SessionKind::Signalling)
+                {
+                    self.remove_participant(now, old, LeaveReason::Kicked);
+                }
+            }
+        }
+
+        let mut rtc = new_rtc(now);
+        let candidate = Candidate::host(self.config.advertised_addr, "udp")
+            .map_err(|e| JoinError::Internal(format!("bad advertised address: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let ice_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+
+        let key = ParticipantKey(self.next_key);
+        self.next_key += 1;
+        let participant_id = ParticipantId::new(format!("PA_{}", random_id(12)));
+        let mut participant = Participant {
+            key,
+            id: participant_id.clone(),
+            user_id: request.user_id.clone(),
+            grants: request.grants.clone(),
+            kind: request.kind.clone(),
+            rtc,
+            joined_at_ms: request.wall_clock_ms,
+            auto_subscribe: request.auto_subscribe,
+            ice_ufrag: ice_ufrag.clone(),
+            pending_publish: HashMap::new(),
+            published: HashMap::new(),
+            ssrc_routes: HashMap::new(),
+            subscriptions: Vec::new(),
+            parked: Vec::new(),
+            whep_mids: Vec::new(),
+            pending_offer: None,
+            codec_reference: None,
+            next_timeout: Some(now),
+            needs_poll: true,
+            connected: false,
+            leaving: false,
+        };
+
+        let answer = match offer {
+            Some(offer) => {
+                let offer_text = request.offer.as_deref().unwrap_or_default();
+                if participant.kind == SessionKind::Whip && offer_sends_nothing(&offer) {
+                    return Err(JoinError::SdpInvalid(
+                        "a WHIP offer must send audio or video".to_string(),
+                    ));
+                }
+                let answer = participant
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .map_err(|e| JoinError::SdpInvalid(e.to_string()))?;
+                Some(order_answer_codecs(
+                    &answer.to_sdp_string(),
+                    offer_text,
+                    &HashMap::new(),
+                ))
+            }
+            None => None,
+        };
+
+        info!(room = %self.name, participant = %participant_id, user = %request.user_id, kind = ?request.kind, "participant joined");
+        self.counters.participants_joined += 1;
+        let others = self.participant_infos();
+        self.participants.insert(key, participant);
+        self.join_order.push(key);
+        self.wake(now, key);
+
+        if request.kind == SessionKind::Signalling {
+            self.signal(
+                key,
+                ServerMessage::Joined {
+                    protocol_version: PROTOCOL_VERSION,
+                    server_version: self.config.server_version.clone(),
+                    room: self.name.clone(),
+                    participant_id: participant_id.clone(),
+                    user_id: request.user_id.clone(),
+                    participants: others,
+                    ping_interval_ms: self.config.ping_interval.as_millis() as u64,
+                    ping_timeout_ms: self.config.ping_timeout.as_millis() as u64,
+                },
+            );
+        }
+        if let Some(info) = self.participant_info(key) {
+            self.broadcast_except(key, ServerMessage::ParticipantJoined { participant: info });
+        }
+        if let Some(publisher) = whep_publisher {
+            self.bind_whep(key, publisher);
+        } else if request.auto_subscribe && request.grants.contains(&Grant::Subscribe) {
+            let existing: Vec<TrackKey> = self.track_order.clone();
+            for track in existing {
+                self.add_subscription(key, track);
+            }
+        }
+        self.drive(now);
+        Ok(Joined {
+            key,
+            participant_id,
+            ice_ufrag,
+            answer,
+        })
+    }
+
+    /// A participant leaves (socket closed, `leave`, WHIP/WHEP DELETE, kick).
+    pub fn leave(&mut self, now: Instant, key: ParticipantKey, reason: LeaveReason) {
+        self.remove_participant(now, key, reason);
+        self.drive(now);
+    }
+
+    /// Closes the room: everyone leaves with `reason`.
+    pub fn close(&mut self, now: Instant, reason: LeaveReason) {
+        let keys: Vec<ParticipantKey> = self.join_order.clone();
+        for key in keys {
+            self.signal(key, ServerMessage::Leave { reason });
+            self.remove_participant(now, key, reason);
+        }
+        self.drive(now);
+    }
+
+    pub(super) fn whep_publisher(&self, user: Option<&str>) -> Result<ParticipantKey, JoinError> {
+        // A WHIP session counts before its media is up (str0m announces
+        // its tracks only once DTLS is connected).
+        let publishing = |k: &ParticipantKey| {
+            self.tracks.values().any(|t| t.owner == *k)
+                || self
+                    .participants
+                    .get(k)
+                    .is_some_and(|p| p.kind == SessionKind::Whip)
+        };
+        match user {
+            Some(user) => self
+                .join_order
+                .iter()
+                .copied()
+                .filter(|k| self.participants.get(k).is_some_and(|p| p.user_id == user))
+                .find(publishing)
+                .ok_or_else(|| {
+                    JoinError::NoPublisher(format!("`{user}` publishes nothing in this room"))
+                }),
+            None => self
+                .join_order
+                .iter()
+                .copied()
+                .find(publishing)
+                .ok_or_else(|| JoinError::NoPublisher("nobody publishes in this room".into())),
+        }
+    }
+
+    pub(super) fn remove_participant(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        reason: LeaveReason,
+    ) {
+        let Some(mut participant) = self.participants.remove(&key) else {
+            return;
+        };
+        participant.rtc.disconnect();
+        self.join_order.retain(|k| *k != key);
+        self.routes.retain(|_, k| *k != key);
+        let owned: Vec<TrackKey> = self
+            .track_order
+            .iter()
+            .copied()
+            .filter(|t| self.tracks.get(t).is_some_and(|t| t.owner == key))
+            .collect();
+        for track in owned {
+            self.unpublish(now, track);
+        }
+        info!(room = %self.name, participant = %participant.id, ?reason, "participant left");
+        self.counters.participants_left += 1;
+        self.broadcast_except(
+            key,
+            ServerMessage::ParticipantLeft {
+                participant_id: participant.id.clone(),
+                user_id: participant.user_id.clone(),
+                reason,
+            },
+        );
+        self.outputs.push_back(RoomOutput::Left {
+            key,
+            participant_id: participant.id,
+            user_id: participant.user_id,
+            reason,
+        });
+    }
+
+    pub(super) fn participant_info(&self, key: ParticipantKey) -> Option<ParticipantInfo> {
+        let p = self.participants.get(&key)?;
+        Some(ParticipantInfo {
+            participant_id: p.id.clone(),
+            user_id: p.user_id.clone(),
+            tracks: self.track_infos_of(key),
+            joined_at_ms: p.joined_at_ms,
+        })
+    }
+
+    pub(super) fn track_infos_of(&self, key: ParticipantKey) -> Vec<TrackInfo> {
+        let Some(p) = self.participants.get(&key) else {
+            return Vec::new();
+        };
+        self.track_order
+            .iter()
+            .filter_map(|t| self.tracks.get(t))
+            .filter(|t| t.owner == key)
+            .map(|t| t.info(&p.id, &p.user_id))
+            .collect()
+    }
+
+    pub(super) fn track_info(&self, track: TrackKey) -> Option<TrackInfo> {
+        let t = self.tracks.get(&track)?;
+        let p = self.participants.get(&t.owner)?;
+        Some(t.info(&p.id, &p.user_id))
+    }
+}

@@ -1,0 +1,366 @@
+//! The simulated network: str0m peers and a [`Room`] connected in
+//! memory, driven faster than real time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use weir_protocol::{ClientMessage, Grant, PublishRequest, ServerMessage, TrackKind};
+
+use super::super::*;
+
+pub(super) const SERVER: &str = "10.0.0.1:7882";
+
+/// One simulated client.
+pub(super) struct Peer {
+    pub(super) name: &'static str,
+    pub(super) rtc: Rtc,
+    pub(super) addr: SocketAddr,
+    pub(super) key: ParticipantKey,
+    pub(super) signals: Vec<ServerMessage>,
+    pub(super) pending: Option<SdpPendingOffer>,
+    pub(super) received: Vec<ReceivedRtp>,
+    pub(super) keyframe_requests: usize,
+    pub(super) next_timeout: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct ReceivedRtp {
+    pub(super) ssrc: u32,
+    pub(super) seq: u64,
+    pub(super) payload: Vec<u8>,
+}
+
+/// Decides, per (peer index, datagram), whether the link drops it.
+pub(super) type DropRule = Box<dyn FnMut(usize, &[u8]) -> bool>;
+
+pub(super) struct Net {
+    pub(super) now: Instant,
+    pub(super) room: Room,
+    pub(super) peers: Vec<Peer>,
+    /// Drops room -> peer RTP when it returns true (peer index, datagram).
+    pub(super) drop_downstream: Option<DropRule>,
+    pub(super) dropped: usize,
+}
+
+pub(super) fn server_addr() -> SocketAddr {
+    SERVER.parse().expect("valid address")
+}
+
+impl Net {
+    pub(super) fn new() -> Net {
+        crate::install_crypto();
+        let now = Instant::now();
+        Net {
+            now,
+            room: Room::new("test", RoomConfig::new(server_addr()), now),
+            peers: Vec::new(),
+            drop_downstream: None,
+            dropped: 0,
+        }
+    }
+
+    pub(super) fn join(
+        &mut self,
+        name: &'static str,
+        kind: SessionKind,
+        offer: Option<String>,
+    ) -> (usize, Joined) {
+        let index = self.peers.len();
+        let addr: SocketAddr = format!("10.0.1.{}:5000", index + 1).parse().expect("addr");
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        let candidate = Candidate::host(addr, "udp").expect("candidate");
+        rtc.add_local_candidate(candidate);
+        let joined = self
+            .room
+            .join(
+                self.now,
+                JoinRequest {
+                    user_id: name.to_string(),
+                    grants: Grant::ALL.to_vec(),
+                    kind,
+                    auto_subscribe: true,
+                    offer,
+                    wall_clock_ms: 0,
+                },
+            )
+            .expect("join accepted");
+        self.peers.push(Peer {
+            name,
+            rtc,
+            addr,
+            key: joined.key,
+            signals: Vec::new(),
+            pending: None,
+            received: Vec::new(),
+            keyframe_requests: 0,
+            next_timeout: self.now,
+        });
+        (index, joined)
+    }
+
+    /// A signalling participant with a fresh `Rtc`.
+    pub(super) fn join_signalling(&mut self, name: &'static str) -> usize {
+        self.join(name, SessionKind::Signalling, None).0
+    }
+
+    /// Adds a sendonly video m-line and publishes it over signalling.
+    pub(super) fn publish_video(&mut self, peer: usize) -> Mid {
+        let (mid, offer, pending) = {
+            let p = &mut self.peers[peer];
+            let mut api = p.rtc.sdp_api();
+            let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+            let (offer, pending) = api.apply().expect("offer");
+            (mid, offer, pending)
+        };
+        self.peers[peer].pending = Some(pending);
+        let key = self.peers[peer].key;
+        self.room.handle_message(
+            self.now,
+            key,
+            ClientMessage::Publish(PublishRequest {
+                mid: mid.to_string(),
+                kind: TrackKind::Video,
+                source: None,
+                codecs: vec![],
+            }),
+        );
+        self.room.handle_message(
+            self.now,
+            key,
+            ClientMessage::Offer {
+                sdp: offer.to_sdp_string(),
+            },
+        );
+        self.pump();
+        mid
+    }
+
+    /// Routes room outputs and peer outputs until both are quiet.
+    pub(super) fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut progressed = false;
+            while let Some(output) = self.room.poll_output() {
+                progressed = true;
+                match output {
+                    RoomOutput::Transmit {
+                        destination,
+                        contents,
+                    } => {
+                        let Some(index) = self.peers.iter().position(|p| p.addr == destination)
+                        else {
+                            continue;
+                        };
+                        if is_rtp(&contents) {
+                            if let Some(drop) = self.drop_downstream.as_mut() {
+                                if drop(index, &contents) {
+                                    self.dropped += 1;
+                                    continue;
+                                }
+                            }
+                        }
+                        let peer = &mut self.peers[index];
+                        let Ok(contents) = contents.as_slice().try_into() else {
+                            continue;
+                        };
+                        if let Err(e) = peer.rtc.handle_input(Input::Receive(
+                            self.now,
+                            Receive {
+                                proto: Protocol::Udp,
+                                source: server_addr(),
+                                destination,
+                                contents,
+                            },
+                        )) {
+                            panic!("{} refused input: {e}", peer.name);
+                        }
+                        // str0m wants its output drained after every input.
+                        self.poll_peer(index);
+                    }
+                    RoomOutput::Signal { to, message } => {
+                        if let Some(index) = self.peers.iter().position(|p| p.key == to) {
+                            self.handle_signal(index, message);
+                        }
+                    }
+                    RoomOutput::Left { .. } => {}
+                }
+            }
+            for index in 0..self.peers.len() {
+                progressed |= self.poll_peer(index);
+            }
+            if !progressed {
+                return;
+            }
+        }
+        panic!("network did not quiesce");
+    }
+
+    pub(super) fn handle_signal(&mut self, index: usize, message: ServerMessage) {
+        let key = self.peers[index].key;
+        match &message {
+            ServerMessage::Answer { sdp } => {
+                let answer = SdpAnswer::from_sdp_string(sdp).expect("answer parses");
+                let pending = self.peers[index]
+                    .pending
+                    .take()
+                    .expect("an offer is pending");
+                self.peers[index]
+                    .rtc
+                    .sdp_api()
+                    .accept_answer(pending, answer)
+                    .expect("answer accepted");
+            }
+            ServerMessage::Offer { sdp } => {
+                let offer = SdpOffer::from_sdp_string(sdp).expect("offer parses");
+                let answer = self.peers[index]
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .expect("offer accepted");
+                self.room.handle_message(
+                    self.now,
+                    key,
+                    ClientMessage::Answer {
+                        sdp: answer.to_sdp_string(),
+                    },
+                );
+            }
+            _ => {}
+        }
+        self.peers[index].signals.push(message);
+    }
+
+    pub(super) fn poll_peer(&mut self, index: usize) -> bool {
+        let mut progressed = false;
+        loop {
+            let peer = &mut self.peers[index];
+            match peer.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    peer.next_timeout = at;
+                    return progressed;
+                }
+                Ok(Output::Transmit(t)) => {
+                    progressed = true;
+                    let source = peer.addr;
+                    let contents: Vec<u8> = t.contents.into();
+                    self.room.handle_datagram(self.now, source, &contents);
+                }
+                Ok(Output::Event(event)) => {
+                    progressed = true;
+                    match event {
+                        Event::RtpPacket(packet) => peer.received.push(ReceivedRtp {
+                            ssrc: *packet.header.ssrc,
+                            seq: *packet.seq_no,
+                            payload: packet.payload.to_vec(),
+                        }),
+                        Event::KeyframeRequest(_) => peer.keyframe_requests += 1,
+                        _ => {}
+                    }
+                }
+                Err(e) => panic!("{} failed: {e}", peer.name),
+            }
+        }
+    }
+
+    /// Advances simulated time by `step`, firing due timeouts.
+    pub(super) fn advance(&mut self, step: Duration) {
+        self.now += step;
+        let now = self.now;
+        self.room.handle_timeout(now);
+        for peer in &mut self.peers {
+            if peer.next_timeout <= now {
+                let _ = peer.rtc.handle_input(Input::Timeout(now));
+            }
+        }
+        self.pump();
+    }
+
+    pub(super) fn run_for(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.advance(Duration::from_millis(5));
+        }
+    }
+
+    pub(super) fn connected(&self) -> bool {
+        self.peers.iter().all(|p| p.rtc.is_connected())
+    }
+
+    pub(super) fn wait_connected(&mut self) {
+        for _ in 0..2000 {
+            if self.connected() {
+                return;
+            }
+            self.advance(Duration::from_millis(5));
+        }
+        panic!("peers did not connect");
+    }
+
+    /// Writes one synthetic VP8 packet from `peer` on `mid`.
+    pub(super) fn send_vp8(
+        &mut self,
+        peer: usize,
+        mid: Mid,
+        seq: u64,
+        keyframe: bool,
+        marker: bool,
+    ) {
+        let now = self.now;
+        let p = &mut self.peers[peer];
+        let pt = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Vp8)
+            .expect("vp8 negotiated")
+            .pt();
+        let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
+        payload.extend_from_slice(&seq.to_be_bytes());
+        payload.resize(200, 0xAB);
+        let mut api = p.rtc.direct_api();
+        let stream = api.stream_tx_by_mid(mid, None).expect("send stream");
+        stream.write_rtp(
+            RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload)
+                .marker(marker)
+                .nackable(true),
+        );
+    }
+
+    pub(super) fn peer_signals(&self, index: usize) -> &[ServerMessage] {
+        &self.peers[index].signals
+    }
+}
+
+pub(super) fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 2 && (128..=191).contains(&datagram[0]) && !(192..=223).contains(&datagram[1])
+}
+
+/// The payloads' embedded publisher sequence numbers, in arrival order.
+pub(super) fn embedded_seqs(received: &[ReceivedRtp]) -> Vec<u64> {
+    received
+        .iter()
+        .filter(|r| r.payload.len() >= 13)
+        .map(|r| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&r.payload[5..13]);
+            u64::from_be_bytes(bytes)
+        })
+        .collect()
+}
+
+/// A publisher and two subscribers, connected, with the publisher's mid.
+pub(super) fn publisher_and_two_subscribers() -> (Net, Mid) {
+    let mut net = Net::new();
+    let publisher = net.join_signalling("alice");
+    net.join_signalling("bob");
+    net.join_signalling("carol");
+    let mid = net.publish_video(publisher);
+    net.wait_connected();
+    // Let subscription offers settle.
+    net.run_for(Duration::from_millis(200));
+    (net, mid)
+}

@@ -1,0 +1,385 @@
+//! Media scenarios: forwarding, keyframes, NACK, continuity.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, Rtc};
+use weir_protocol::{ClientMessage, Grant, LeaveReason, ServerMessage};
+
+use super::super::*;
+use super::harness::*;
+
+#[test]
+fn forwards_every_packet_in_order_with_continuous_rewritten_sequence() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    let publisher_ssrc: Vec<Ssrc> = {
+        let mut api = net.peers[0].rtc.direct_api();
+        api.stream_tx_by_mid(mid, None)
+            .map(|s| s.ssrc())
+            .into_iter()
+            .collect()
+    };
+    for seq in 1..=300u64 {
+        let keyframe = seq == 1;
+        net.send_vp8(0, mid, seq, keyframe, seq % 3 == 0);
+        net.advance(Duration::from_millis(11));
+    }
+    net.run_for(Duration::from_millis(300));
+    for subscriber in [1, 2] {
+        let received = &net.peers[subscriber].received;
+        assert_eq!(
+            embedded_seqs(received),
+            (1..=300).collect::<Vec<_>>(),
+            "subscriber {subscriber}"
+        );
+        for pair in received.windows(2) {
+            assert_eq!(
+                pair[1].seq,
+                pair[0].seq + 1,
+                "continuous rewritten sequence"
+            );
+        }
+        assert!(received
+            .iter()
+            .all(|r| !publisher_ssrc.iter().any(|s| **s == r.ssrc)));
+        let ssrcs: HashSet<u32> = received.iter().map(|r| r.ssrc).collect();
+        assert_eq!(ssrcs.len(), 1, "one SSRC per subscribed track");
+    }
+    // RTCP receiver reports fed the link statistics both ways.
+    net.run_for(Duration::from_secs(3));
+    let snapshots = net.room.track_snapshots();
+    assert_eq!(snapshots.len(), 1);
+    let ingress = &snapshots[0].ingress;
+    assert!(
+        ingress.iter().any(|(_, s)| s.packets >= 300),
+        "ingress stats: {ingress:?}"
+    );
+    assert_eq!(snapshots[0].subscribers.len(), 2);
+    for (subscriber, egress) in &snapshots[0].subscribers {
+        let egress = egress.as_ref().expect("egress stats reported");
+        assert!(egress.packets >= 300, "{subscriber}: {egress:?}");
+        assert!(
+            egress.rtt.is_some(),
+            "{subscriber}: RTT from receiver reports"
+        );
+    }
+    // The two subscribers' streams are independent (own SSRCs).
+    assert_ne!(net.peers[1].received[0].ssrc, net.peers[2].received[0].ssrc);
+    assert_eq!(net.room.counters().rtp_forwarded, 600);
+}
+
+#[test]
+fn video_starts_at_a_keyframe_and_asks_the_publisher_for_one() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    let before = net.peers[0].keyframe_requests;
+    for seq in 1..=20u64 {
+        net.send_vp8(0, mid, seq, seq == 10, true);
+        net.advance(Duration::from_millis(33));
+    }
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(
+        embedded_seqs(&net.peers[1].received),
+        (10..=20).collect::<Vec<_>>()
+    );
+    assert!(
+        net.peers[0].keyframe_requests > before,
+        "publisher was asked for a keyframe"
+    );
+}
+
+#[test]
+fn keyframe_requests_from_many_subscribers_are_merged() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    net.send_vp8(0, mid, 1, true, true);
+    net.run_for(Duration::from_millis(600));
+    let before = net.peers[0].keyframe_requests;
+    // Both subscribers request keyframes 10 times each within 100 ms.
+    for _ in 0..10 {
+        for subscriber in [1, 2] {
+            let ssrc = net.peers[subscriber]
+                .received
+                .last()
+                .map(|r| r.ssrc)
+                .expect("received");
+            let mut api = net.peers[subscriber].rtc.direct_api();
+            if let Some(stream) = api.stream_rx(&ssrc.into()) {
+                stream.request_keyframe(KeyframeRequestKind::Pli);
+            }
+        }
+        net.advance(Duration::from_millis(10));
+    }
+    net.run_for(Duration::from_millis(50));
+    let forwarded = net.peers[0].keyframe_requests - before;
+    assert!(forwarded >= 1, "at least one request reaches the publisher");
+    assert!(
+        forwarded <= 2,
+        "20 requests within 150 ms merge into at most 2, got {forwarded}"
+    );
+    assert!(net.room.counters().keyframe_requests_merged >= 10);
+}
+
+#[test]
+fn nack_recovers_packets_dropped_toward_one_subscriber() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    // Drop every 20th RTP packet (5%) toward subscriber 1 only.
+    let mut counter = 0usize;
+    net.drop_downstream = Some(Box::new(move |peer, _| {
+        if peer != 1 {
+            return false;
+        }
+        counter += 1;
+        counter.is_multiple_of(20)
+    }));
+    for seq in 1..=400u64 {
+        net.send_vp8(0, mid, seq, seq == 1, seq % 4 == 0);
+        net.advance(Duration::from_millis(10));
+    }
+    net.run_for(Duration::from_secs(1));
+    assert!(
+        net.dropped >= 15,
+        "the lossy link dropped packets ({})",
+        net.dropped
+    );
+    let mut got: Vec<u64> = embedded_seqs(&net.peers[1].received);
+    got.sort_unstable();
+    got.dedup();
+    let recovered = got.len() as f64 / 400.0;
+    assert!(
+        recovered >= 0.99,
+        "NACK recovery delivered {:.1}% of packets",
+        recovered * 100.0
+    );
+    // The lossless subscriber saw no loss at all.
+    assert_eq!(embedded_seqs(&net.peers[2].received).len(), 400);
+}
+
+#[test]
+fn whep_viewer_stream_stays_continuous_when_the_publisher_reconnects() {
+    let mut net = Net::new();
+    // First publisher session (over WHIP): offer from a str0m peer.
+    let publisher_offer = |net: &mut Net| {
+        let index = net.peers.len();
+        let addr: SocketAddr = format!("10.0.1.{}:5000", index + 1).parse().expect("addr");
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(net.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("offer");
+        (rtc, addr, mid, offer.to_sdp_string(), pending)
+    };
+    let (rtc, addr, mid, sdp, pending) = publisher_offer(&mut net);
+    let whip = net
+        .room
+        .join(
+            net.now,
+            JoinRequest {
+                user_id: "cam".into(),
+                grants: vec![Grant::Publish],
+                kind: SessionKind::Whip,
+                auto_subscribe: false,
+                offer: Some(sdp),
+                wall_clock_ms: 0,
+            },
+        )
+        .expect("whip join");
+    let mut rtc = rtc;
+    rtc.sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&whip.answer.clone().expect("answer")).expect("parses"),
+        )
+        .expect("accepted");
+    net.peers.push(Peer {
+        name: "cam",
+        rtc,
+        addr,
+        key: whip.key,
+        signals: vec![],
+        pending: None,
+        received: vec![],
+        keyframe_requests: 0,
+        next_timeout: net.now,
+    });
+    net.pump();
+
+    // The viewer (WHEP) offers to receive video.
+    let viewer_addr: SocketAddr = "10.0.1.50:5000".parse().expect("addr");
+    let mut viewer = Rtc::builder().set_rtp_mode(true).build(net.now);
+    viewer.add_local_candidate(Candidate::host(viewer_addr, "udp").expect("candidate"));
+    let mut api = viewer.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = api.apply().expect("offer");
+    let whep = net
+        .room
+        .join(
+            net.now,
+            JoinRequest {
+                user_id: "viewer".into(),
+                grants: vec![Grant::Subscribe],
+                kind: SessionKind::Whep { publisher: None },
+                auto_subscribe: false,
+                offer: Some(offer.to_sdp_string()),
+                wall_clock_ms: 0,
+            },
+        )
+        .expect("whep join");
+    viewer
+        .sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&whep.answer.clone().expect("answer")).expect("parses"),
+        )
+        .expect("accepted");
+    net.peers.push(Peer {
+        name: "viewer",
+        rtc: viewer,
+        addr: viewer_addr,
+        key: whep.key,
+        signals: vec![],
+        pending: None,
+        received: vec![],
+        keyframe_requests: 0,
+        next_timeout: net.now,
+    });
+    net.wait_connected();
+    for seq in 1..=50u64 {
+        net.send_vp8(0, mid, seq, seq == 1, true);
+        net.advance(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(embedded_seqs(&net.peers[1].received).len(), 50);
+
+    // The camera reconnects: a new WHIP session of the same user.
+    let old_key = net.peers[0].key;
+    net.room.leave(net.now, old_key, LeaveReason::Disconnected);
+    net.pump();
+    let (rtc, addr, mid2, sdp, pending) = publisher_offer(&mut net);
+    let whip2 = net
+        .room
+        .join(
+            net.now,
+            JoinRequest {
+                user_id: "cam".into(),
+                grants: vec![Grant::Publish],
+                kind: SessionKind::Whip,
+                auto_subscribe: false,
+                offer: Some(sdp),
+                wall_clock_ms: 0,
+            },
+        )
+        .expect("second whip join");
+    let mut rtc = rtc;
+    rtc.sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&whip2.answer.clone().expect("answer")).expect("parses"),
+        )
+        .expect("accepted");
+    net.peers[0] = Peer {
+        name: "cam2",
+        rtc,
+        addr,
+        key: whip2.key,
+        signals: vec![],
+        pending: None,
+        received: vec![],
+        keyframe_requests: 0,
+        next_timeout: net.now,
+    };
+    net.wait_connected();
+    for seq in 1000..1050u64 {
+        net.send_vp8(0, mid2, seq, seq == 1000, true);
+        net.advance(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_millis(300));
+    let received = &net.peers[1].received;
+    assert_eq!(
+        embedded_seqs(received).len(),
+        100,
+        "both sessions' packets arrive"
+    );
+    for pair in received.windows(2) {
+        assert_eq!(
+            pair[1].seq,
+            pair[0].seq + 1,
+            "continuous across the reconnect"
+        );
+    }
+    let ssrcs: HashSet<u32> = received.iter().map(|r| r.ssrc).collect();
+    assert_eq!(ssrcs.len(), 1, "the viewer keeps one SSRC");
+}
+
+#[test]
+fn unsubscribed_lines_are_parked_and_reused_with_continuous_numbering() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    for seq in 1..=30u64 {
+        net.send_vp8(0, mid, seq, seq == 1, true);
+        net.advance(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_millis(200));
+    let track_id = net.peer_signals(1).iter().find_map(|m| match m {
+        ServerMessage::Subscribed { track_id, mid } => Some((track_id.clone(), mid.clone())),
+        _ => None,
+    });
+    let (track_id, first_mid) = track_id.expect("subscribed");
+    let key = net.peers[1].key;
+    net.room.handle_message(
+        net.now,
+        key,
+        ClientMessage::Unsubscribe {
+            track_id: track_id.clone(),
+        },
+    );
+    net.run_for(Duration::from_millis(100));
+    assert!(net
+        .peer_signals(1)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Unsubscribed { track_id: t } if *t == track_id)));
+    let before = net.peers[1].received.len();
+    for seq in 31..=40u64 {
+        net.send_vp8(0, mid, seq, false, true);
+        net.advance(Duration::from_millis(20));
+    }
+    assert_eq!(
+        net.peers[1].received.len(),
+        before,
+        "nothing arrives while unsubscribed"
+    );
+
+    net.room.handle_message(
+        net.now,
+        key,
+        ClientMessage::Subscribe {
+            track_id: track_id.clone(),
+        },
+    );
+    net.run_for(Duration::from_millis(100));
+    let resubscribed_mid = net
+        .peer_signals(1)
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            ServerMessage::Subscribed { mid, .. } => Some(mid.clone()),
+            _ => None,
+        })
+        .expect("subscribed again");
+    assert_eq!(resubscribed_mid, first_mid, "the parked m-line is reused");
+    for seq in 41..=60u64 {
+        net.send_vp8(0, mid, seq, seq == 41, true);
+        net.advance(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_millis(200));
+    let received = &net.peers[1].received;
+    assert!(received.len() > before, "media flows again");
+    for pair in received.windows(2) {
+        assert_eq!(
+            pair[1].seq,
+            pair[0].seq + 1,
+            "numbering continues across the pause"
+        );
+    }
+}

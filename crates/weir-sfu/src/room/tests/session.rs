@@ -1,0 +1,122 @@
+//! Session scenarios: joining, permissions, bad input, SDP leniency.
+
+use std::net::SocketAddr;
+
+use str0m::media::{Direction, MediaKind};
+use str0m::{Candidate, Rtc};
+use weir_protocol::{ClientMessage, Grant, LeaveReason, ServerMessage};
+
+use super::super::sdp::with_bundle_group;
+use super::super::*;
+use super::harness::*;
+
+#[test]
+fn join_lists_existing_participants_and_announces_newcomers() {
+    let mut net = Net::new();
+    let a = net.join_signalling("alice");
+    let b = net.join_signalling("bob");
+    net.pump();
+    match &net.peer_signals(b)[0] {
+        ServerMessage::Joined { participants, .. } => {
+            assert_eq!(participants.len(), 1);
+            assert_eq!(participants[0].user_id, "alice");
+        }
+        other => panic!("expected joined, got {other:?}"),
+    }
+    assert!(net.peer_signals(a).iter().any(
+        |m| matches!(m, ServerMessage::ParticipantJoined { participant } if participant.user_id == "bob")
+    ));
+    let key = net.peers[b].key;
+    net.room.leave(net.now, key, LeaveReason::ClientLeft);
+    net.pump();
+    assert!(net.peer_signals(a).iter().any(|m| matches!(
+        m,
+        ServerMessage::ParticipantLeft { user_id, reason: LeaveReason::ClientLeft, .. } if user_id == "bob"
+    )));
+    assert_eq!(net.room.participant_count(), 1);
+}
+
+#[test]
+fn malformed_datagrams_are_counted_and_never_panic() {
+    let (mut net, _mid) = publisher_and_two_subscribers();
+    let source: SocketAddr = "10.9.9.9:1234".parse().expect("addr");
+    let samples: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0],
+        vec![0x80],
+        vec![0x80, 0x60, 0, 1],
+        vec![0x80; 12],
+        vec![0x16, 0xfe, 0xfd, 0, 0],
+        vec![0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42],
+        vec![0xff; 1500],
+        (0..=255).collect(),
+    ];
+    for datagram in &samples {
+        assert!(!net.room.handle_datagram(net.now, source, datagram));
+    }
+    // The same garbage from a connected peer's address reaches its Rtc,
+    // which refuses it without failing the session.
+    let peer = net.peers[1].addr;
+    for datagram in &samples {
+        net.room.handle_datagram(net.now, peer, datagram);
+    }
+    net.pump();
+    assert_eq!(net.room.participant_count(), 3);
+    let counters = net.room.counters();
+    assert!(counters.datagrams_malformed + counters.datagrams_unmatched >= samples.len() as u64);
+}
+
+#[test]
+fn subscribe_only_participant_cannot_publish() {
+    let mut net = Net::new();
+    let index = net.peers.len();
+    let addr: SocketAddr = format!("10.0.1.{}:5000", index + 1).parse().expect("addr");
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(net.now);
+    rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+    let joined = net
+        .room
+        .join(
+            net.now,
+            JoinRequest {
+                user_id: "viewer".into(),
+                grants: vec![Grant::Subscribe],
+                kind: SessionKind::Signalling,
+                auto_subscribe: true,
+                offer: None,
+                wall_clock_ms: 0,
+            },
+        )
+        .expect("joined");
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _pending) = api.apply().expect("offer");
+    net.room.handle_message(
+        net.now,
+        joined.key,
+        ClientMessage::Offer {
+            sdp: offer.to_sdp_string(),
+        },
+    );
+    let mut refused = false;
+    while let Some(output) = net.room.poll_output() {
+        if let RoomOutput::Signal {
+            message: ServerMessage::Error { code, .. },
+            ..
+        } = output
+        {
+            refused |= code == weir_protocol::ErrorCode::PermissionDenied;
+        }
+    }
+    assert!(refused, "publishing without the grant is refused");
+}
+
+#[test]
+fn an_answer_without_a_bundle_group_is_accepted() {
+    let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=inactive\r\na=rtpmap:96 VP8/90000\r\n";
+    let fixed = with_bundle_group(sdp);
+    assert!(
+        fixed.contains("t=0 0\r\na=group:BUNDLE\r\nm=video"),
+        "{fixed}"
+    );
+    assert_eq!(with_bundle_group(&fixed), fixed, "idempotent");
+}
