@@ -141,6 +141,72 @@ impl Net {
         mid
     }
 
+    /// Publishes a simulcast video m-line with the given rids.
+    pub(super) fn publish_simulcast_video(&mut self, peer: usize, rids: &[&str]) -> Mid {
+        let (mid, offer, pending) = {
+            let p = &mut self.peers[peer];
+            let mut api = p.rtc.sdp_api();
+            let mut simulcast = str0m::media::Simulcast::new();
+            for rid in rids {
+                simulcast.send.push(str0m::media::SimulcastLayer::new(rid));
+            }
+            let mid = api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                None,
+                None,
+                Some(simulcast),
+            );
+            let (offer, pending) = api.apply().expect("offer");
+            (mid, offer, pending)
+        };
+        self.peers[peer].pending = Some(pending);
+        let key = self.peers[peer].key;
+        self.room.handle_message(
+            self.now,
+            key,
+            ClientMessage::Offer {
+                sdp: offer.to_sdp_string(),
+            },
+        );
+        self.pump();
+        mid
+    }
+
+    /// Writes one synthetic VP8 packet of `size` bytes on a simulcast layer;
+    /// byte 13 of the payload names the layer.
+    pub(super) fn send_vp8_layer(
+        &mut self,
+        peer: usize,
+        mid: Mid,
+        rid: &str,
+        seq: u64,
+        keyframe: bool,
+        size: usize,
+    ) {
+        let now = self.now;
+        let p = &mut self.peers[peer];
+        let pt = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Vp8)
+            .expect("vp8 negotiated")
+            .pt();
+        let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
+        payload.extend_from_slice(&seq.to_be_bytes());
+        payload.push(rid.as_bytes()[0]);
+        payload.resize(size, 0xAB);
+        let mut api = p.rtc.direct_api();
+        let stream = api
+            .stream_tx_by_mid(mid, Some(rid.into()))
+            .expect("layer send stream");
+        stream.write_rtp(
+            RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload)
+                .marker(true)
+                .nackable(true),
+        );
+    }
+
     /// Routes room outputs and peer outputs until both are quiet.
     pub(super) fn pump(&mut self) {
         for _ in 0..10_000 {

@@ -383,3 +383,52 @@ fn unsubscribed_lines_are_parked_and_reused_with_continuous_numbering() {
         );
     }
 }
+
+#[test]
+fn simulcast_forwards_one_layer_and_moves_to_the_best_one() {
+    let mut net = Net::new();
+    let publisher = net.join_signalling("alice");
+    net.join_signalling("bob");
+    let mid = net.publish_simulcast_video(publisher, &["l", "h"]);
+    net.wait_connected();
+    net.run_for(Duration::from_millis(200));
+    // 3 s of both layers at 50 packets/s; keyframes every 25 packets.
+    for seq in 1..=150u64 {
+        let keyframe = seq % 25 == 1;
+        net.send_vp8_layer(0, mid, "l", seq, keyframe, 200);
+        net.send_vp8_layer(0, mid, "h", 10_000 + seq, keyframe, 1000);
+        net.advance(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_millis(300));
+    let received = &net.peers[1].received;
+    assert!(received.len() >= 100, "received {}", received.len());
+    let layers: Vec<u8> = received.iter().map(|r| r.payload[13]).collect();
+    // One layer at a time: at most one switch, and it ends on the best ("h").
+    let switches = layers.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(switches <= 1, "layers flapped: {switches} switches");
+    assert_eq!(
+        layers.last(),
+        Some(&b'h'),
+        "ends on the highest-bitrate layer"
+    );
+    // One layer's worth of packets (150 per layer were sent), never both.
+    assert!(received.len() <= 152, "received {}", received.len());
+    let first_high = received
+        .iter()
+        .find(|r| r.payload[13] == b'h')
+        .expect("the best layer is forwarded");
+    assert_eq!(
+        first_high.payload[1] & 0x01,
+        0,
+        "the switch happens at a keyframe"
+    );
+    for pair in received.windows(2) {
+        assert_eq!(
+            pair[1].seq,
+            pair[0].seq + 1,
+            "continuous across the layer switch"
+        );
+    }
+    let ssrcs: HashSet<u32> = received.iter().map(|r| r.ssrc).collect();
+    assert_eq!(ssrcs.len(), 1, "one outgoing SSRC whatever the layer");
+}
