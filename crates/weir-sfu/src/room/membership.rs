@@ -210,7 +210,7 @@ impl Room {
         let Some(mut participant) = self.participants.remove(&key) else {
             return;
         };
-        participant.rtc.disconnect();
+        self.say_goodbye(now, &mut participant.rtc);
         self.join_order.retain(|k| *k != key);
         self.routes.retain(|_, k| *k != key);
         let owned: Vec<TrackKey> = self
@@ -266,5 +266,30 @@ impl Room {
         let t = self.tracks.get(&track)?;
         let p = self.participants.get(&t.owner)?;
         Some(t.info(&p.id, &p.user_id))
+    }
+
+    /// Closes a departing peer's connection politely: RTCP BYE and a DTLS
+    /// close_notify go out (best effort) before the `Rtc` is dropped, so
+    /// the peer learns at once instead of timing out.
+    fn say_goodbye(&mut self, now: Instant, rtc: &mut str0m::Rtc) {
+        if !rtc.is_alive() || rtc.close().is_err() {
+            rtc.disconnect();
+            return;
+        }
+        let _ = rtc.handle_input(str0m::Input::Timeout(now));
+        // Bounded: the close output is a handful of datagrams.
+        for _ in 0..64 {
+            match rtc.poll_output() {
+                Ok(str0m::Output::Transmit(transmit)) => {
+                    self.outputs.push_back(RoomOutput::Transmit {
+                        destination: transmit.destination,
+                        contents: transmit.contents.into(),
+                    });
+                }
+                Ok(str0m::Output::Event(_)) => {}
+                Ok(str0m::Output::Timeout(_)) | Err(_) => break,
+            }
+        }
+        rtc.disconnect();
     }
 }

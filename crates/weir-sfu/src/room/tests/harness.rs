@@ -26,6 +26,8 @@ pub(super) struct Peer {
     pub(super) pending: Option<SdpPendingOffer>,
     pub(super) received: Vec<ReceivedRtp>,
     pub(super) keyframe_requests: usize,
+    /// The server closed the connection (DTLS close_notify arrived).
+    pub(super) closed: bool,
     pub(super) next_timeout: Instant,
 }
 
@@ -99,6 +101,7 @@ impl Net {
             pending: None,
             received: Vec::new(),
             keyframe_requests: 0,
+            closed: false,
             next_timeout: self.now,
         });
         (index, joined)
@@ -325,6 +328,7 @@ impl Net {
                             payload: packet.payload.to_vec(),
                         }),
                         Event::KeyframeRequest(_) => peer.keyframe_requests += 1,
+                        Event::Closed => peer.closed = true,
                         _ => {}
                     }
                 }

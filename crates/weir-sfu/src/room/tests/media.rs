@@ -202,6 +202,7 @@ fn whep_viewer_stream_stays_continuous_when_the_publisher_reconnects() {
         pending: None,
         received: vec![],
         keyframe_requests: 0,
+        closed: false,
         next_timeout: net.now,
     });
     net.pump();
@@ -243,6 +244,7 @@ fn whep_viewer_stream_stays_continuous_when_the_publisher_reconnects() {
         pending: None,
         received: vec![],
         keyframe_requests: 0,
+        closed: false,
         next_timeout: net.now,
     });
     net.wait_connected();
@@ -288,6 +290,7 @@ fn whep_viewer_stream_stays_continuous_when_the_publisher_reconnects() {
         pending: None,
         received: vec![],
         keyframe_requests: 0,
+        closed: false,
         next_timeout: net.now,
     };
     net.wait_connected();

@@ -37,6 +37,20 @@ fn join_lists_existing_participants_and_announces_newcomers() {
 }
 
 #[test]
+fn a_removed_participant_is_told_over_dtls() {
+    let (mut net, _mid) = publisher_and_two_subscribers();
+    assert!(!net.peers[2].closed);
+    let key = net.peers[2].key;
+    net.room.leave(net.now, key, LeaveReason::Kicked);
+    net.pump();
+    assert!(
+        net.peers[2].closed,
+        "the peer got the server's close_notify"
+    );
+    assert!(!net.peers[1].closed);
+}
+
+#[test]
 fn malformed_datagrams_are_counted_and_never_panic() {
     let (mut net, _mid) = publisher_and_two_subscribers();
     let source: SocketAddr = "10.9.9.9:1234".parse().expect("addr");
