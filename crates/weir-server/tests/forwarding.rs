@@ -24,13 +24,10 @@ use weir_client::{whep_subscribe, whip_publish, Client, HttpSessionOptions, Join
 async fn forwards_vp8_and_opus_byte_identical_with_continuous_sequences() {
     let server = TestServer::start().await;
     let room = "forwarding";
-    let publisher = Client::connect(
-        &server.ws_url(),
-        &server.token(room, "publisher", &ALL_GRANTS),
-        JoinOptions::default(),
-    )
-    .await
-    .expect("the publisher joins");
+    let publisher = server
+        .join(room, "publisher", &ALL_GRANTS)
+        .await
+        .expect("the publisher joins");
     let tracks = publisher
         .publish_tracks(&[
             (TrackKind::Video, TrackSource::Camera),
@@ -135,13 +132,10 @@ async fn forwards_vp8_and_opus_byte_identical_with_continuous_sequences() {
 async fn nack_recovers_five_percent_loss_toward_a_subscriber() {
     let server = TestServer::start().await;
     let room = "lossy";
-    let publisher = Client::connect(
-        &server.ws_url(),
-        &server.token(room, "publisher", &ALL_GRANTS),
-        JoinOptions::default(),
-    )
-    .await
-    .expect("the publisher joins");
+    let publisher = server
+        .join(room, "publisher", &ALL_GRANTS)
+        .await
+        .expect("the publisher joins");
     let video = publisher
         .publish_video_vp8(TrackSource::Camera)
         .await

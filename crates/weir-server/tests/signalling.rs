@@ -320,13 +320,10 @@ async fn a_silent_participant_is_timed_out() {
     })
     .await;
     let room = "pings";
-    let mut watcher = Client::connect(
-        &server.ws_url(),
-        &server.token(room, "watcher", &ALL_GRANTS),
-        JoinOptions::default(),
-    )
-    .await
-    .expect("the watcher joins");
+    let mut watcher = server
+        .join(room, "watcher", &ALL_GRANTS)
+        .await
+        .expect("the watcher joins");
     assert_eq!(watcher.joined().ping_interval, Duration::from_secs(1));
     assert_eq!(watcher.joined().ping_timeout, Duration::from_secs(2));
     let mut silent = Client::connect(
@@ -384,13 +381,10 @@ async fn a_silent_participant_is_timed_out() {
 async fn manual_subscriptions_mute_and_unpublish() {
     let server = TestServer::start().await;
     let room = "manual";
-    let mut publisher = Client::connect(
-        &server.ws_url(),
-        &server.token(room, "publisher", &ALL_GRANTS),
-        JoinOptions::default(),
-    )
-    .await
-    .expect("the publisher joins");
+    let mut publisher = server
+        .join(room, "publisher", &ALL_GRANTS)
+        .await
+        .expect("the publisher joins");
     let tracks = publisher
         .publish_tracks(&[
             (TrackKind::Video, TrackSource::Screen),
@@ -528,25 +522,19 @@ async fn manual_subscriptions_mute_and_unpublish() {
 async fn unsubscribing_the_last_track_renegotiates() {
     let server = TestServer::start().await;
     let room = "last-track";
-    let publisher = Client::connect(
-        &server.ws_url(),
-        &server.token(room, "publisher", &ALL_GRANTS),
-        JoinOptions::default(),
-    )
-    .await
-    .expect("the publisher joins");
+    let publisher = server
+        .join(room, "publisher", &ALL_GRANTS)
+        .await
+        .expect("the publisher joins");
     let video = publisher
         .publish_video_vp8(TrackSource::Camera)
         .await
         .expect("publish");
     let video_id = video.track_id().expect("id").clone();
-    let mut viewer = Client::connect(
-        &server.ws_url(),
-        &server.token(room, "viewer", &[Grant::Subscribe]),
-        JoinOptions::default(),
-    )
-    .await
-    .expect("the viewer joins");
+    let mut viewer = server
+        .join(room, "viewer", &[Grant::Subscribe])
+        .await
+        .expect("the viewer joins");
     wait_subscribed(&mut viewer, &[&video_id]).await;
     viewer.wait_connected(WAIT).await.expect("connected");
     viewer.unsubscribe(&video_id).expect("unsubscribe");

@@ -109,6 +109,21 @@ impl TestServer {
             .expect("mint a token")
     }
 
+    /// Joins `room` as `user` with default options.
+    pub async fn join(
+        &self,
+        room: &str,
+        user: &str,
+        grants: &[Grant],
+    ) -> weir_client::Result<weir_client::Client> {
+        weir_client::Client::connect(
+            &self.ws_url(),
+            &self.token(room, user, grants),
+            weir_client::JoinOptions::default(),
+        )
+        .await
+    }
+
     /// The server's counters.
     pub fn metrics(&self) -> std::sync::Arc<weir_server::serve::metrics::ServerMetrics> {
         self.server

@@ -48,6 +48,8 @@ pub(super) struct Net {
     /// Drops room -> peer RTP when it returns true (peer index, datagram).
     pub(super) drop_downstream: Option<DropRule>,
     pub(super) dropped: usize,
+    /// Hosts handed out to WHIP/WHEP peers (addresses are never reused).
+    pub(super) http_hosts: u8,
 }
 
 pub(super) fn server_addr() -> SocketAddr {
@@ -64,6 +66,7 @@ impl Net {
             peers: Vec::new(),
             drop_downstream: None,
             dropped: 0,
+            http_hosts: 0,
         }
     }
 
@@ -105,6 +108,63 @@ impl Net {
             next_timeout: self.now,
         });
         (index, joined)
+    }
+
+    /// A WHIP (publisher, `Direction::SendOnly`) or WHEP (viewer,
+    /// `Direction::RecvOnly`) session: the peer offers one video m-line,
+    /// the room answers at join. Returns the peer index and its mid.
+    pub(super) fn join_http(
+        &mut self,
+        name: &'static str,
+        kind: SessionKind,
+        grant: Grant,
+        direction: Direction,
+    ) -> (usize, Mid) {
+        let index = self.peers.len();
+        self.http_hosts += 1;
+        let addr: SocketAddr = format!("10.0.2.{}:5000", self.http_hosts)
+            .parse()
+            .expect("addr");
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, direction, None, None, None);
+        let (offer, pending) = api.apply().expect("offer");
+        let joined = self
+            .room
+            .join(
+                self.now,
+                JoinRequest {
+                    user_id: name.to_string(),
+                    grants: vec![grant],
+                    kind,
+                    auto_subscribe: false,
+                    offer: Some(offer.to_sdp_string()),
+                    wall_clock_ms: 0,
+                },
+            )
+            .expect("HTTP session joins");
+        let answer = joined.answer.clone().expect("an SDP answer");
+        rtc.sdp_api()
+            .accept_answer(
+                pending,
+                SdpAnswer::from_sdp_string(&answer).expect("answer parses"),
+            )
+            .expect("answer accepted");
+        self.peers.push(Peer {
+            name,
+            rtc,
+            addr,
+            key: joined.key,
+            signals: Vec::new(),
+            pending: None,
+            received: Vec::new(),
+            keyframe_requests: 0,
+            closed: false,
+            next_timeout: self.now,
+        });
+        self.pump();
+        (index, mid)
     }
 
     /// A signalling participant with a fresh `Rtc`.
@@ -174,40 +234,6 @@ impl Net {
         );
         self.pump();
         mid
-    }
-
-    /// Writes one synthetic VP8 packet of `size` bytes on a simulcast layer;
-    /// byte 13 of the payload names the layer.
-    pub(super) fn send_vp8_layer(
-        &mut self,
-        peer: usize,
-        mid: Mid,
-        rid: &str,
-        seq: u64,
-        keyframe: bool,
-        size: usize,
-    ) {
-        let now = self.now;
-        let p = &mut self.peers[peer];
-        let pt = p
-            .rtc
-            .codec_config()
-            .find(|c| c.spec().codec == Codec::Vp8)
-            .expect("vp8 negotiated")
-            .pt();
-        let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
-        payload.extend_from_slice(&seq.to_be_bytes());
-        payload.push(rid.as_bytes()[0]);
-        payload.resize(size, 0xAB);
-        let mut api = p.rtc.direct_api();
-        let stream = api
-            .stream_tx_by_mid(mid, Some(rid.into()))
-            .expect("layer send stream");
-        stream.write_rtp(
-            RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload)
-                .marker(true)
-                .nackable(true),
-        );
     }
 
     /// Routes room outputs and peer outputs until both are quiet.
@@ -380,6 +406,24 @@ impl Net {
         keyframe: bool,
         marker: bool,
     ) {
+        self.write_vp8(peer, mid, None, seq, keyframe, marker, 200);
+    }
+
+    /// Writes one synthetic VP8 packet: a valid payload descriptor (S bit,
+    /// key or delta header), the publisher's sequence number at bytes 5..13,
+    /// the layer's first letter at byte 13 (`-` without simulcast), padded
+    /// to `size` bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_vp8(
+        &mut self,
+        peer: usize,
+        mid: Mid,
+        rid: Option<&str>,
+        seq: u64,
+        keyframe: bool,
+        marker: bool,
+        size: usize,
+    ) {
         let now = self.now;
         let p = &mut self.peers[peer];
         let pt = p
@@ -390,9 +434,12 @@ impl Net {
             .pt();
         let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
         payload.extend_from_slice(&seq.to_be_bytes());
-        payload.resize(200, 0xAB);
+        payload.push(rid.map_or(b'-', |r| r.as_bytes()[0]));
+        payload.resize(size, 0xAB);
         let mut api = p.rtc.direct_api();
-        let stream = api.stream_tx_by_mid(mid, None).expect("send stream");
+        let stream = api
+            .stream_tx_by_mid(mid, rid.map(Into::into))
+            .expect("send stream");
         stream.write_rtp(
             RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload)
                 .marker(marker)

@@ -1,13 +1,10 @@
 //! Media scenarios: forwarding, keyframes, NACK, continuity.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use str0m::change::SdpAnswer;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
+use str0m::media::{Direction, KeyframeRequestKind};
 use str0m::rtp::Ssrc;
-use str0m::{Candidate, Rtc};
 use weir_protocol::{ClientMessage, Grant, LeaveReason, ServerMessage};
 
 use super::super::*;
@@ -160,146 +157,45 @@ fn nack_recovers_packets_dropped_toward_one_subscriber() {
 #[test]
 fn whep_viewer_stream_stays_continuous_when_the_publisher_reconnects() {
     let mut net = Net::new();
-    // First publisher session (over WHIP): offer from a str0m peer.
-    let publisher_offer = |net: &mut Net| {
-        let index = net.peers.len();
-        let addr: SocketAddr = format!("10.0.1.{}:5000", index + 1).parse().expect("addr");
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(net.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-        let mut api = rtc.sdp_api();
-        let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        let (offer, pending) = api.apply().expect("offer");
-        (rtc, addr, mid, offer.to_sdp_string(), pending)
-    };
-    let (rtc, addr, mid, sdp, pending) = publisher_offer(&mut net);
-    let whip = net
-        .room
-        .join(
-            net.now,
-            JoinRequest {
-                user_id: "cam".into(),
-                grants: vec![Grant::Publish],
-                kind: SessionKind::Whip,
-                auto_subscribe: false,
-                offer: Some(sdp),
-                wall_clock_ms: 0,
-            },
-        )
-        .expect("whip join");
-    let mut rtc = rtc;
-    rtc.sdp_api()
-        .accept_answer(
-            pending,
-            SdpAnswer::from_sdp_string(&whip.answer.clone().expect("answer")).expect("parses"),
-        )
-        .expect("accepted");
-    net.peers.push(Peer {
-        name: "cam",
-        rtc,
-        addr,
-        key: whip.key,
-        signals: vec![],
-        pending: None,
-        received: vec![],
-        keyframe_requests: 0,
-        closed: false,
-        next_timeout: net.now,
-    });
-    net.pump();
-
-    // The viewer (WHEP) offers to receive video.
-    let viewer_addr: SocketAddr = "10.0.1.50:5000".parse().expect("addr");
-    let mut viewer = Rtc::builder().set_rtp_mode(true).build(net.now);
-    viewer.add_local_candidate(Candidate::host(viewer_addr, "udp").expect("candidate"));
-    let mut api = viewer.sdp_api();
-    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    let (offer, pending) = api.apply().expect("offer");
-    let whep = net
-        .room
-        .join(
-            net.now,
-            JoinRequest {
-                user_id: "viewer".into(),
-                grants: vec![Grant::Subscribe],
-                kind: SessionKind::Whep { publisher: None },
-                auto_subscribe: false,
-                offer: Some(offer.to_sdp_string()),
-                wall_clock_ms: 0,
-            },
-        )
-        .expect("whep join");
-    viewer
-        .sdp_api()
-        .accept_answer(
-            pending,
-            SdpAnswer::from_sdp_string(&whep.answer.clone().expect("answer")).expect("parses"),
-        )
-        .expect("accepted");
-    net.peers.push(Peer {
-        name: "viewer",
-        rtc: viewer,
-        addr: viewer_addr,
-        key: whep.key,
-        signals: vec![],
-        pending: None,
-        received: vec![],
-        keyframe_requests: 0,
-        closed: false,
-        next_timeout: net.now,
-    });
+    let (camera, mid) = net.join_http(
+        "cam",
+        SessionKind::Whip,
+        Grant::Publish,
+        Direction::SendOnly,
+    );
+    let (viewer, _) = net.join_http(
+        "viewer",
+        SessionKind::Whep { publisher: None },
+        Grant::Subscribe,
+        Direction::RecvOnly,
+    );
     net.wait_connected();
     for seq in 1..=50u64 {
-        net.send_vp8(0, mid, seq, seq == 1, true);
+        net.send_vp8(camera, mid, seq, seq == 1, true);
         net.advance(Duration::from_millis(20));
     }
     net.run_for(Duration::from_millis(200));
-    assert_eq!(embedded_seqs(&net.peers[1].received).len(), 50);
+    assert_eq!(embedded_seqs(&net.peers[viewer].received).len(), 50);
 
     // The camera reconnects: a new WHIP session of the same user.
-    let old_key = net.peers[0].key;
+    let old_key = net.peers[camera].key;
     net.room.leave(net.now, old_key, LeaveReason::Disconnected);
     net.pump();
-    let (rtc, addr, mid2, sdp, pending) = publisher_offer(&mut net);
-    let whip2 = net
-        .room
-        .join(
-            net.now,
-            JoinRequest {
-                user_id: "cam".into(),
-                grants: vec![Grant::Publish],
-                kind: SessionKind::Whip,
-                auto_subscribe: false,
-                offer: Some(sdp),
-                wall_clock_ms: 0,
-            },
-        )
-        .expect("second whip join");
-    let mut rtc = rtc;
-    rtc.sdp_api()
-        .accept_answer(
-            pending,
-            SdpAnswer::from_sdp_string(&whip2.answer.clone().expect("answer")).expect("parses"),
-        )
-        .expect("accepted");
-    net.peers[0] = Peer {
-        name: "cam2",
-        rtc,
-        addr,
-        key: whip2.key,
-        signals: vec![],
-        pending: None,
-        received: vec![],
-        keyframe_requests: 0,
-        closed: false,
-        next_timeout: net.now,
-    };
+    net.peers.remove(camera);
+    let viewer = viewer - 1;
+    let (camera, mid) = net.join_http(
+        "cam",
+        SessionKind::Whip,
+        Grant::Publish,
+        Direction::SendOnly,
+    );
     net.wait_connected();
     for seq in 1000..1050u64 {
-        net.send_vp8(0, mid2, seq, seq == 1000, true);
+        net.send_vp8(camera, mid, seq, seq == 1000, true);
         net.advance(Duration::from_millis(20));
     }
     net.run_for(Duration::from_millis(300));
-    let received = &net.peers[1].received;
+    let received = &net.peers[viewer].received;
     assert_eq!(
         embedded_seqs(received).len(),
         100,
@@ -398,8 +294,8 @@ fn simulcast_forwards_one_layer_and_moves_to_the_best_one() {
     // 3 s of both layers at 50 packets/s; keyframes every 25 packets.
     for seq in 1..=150u64 {
         let keyframe = seq % 25 == 1;
-        net.send_vp8_layer(0, mid, "l", seq, keyframe, 200);
-        net.send_vp8_layer(0, mid, "h", 10_000 + seq, keyframe, 1000);
+        net.write_vp8(0, mid, Some("l"), seq, keyframe, true, 200);
+        net.write_vp8(0, mid, Some("h"), 10_000 + seq, keyframe, true, 1000);
         net.advance(Duration::from_millis(20));
     }
     net.run_for(Duration::from_millis(300));
