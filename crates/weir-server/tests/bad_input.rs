@@ -139,16 +139,18 @@ async fn garbage_everywhere_while_a_call_keeps_flowing() {
     let url = server.ws_url();
 
     // The healthy pair.
-    let publisher = server.join(room, "pub", &ALL_GRANTS)
-    .await
-    .expect("publisher joins");
+    let publisher = server
+        .join(room, "pub", &ALL_GRANTS)
+        .await
+        .expect("publisher joins");
     let video = publisher
         .publish_video_vp8(TrackSource::Camera)
         .await
         .expect("publish video");
-    let mut subscriber = server.join(room, "sub", &[Grant::Subscribe])
-    .await
-    .expect("subscriber joins");
+    let mut subscriber = server
+        .join(room, "sub", &[Grant::Subscribe])
+        .await
+        .expect("subscriber joins");
     let mut media = subscriber.take_media().expect("media channel");
 
     // Stream 30 fps for the whole test.
