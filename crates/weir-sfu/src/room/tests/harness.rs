@@ -47,6 +47,8 @@ pub(super) struct Net {
     pub(super) peers: Vec<Peer>,
     /// Drops room -> peer RTP when it returns true (peer index, datagram).
     pub(super) drop_downstream: Option<DropRule>,
+    /// Drops peer -> room RTP when it returns true (peer index, datagram).
+    pub(super) drop_upstream: Option<DropRule>,
     pub(super) dropped: usize,
     /// Hosts handed out to WHIP/WHEP peers (addresses are never reused).
     pub(super) http_hosts: u8,
@@ -65,6 +67,7 @@ impl Net {
             room: Room::new("test", RoomConfig::new(server_addr()), now),
             peers: Vec::new(),
             drop_downstream: None,
+            drop_upstream: None,
             dropped: 0,
             http_hosts: 0,
         }
@@ -343,6 +346,14 @@ impl Net {
                     progressed = true;
                     let source = peer.addr;
                     let contents: Vec<u8> = t.contents.into();
+                    if is_rtp(&contents) {
+                        if let Some(drop) = self.drop_upstream.as_mut() {
+                            if drop(index, &contents) {
+                                self.dropped += 1;
+                                continue;
+                            }
+                        }
+                    }
                     self.room.handle_datagram(self.now, source, &contents);
                 }
                 Ok(Output::Event(event)) => {

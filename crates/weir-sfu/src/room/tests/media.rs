@@ -155,6 +155,40 @@ fn nack_recovers_packets_dropped_toward_one_subscriber() {
 }
 
 #[test]
+fn the_server_nacks_the_publisher_for_its_own_losses() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    // Drop every 20th RTP packet (5%) from the publisher to the server.
+    let mut counter = 0usize;
+    net.drop_upstream = Some(Box::new(move |peer, _| {
+        if peer != 0 {
+            return false;
+        }
+        counter += 1;
+        counter.is_multiple_of(20)
+    }));
+    for seq in 1..=400u64 {
+        net.send_vp8(0, mid, seq, seq == 1, seq % 4 == 0);
+        net.advance(Duration::from_millis(10));
+    }
+    net.run_for(Duration::from_secs(1));
+    assert!(
+        net.dropped >= 15,
+        "the lossy uplink dropped packets ({})",
+        net.dropped
+    );
+    for subscriber in [1, 2] {
+        let mut got = embedded_seqs(&net.peers[subscriber].received);
+        got.sort_unstable();
+        got.dedup();
+        assert!(
+            got.len() >= 396,
+            "subscriber {subscriber} got {} of 400: the server's NACKs recovered the uplink losses",
+            got.len()
+        );
+    }
+}
+
+#[test]
 fn whep_viewer_stream_stays_continuous_when_the_publisher_reconnects() {
     let mut net = Net::new();
     let (camera, mid) = net.join_http(
