@@ -38,12 +38,22 @@ impl Room {
         self.counters.rtp_received += 1;
         let video = video_codec(params.spec().codec);
         let is_video = track.kind == weir_protocol::TrackKind::Video;
-        let subscribers = track.subscribers.clone();
         let ext_vals = forwardable_extensions(&packet.header.ext_vals);
         let mut want_keyframe = false;
+        // Disjoint field borrows: the track's subscriber list is read while
+        // subscribers are written to, with no per-packet copy of the list.
+        let Room {
+            tracks,
+            participants,
+            counters,
+            ..
+        } = self;
+        let Some(track) = tracks.get(&track_key) else {
+            return;
+        };
 
-        for subscriber in subscribers {
-            let Some(participant) = self.participants.get_mut(&subscriber) else {
+        for subscriber in &track.subscribers {
+            let Some(participant) = participants.get_mut(subscriber) else {
                 continue;
             };
             let Some(subscription) = participant.subscription_by_track(track_key) else {
@@ -72,7 +82,7 @@ impl Room {
                     request_keyframe, ..
                 } => {
                     want_keyframe |= request_keyframe;
-                    self.counters.rtp_not_forwarded += 1;
+                    counters.rtp_not_forwarded += 1;
                     continue;
                 }
             };
@@ -87,12 +97,12 @@ impl Room {
                 }
             };
             let Some(out_pt) = out_pt else {
-                self.counters.rtp_codec_mismatch += 1;
+                counters.rtp_codec_mismatch += 1;
                 continue;
             };
             let mut api = participant.rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-                self.counters.rtp_no_send_stream += 1;
+                counters.rtp_no_send_stream += 1;
                 continue;
             };
             stream.write_rtp(
@@ -108,7 +118,7 @@ impl Room {
                 .nackable(is_video),
             );
             participant.needs_poll = true;
-            self.counters.rtp_forwarded += 1;
+            counters.rtp_forwarded += 1;
         }
         if want_keyframe && video.is_some() {
             self.request_keyframe(now, track_key, rid, KeyframeRequestKind::Pli);
