@@ -54,6 +54,25 @@ async function threeWayCall(codec) {
       console.log(`${codec} ${user}: join-to-first-decoded-frame ${firstFrameMs} ms; ${JSON.stringify(result.perUser)}`);
     }
 
+    // The first page mutes its microphone; the others are told.
+    const muter = pages[0];
+    const muterId = await muter.page.evaluate(() => window.weir.participantId);
+    await muter.page.evaluate(() => window.weir.mute("audio"));
+    for (const { user, page } of pages.slice(1)) {
+      await waitFor(
+        () =>
+          page.evaluate(
+            (id) =>
+              window.weir.events.some(
+                (e) => e.type === "track_muted" && e.message.participant_id === id && e.message.muted === true,
+              ),
+            muterId,
+          ),
+        10_000,
+        `${user} to see ${muter.user} mute`,
+      );
+    }
+
     // One page leaves; the other two see participant_left.
     const leaving = pages[2];
     const leaverId = await leaving.page.evaluate(() => window.weir.participantId);

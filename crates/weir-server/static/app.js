@@ -20,6 +20,7 @@ const state = {
   pendingTracksByMid: new Map(), // mid -> MediaStreamTrack waiting for `subscribed`
   offerOutstanding: false,
   pendingServerOffer: null,
+  ownTracks: new Map(), // "audio" | "video" -> {mid, trackId, track}
   pingTimer: null,
   events: [],
   joinedAt: 0,
@@ -152,6 +153,12 @@ async function handleMessage(message) {
       return;
     case "track_published":
       state.tracks.set(message.track.track_id, message.track);
+      if (message.mid) {
+        for (const own of state.ownTracks.values()) {
+          if (own.mid === message.mid) own.trackId = message.track.track_id;
+        }
+        updateToggles();
+      }
       if (message.track.participant_id !== state.participantId) upsertParticipantTrack(message.track);
       return;
     case "track_unpublished":
@@ -205,6 +212,10 @@ async function onJoined(message) {
       publications.push({ transceiver, track });
     }
     await sendOffer(publications);
+    for (const { transceiver, track } of publications) {
+      state.ownTracks.set(track.kind, { mid: transceiver.mid, trackId: null, track });
+    }
+    updateToggles();
   }
 }
 
@@ -353,6 +364,32 @@ function refreshLabel(participantId) {
   }
 }
 
+// ------------------------------------------------------------ mute
+
+function updateToggles() {
+  for (const [kind, id, on, off] of [
+    ["audio", "toggle-mic", "Mute mic", "Unmute mic"],
+    ["video", "toggle-cam", "Stop camera", "Start camera"],
+  ]) {
+    const own = state.ownTracks.get(kind);
+    const button = $(id);
+    button.disabled = !own || !own.trackId;
+    const muted = own ? !own.track.enabled : false;
+    button.textContent = muted ? off : on;
+    button.setAttribute("aria-pressed", String(muted));
+  }
+}
+
+/** Mutes or unmutes our own audio or video: the track sends silence/black
+ *  and the others are told with a `mute` message. */
+function toggleMute(kind) {
+  const own = state.ownTracks.get(kind);
+  if (!own || !own.trackId) return;
+  own.track.enabled = !own.track.enabled;
+  send({ type: "mute", track_id: own.trackId, muted: !own.track.enabled });
+  updateToggles();
+}
+
 // ------------------------------------------------------------ leave
 
 function cleanup() {
@@ -369,6 +406,8 @@ function cleanup() {
   state.midToTrack.clear();
   state.pendingTracksByMid.clear();
   state.participantId = null;
+  state.ownTracks.clear();
+  updateToggles();
   state.offerOutstanding = false;
   state.pendingServerOffer = null;
   $("join").disabled = false;
@@ -417,6 +456,7 @@ window.weir = {
   get firstFrameMs() { return state.firstFrameAt === null ? null : Math.round(state.firstFrameAt - state.joinedAt); },
   stats,
   join,
+  mute: (kind) => toggleMute(kind),
   leave: () => leave(true),
 };
 
@@ -427,6 +467,8 @@ $("join-form").addEventListener("submit", (event) => {
   join();
 });
 $("leave").addEventListener("click", () => leave(true));
+$("toggle-mic").addEventListener("click", () => toggleMute("audio"));
+$("toggle-cam").addEventListener("click", () => toggleMute("video"));
 
 (async function init() {
   const params = new URLSearchParams(location.search);
