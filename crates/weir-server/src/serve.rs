@@ -84,7 +84,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let http_addr = listener.local_addr()?;
 
     let advertised = SocketAddr::new(config.advertised_ip(), udp_addr.port());
-    let mut room_config = RoomConfig::new(advertised);
+    let mut room_config = RoomConfig::new(advertised).with_generated_dtls_cert();
     room_config.max_participants = config.rooms.max_participants;
     room_config.ping_interval = Duration::from_secs(config.signalling.ping_interval_seconds);
     room_config.ping_timeout = Duration::from_secs(config.signalling.ping_timeout_seconds);

@@ -20,9 +20,21 @@ pub struct RoomConfig {
     pub server_version: String,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// One DTLS certificate for every connection (its fingerprint is in
+    /// every answer). Generating a key pair per participant costs join
+    /// time; `None` lets str0m generate one per connection.
+    pub dtls_cert: Option<str0m::config::DtlsCert>,
 }
 
 impl RoomConfig {
+    /// Generates the shared DTLS certificate with str0m's crypto provider.
+    pub fn with_generated_dtls_cert(mut self) -> Self {
+        self.dtls_cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate();
+        self
+    }
+
     pub fn new(advertised_addr: SocketAddr) -> Self {
         RoomConfig {
             advertised_addr,
@@ -33,6 +45,7 @@ impl RoomConfig {
             server_version: env!("CARGO_PKG_VERSION").to_string(),
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_secs(30),
+            dtls_cert: None,
         }
     }
 }

@@ -461,8 +461,12 @@ impl Room {
     }
 }
 
-fn new_rtc(now: Instant) -> Rtc {
-    Rtc::builder()
+fn new_rtc(now: Instant, config: &RoomConfig) -> Rtc {
+    let mut builder = Rtc::builder();
+    if let Some(cert) = &config.dtls_cert {
+        builder = builder.set_dtls_cert(cert.clone());
+    }
+    builder
         .set_rtp_mode(true)
         .set_ice_lite(true)
         .enable_opus(true, false)

@@ -59,7 +59,7 @@ impl Room {
             }
         }
 
-        let mut rtc = new_rtc(now);
+        let mut rtc = new_rtc(now, &self.config);
         let candidate = Candidate::host(self.config.advertised_addr, "udp")
             .map_err(|e| JoinError::Internal(format!("bad advertised address: {e}")))?;
         rtc.add_local_candidate(candidate);
