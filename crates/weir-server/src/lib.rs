@@ -9,6 +9,7 @@
 //! `src/main.rs` only parses the command line and hands it to [`cli::run`].
 
 pub mod apps;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod serve;

@@ -1,0 +1,112 @@
+//! The callback body (`{event_id, event_type, app_id, room_id, user_id?,
+//! track?, timestamp_ms, ...}`), the seeds' room and media events.
+
+use serde::{Deserialize, Serialize};
+use weir_protocol::{TrackKind, TrackSource};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventType {
+    RoomCreated,
+    RoomDissolved,
+    ParticipantJoined,
+    ParticipantLeft,
+    TrackPublished,
+    TrackUnpublished,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 6] = [
+        EventType::RoomCreated,
+        EventType::RoomDissolved,
+        EventType::ParticipantJoined,
+        EventType::ParticipantLeft,
+        EventType::TrackPublished,
+        EventType::TrackUnpublished,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::RoomCreated => "ROOM_CREATED",
+            EventType::RoomDissolved => "ROOM_DISSOLVED",
+            EventType::ParticipantJoined => "PARTICIPANT_JOINED",
+            EventType::ParticipantLeft => "PARTICIPANT_LEFT",
+            EventType::TrackPublished => "TRACK_PUBLISHED",
+            EventType::TrackUnpublished => "TRACK_UNPUBLISHED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|e| e.as_str() == text)
+    }
+}
+
+/// The track an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTrack {
+    pub track_id: String,
+    pub kind: TrackKind,
+    pub source: TrackSource,
+}
+
+/// One event as delivered. `event_id` is stable across retries, so a
+/// receiver can drop duplicates (delivery is at-least-once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackEvent {
+    pub event_id: String,
+    pub event_type: EventType,
+    pub app_id: String,
+    pub room_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<EventTrack>,
+    pub timestamp_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_shape_matches_the_contract() {
+        let event = CallbackEvent {
+            event_id: "ev_1".into(),
+            event_type: EventType::TrackPublished,
+            app_id: "app_1".into(),
+            room_id: "room".into(),
+            user_id: Some("alice".into()),
+            track: Some(EventTrack {
+                track_id: "TR_1".into(),
+                kind: TrackKind::Video,
+                source: TrackSource::Camera,
+            }),
+            timestamp_ms: 42,
+        };
+        let json = serde_json::to_value(&event).expect("serialises");
+        assert_eq!(json["event_type"], "TRACK_PUBLISHED");
+        assert_eq!(json["track"]["kind"], "video");
+        assert_eq!(json["track"]["source"], "camera");
+        assert_eq!(json["timestamp_ms"], 42);
+        let room_event = CallbackEvent {
+            user_id: None,
+            track: None,
+            event_type: EventType::RoomCreated,
+            ..event
+        };
+        let json = serde_json::to_value(&room_event).expect("serialises");
+        assert!(json.get("user_id").is_none() && json.get("track").is_none());
+    }
+
+    #[test]
+    fn event_type_names_round_trip() {
+        for event in EventType::ALL {
+            assert_eq!(EventType::parse(event.as_str()), Some(event));
+            assert_eq!(
+                serde_json::to_string(&event).expect("serialises"),
+                format!("\"{}\"", event.as_str())
+            );
+        }
+        assert_eq!(EventType::parse("room_created"), None);
+    }
+}
