@@ -252,6 +252,12 @@ pub enum ServerMessage {
     Leave {
         reason: LeaveReason,
     },
+    /// An administrator changed this participant's grants. Tracks it may no
+    /// longer publish have been unpublished; subscriptions it may no longer
+    /// hold have been removed.
+    PermissionsChanged {
+        grants: Vec<Grant>,
+    },
 }
 
 impl ServerMessage {

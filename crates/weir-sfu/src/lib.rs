@@ -30,6 +30,7 @@ pub mod track;
 pub use config::RoomConfig;
 pub use counters::RoomCounters;
 pub use participant::{ParticipantKey, SessionKind};
+pub use room::admin::AdminError;
 pub use room::{JoinError, JoinRequest, Joined, Room, RoomOutput, TrackSnapshot};
 
 /// Installs str0m's crypto provider (aws-lc-rs). Call once at start; later

@@ -22,6 +22,7 @@ use crate::link_stats::LinkStats;
 use crate::participant::{Participant, ParticipantKey, SessionKind};
 use crate::track::{PublishedTrack, TrackKey};
 
+pub mod admin;
 mod forwarding;
 mod membership;
 mod negotiation;

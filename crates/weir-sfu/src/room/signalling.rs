@@ -122,7 +122,7 @@ impl Room {
             .map(|t| t.key)
     }
 
-    fn set_muted(&mut self, key: ParticipantKey, track: TrackKey, muted: bool) {
+    pub(super) fn set_muted(&mut self, key: ParticipantKey, track: TrackKey, muted: bool) {
         let Some(t) = self.tracks.get_mut(&track) else {
             return;
         };
