@@ -195,3 +195,65 @@ async fn shutdown_tells_every_participant_and_refuses_new_ones() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_of_different_applications_are_separate() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let first = weir_server::apps::App::generate("first", 1);
+    let second = weir_server::apps::App::generate("second", 2);
+    let file = serde_json::json!({ "version": 1, "apps": [first, second] });
+    std::fs::write(
+        data_dir.path().join(weir_server::apps::APPS_FILE),
+        serde_json::to_vec(&file).expect("json"),
+    )
+    .expect("write apps.json");
+    let mut config = Config {
+        data_dir: data_dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.http.listen = SocketAddr::new(localhost, 0);
+    config.media.udp_listen = SocketAddr::new(localhost, 0);
+    let running = serve::start(config).await.expect("server starts");
+    assert!(running.created_app.is_none(), "the existing apps are used");
+    let url = format!("ws://{}/rtc/v1", running.http_addr);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let token = |app: &weir_server::apps::App, user: &str| {
+        weir_server::token::mint(
+            app,
+            "same",
+            user,
+            &[Grant::Subscribe],
+            Duration::from_secs(600),
+            now,
+        )
+        .expect("mint")
+    };
+    let a = Client::connect(&url, &token(&first, "alice"), JoinOptions::default())
+        .await
+        .expect("joins through the first app");
+    let b = Client::connect(&url, &token(&second, "bob"), JoinOptions::default())
+        .await
+        .expect("joins through the second app");
+    assert!(
+        b.joined().participants.is_empty(),
+        "bob sees nobody from the other app's room"
+    );
+    let c = Client::connect(&url, &token(&first, "carol"), JoinOptions::default())
+        .await
+        .expect("joins through the first app again");
+    let others: Vec<&str> = c
+        .joined()
+        .participants
+        .iter()
+        .map(|p| p.user_id.as_str())
+        .collect();
+    assert_eq!(others, vec!["alice"], "carol shares alice's room only");
+    for client in [a, b, c] {
+        client.leave().await.expect("leave");
+    }
+    running.shutdown().await.expect("shutdown");
+}

@@ -16,7 +16,7 @@ use weir_protocol::{ClientMessage, ErrorCode, LeaveReason, ServerMessage};
 use weir_sfu::{JoinError, JoinRequest, Joined, ParticipantKey, Room, RoomConfig, RoomOutput};
 
 use super::metrics::ServerMetrics;
-use super::rooms::RoomRegistry;
+use super::rooms::{RoomKey, RoomRegistry};
 
 /// Capacity of a room's datagram queue; beyond it datagrams are dropped
 /// (and counted) rather than slowing the UDP reader.
@@ -68,7 +68,7 @@ struct Session {
 }
 
 pub struct RoomTask {
-    pub name: String,
+    pub key: RoomKey,
     pub room: Room,
     pub id: u64,
     pub control: mpsc::UnboundedReceiver<RoomCommand>,
@@ -81,7 +81,7 @@ pub struct RoomTask {
 
 impl RoomTask {
     pub fn spawn(
-        name: String,
+        key: RoomKey,
         config: RoomConfig,
         id: u64,
         socket: Arc<UdpSocket>,
@@ -92,8 +92,8 @@ impl RoomTask {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::channel(DATAGRAM_QUEUE);
         let task = RoomTask {
-            room: Room::new(name.clone(), config, Instant::now()),
-            name: name.clone(),
+            room: Room::new(key.room.clone(), config, Instant::now()),
+            key: key.clone(),
             id,
             control: control_rx,
             media: media_rx,
@@ -102,7 +102,7 @@ impl RoomTask {
             metrics,
             empty_timeout,
         };
-        let span = info_span!("room", room = %name);
+        let span = info_span!("room", room = %key);
         tokio::spawn(task.run().instrument(span));
         RoomHandle {
             id,
@@ -157,7 +157,7 @@ impl RoomTask {
                 if now.saturating_duration_since(since) >= self.empty_timeout
                     && self
                         .registry
-                        .remove_if_idle(&self.name, self.id, &self.control)
+                        .remove_if_idle(&self.key, self.id, &self.control)
                 {
                     break;
                 }
@@ -184,7 +184,7 @@ impl RoomTask {
                 let result = self.room.join(now, request);
                 match &result {
                     Ok(joined) => {
-                        self.registry.register_ufrag(&joined.ice_ufrag, &self.name);
+                        self.registry.register_ufrag(&joined.ice_ufrag, &self.key);
                         self.metrics.participants.inc();
                         sessions.insert(
                             joined.key,

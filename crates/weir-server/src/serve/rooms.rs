@@ -14,18 +14,41 @@ use weir_sfu::{ParticipantKey, RoomConfig};
 use super::metrics::ServerMetrics;
 use super::room_task::{RoomCommand, RoomHandle, RoomTask};
 
+/// A room is named within its application: two applications may both
+/// have a room called `demo`, and they are different rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomKey {
+    pub app_id: String,
+    pub room: String,
+}
+
+impl RoomKey {
+    pub fn new(app_id: impl Into<String>, room: impl Into<String>) -> Self {
+        RoomKey {
+            app_id: app_id.into(),
+            room: room.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RoomKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.app_id, self.room)
+    }
+}
+
 /// A WHIP or WHEP session, addressed by its Location URL.
 #[derive(Debug, Clone)]
 pub struct HttpSession {
-    pub room: String,
+    pub room: RoomKey,
     pub key: ParticipantKey,
     pub user_id: String,
 }
 
 #[derive(Default)]
 struct Inner {
-    rooms: HashMap<String, RoomHandle>,
-    ufrags: HashMap<String, String>,
+    rooms: HashMap<RoomKey, RoomHandle>,
+    ufrags: HashMap<String, RoomKey>,
     http_sessions: HashMap<String, HttpSession>,
     next_room_id: u64,
 }
@@ -61,14 +84,14 @@ impl RoomRegistry {
     /// Sends `command` to `room`, creating the room if needed. The command is
     /// queued under the registry lock, so a room can never close between
     /// being found and receiving it.
-    pub fn send_creating(&self, room: &str, factory: &RoomFactory, command: RoomCommand) {
+    pub fn send_creating(&self, room: &RoomKey, factory: &RoomFactory, command: RoomCommand) {
         let mut inner = self.lock();
         let handle = match inner.rooms.get(room) {
             Some(handle) => handle.clone(),
             None => {
                 inner.next_room_id += 1;
                 let handle = RoomTask::spawn(
-                    room.to_string(),
+                    room.clone(),
                     factory.config.clone(),
                     inner.next_room_id,
                     factory.socket.clone(),
@@ -76,7 +99,7 @@ impl RoomRegistry {
                     factory.metrics.clone(),
                     factory.empty_timeout,
                 );
-                inner.rooms.insert(room.to_string(), handle.clone());
+                inner.rooms.insert(room.clone(), handle.clone());
                 handle
             }
         };
@@ -84,7 +107,7 @@ impl RoomRegistry {
     }
 
     /// Sends `command` to an existing room. False if there is no such room.
-    pub fn send(&self, room: &str, command: RoomCommand) -> bool {
+    pub fn send(&self, room: &RoomKey, command: RoomCommand) -> bool {
         let inner = self.lock();
         match inner.rooms.get(room) {
             Some(handle) => handle.control.send(command).is_ok(),
@@ -96,7 +119,7 @@ impl RoomRegistry {
     /// unless a command is already waiting for it.
     pub fn remove_if_idle(
         &self,
-        room: &str,
+        room: &RoomKey,
         id: u64,
         control: &mpsc::UnboundedReceiver<RoomCommand>,
     ) -> bool {
@@ -110,10 +133,8 @@ impl RoomRegistry {
         true
     }
 
-    pub fn register_ufrag(&self, ufrag: &str, room: &str) {
-        self.lock()
-            .ufrags
-            .insert(ufrag.to_string(), room.to_string());
+    pub fn register_ufrag(&self, ufrag: &str, room: &RoomKey) {
+        self.lock().ufrags.insert(ufrag.to_string(), room.clone());
     }
 
     pub fn forget_ufrag(&self, ufrag: &str) {

@@ -15,7 +15,7 @@ use weir_sfu::{JoinRequest, SessionKind};
 
 use super::http::error_response;
 use super::room_task::RoomCommand;
-use super::rooms::HttpSession;
+use super::rooms::{HttpSession, RoomKey};
 use super::ws::{unix_now, unix_now_ms};
 use super::AppState;
 
@@ -178,8 +178,9 @@ async fn create_session_inner(
         offer: Some(offer),
         wall_clock_ms: unix_now_ms(),
     };
+    let room_key = RoomKey::new(verified.app_id.clone(), room);
     state.rooms.send_creating(
-        room,
+        &room_key,
         &state.room_factory,
         RoomCommand::Join {
             request,
@@ -218,7 +219,7 @@ async fn create_session_inner(
     state.rooms.insert_http_session(
         session_id.clone(),
         HttpSession {
-            room: room.to_string(),
+            room: room_key,
             key: joined.key,
             user_id: verified.user_id,
         },

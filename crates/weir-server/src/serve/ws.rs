@@ -17,6 +17,7 @@ use weir_protocol::{ClientMessage, ErrorCode, LeaveReason, ServerMessage, PROTOC
 use weir_sfu::{JoinRequest, SessionKind};
 
 use super::room_task::RoomCommand;
+use super::rooms::RoomKey;
 use super::AppState;
 use crate::token::VerifiedToken;
 
@@ -77,12 +78,13 @@ fn authorize(state: &AppState, query: &RtcQuery) -> Result<Joining, (ErrorCode, 
         }
         (room, _) => room.to_string(),
     };
+    let room = RoomKey::new(verified.app_id.clone(), room);
     Ok(Joining { verified, room })
 }
 
 struct Joining {
     verified: VerifiedToken,
-    room: String,
+    room: RoomKey,
 }
 
 async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
