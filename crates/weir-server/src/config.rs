@@ -36,7 +36,31 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub signalling: SignallingConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
+    pub database: DatabaseConfig,
 }
+
+/// The REST API's administrator credential.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `Authorization: Bearer <key>` for `/api/v1`. When unset, the first
+    /// start generates one, prints it once and stores only its hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Where the control plane keeps its data.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://...`; unset means SQLite in the data dir (`weir.db`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Shortest accepted admin key.
+pub const MIN_ADMIN_KEY_LEN: usize = 32;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -96,6 +120,8 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             signalling: SignallingConfig::default(),
             log: LogConfig::default(),
+            admin: AdminConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -285,6 +311,22 @@ impl Config {
                     format!(
                         "({ip}) must be an address peers can send to, not unspecified or multicast"
                     ),
+                );
+            }
+        }
+        if let Some(key) = &self.admin.key {
+            if key.len() < MIN_ADMIN_KEY_LEN || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return invalid(
+                    "admin.key",
+                    format!("must be at least {MIN_ADMIN_KEY_LEN} letters and digits"),
+                );
+            }
+        }
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return invalid(
+                    "database.url",
+                    "must be a postgres:// URL (leave it unset for SQLite in the data dir)".into(),
                 );
             }
         }

@@ -55,6 +55,14 @@ pub(crate) const VARIABLES: &[(&str, Setter)] = &[
         c.signalling.ping_timeout_seconds = parse_number(v)?;
         Ok(())
     }),
+    ("WEIR_ADMIN_KEY", |c, v| {
+        c.admin.key = Some(v.to_string());
+        Ok(())
+    }),
+    ("WEIR_DATABASE_URL", |c, v| {
+        c.database.url = Some(v.to_string());
+        Ok(())
+    }),
     ("WEIR_LOG", |c, v| {
         c.log.filter = v.to_string();
         Ok(())

@@ -70,7 +70,13 @@ fn sample_file_mentions_every_key() {
     // Every key of the serialised defaults, plus the optional ones that
     // serialise to nothing, must appear as `key =` (commented out or not).
     let value = toml::Value::try_from(Config::default()).expect("the defaults serialise");
-    let mut keys = vec!["advertise_ip".to_string()];
+    let mut keys = vec![
+        "advertise_ip".to_string(),
+        "admin".to_string(),
+        "database".to_string(),
+        "key".to_string(),
+        "url".to_string(),
+    ];
     let mut stack = vec![value];
     while let Some(value) = stack.pop() {
         if let toml::Value::Table(table) = value {
@@ -177,6 +183,8 @@ fn every_env_variable_is_applied() {
         ("WEIR_PING_INTERVAL_SECONDS", "2"),
         ("WEIR_PING_TIMEOUT_SECONDS", "3"),
         ("WEIR_LOG", "debug"),
+        ("WEIR_ADMIN_KEY", "K0123456789abcdefghijklmnopqrstuvwxyz"),
+        ("WEIR_DATABASE_URL", "postgres://weir@127.0.0.1/weir"),
     ]);
     let c = Config::load(None, &env, &CliOverrides::default()).expect("loads");
     let expected = Config {
@@ -201,6 +209,12 @@ fn every_env_variable_is_applied() {
         log: LogConfig {
             filter: "debug".into(),
             json: false,
+        },
+        admin: AdminConfig {
+            key: Some("K0123456789abcdefghijklmnopqrstuvwxyz".into()),
+        },
+        database: DatabaseConfig {
+            url: Some("postgres://weir@127.0.0.1/weir".into()),
         },
     };
     assert_eq!(c, expected);
@@ -385,4 +399,26 @@ fn config_round_trips_through_toml() {
     c.log.json = true;
     let text = toml::to_string(&c).expect("serialises");
     assert_eq!(Config::from_toml(&text).expect("parses"), c);
+}
+
+#[test]
+fn admin_key_and_database_url_are_validated() {
+    let mut config = Config::default();
+    config.admin.key = Some("short".into());
+    assert_eq!(
+        config.validate().map_err(|e| e.key().map(str::to_string)),
+        Err(Some("admin.key".into()))
+    );
+    config.admin.key = Some("a".repeat(40));
+    assert!(config.validate().is_ok());
+    config.admin.key = Some(format!("{}!", "a".repeat(40)));
+    assert!(config.validate().is_err());
+    config.admin.key = None;
+    config.database.url = Some("mysql://x".into());
+    assert_eq!(
+        config.validate().map_err(|e| e.key().map(str::to_string)),
+        Err(Some("database.url".into()))
+    );
+    config.database.url = Some("postgres://weir@127.0.0.1/weir".into());
+    assert!(config.validate().is_ok());
 }
