@@ -21,6 +21,8 @@ use weir_sfu::RoomConfig;
 use crate::apps::AppStore;
 use crate::config::Config;
 
+mod admin_key;
+mod api;
 mod http;
 pub mod metrics;
 mod room_task;
@@ -41,6 +43,9 @@ pub struct AppState {
     pub room_factory: RoomFactory,
     pub metrics: Arc<ServerMetrics>,
     pub started: Instant,
+    pub admin_key: Arc<admin_key::AdminKey>,
+    /// The REST API's OpenAPI document, rendered once at start.
+    pub openapi_json: Arc<String>,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -57,6 +62,8 @@ pub struct RunningServer {
     pub metrics: Arc<ServerMetrics>,
     /// The application created on this start, if the data dir was empty.
     pub created_app: Option<crate::apps::App>,
+    /// The admin key generated on this start (printed once, never stored).
+    pub generated_admin_key: Option<String>,
     state: AppState,
     stop_http: watch::Sender<bool>,
     http_task: JoinHandle<()>,
@@ -73,6 +80,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             config.data_dir.display()
         )
     })?;
+    let (admin_key, generated_admin_key) =
+        admin_key::AdminKey::load_or_create(config.admin.key.as_deref(), &config.data_dir)
+            .context("loading the admin key")?;
+    let (api_router, openapi) = api::routes();
+    let openapi_json = openapi
+        .to_pretty_json()
+        .context("rendering the OpenAPI document")?;
 
     let udp = UdpSocket::bind(config.media.udp_listen)
         .await
@@ -104,6 +118,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         rooms: rooms.clone(),
         metrics: metrics.clone(),
         started: Instant::now(),
+        admin_key: Arc::new(admin_key),
+        openapi_json: Arc::new(openapi_json),
         shutting_down: Arc::new(AtomicBool::new(false)),
     };
 
@@ -114,7 +130,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         metrics.clone(),
         stop_rx.clone(),
     ));
-    let router = http::router(state.clone());
+    let router = http::router(state.clone(), api_router);
     let mut http_stop = stop_rx;
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -130,6 +146,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         udp_addr,
         metrics,
         created_app,
+        generated_admin_key,
         state,
         stop_http: stop_tx,
         http_task,
@@ -162,6 +179,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = start(config).await?;
     if let Some(app) = &server.created_app {
         println!("created application \"{}\" app_id={}", app.name, app.app_id);
+    }
+    if let Some(key) = &server.generated_admin_key {
+        println!("generated admin key (shown once; only its hash is stored): {key}");
     }
     println!(
         "weir ready http={} udp={}",

@@ -19,12 +19,13 @@ const state = {
   midToTrack: new Map(), // mid -> track_id (subscriptions)
   pendingTracksByMid: new Map(), // mid -> MediaStreamTrack waiting for `subscribed`
   offerOutstanding: false,
-  pendingServerOffer: null,
+  inbox: Promise.resolve(), // serialises handling of server messages
   ownTracks: new Map(), // "audio" | "video" -> {mid, trackId, track}
   pingTimer: null,
   events: [],
-  joinedAt: 0,
-  firstFrameAt: null,
+  joinedAt: 0, // Date.now() when Join was pressed
+  firstFrames: new Map(), // track_id -> {userId, ms since joinedAt, at}
+  framePoller: null,
   devTokens: false,
 };
 
@@ -54,14 +55,16 @@ function send(message) {
   }
 }
 
+/** The pasted token or, on a `--dev` server, a dev token for the name. */
 async function getToken(room) {
   const token = $("token").value.trim();
-  if (token) return token;
+  if (token && !$("token-field").hidden) return token;
+  if (!state.devTokens) throw new Error("Paste a token: weir token create --room ROOM --user NAME");
   const user = $("user").value.trim();
-  if (!state.devTokens || !user) throw new Error("Enter a token (or a name on a --dev server).");
+  if (!user) throw new Error("Enter your name.");
   const response = await fetch(`/dev/token?room=${encodeURIComponent(room)}&user=${encodeURIComponent(user)}`);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error ? body.error.message : "could not get a token");
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : `dev token: HTTP ${response.status}`);
   return body.token;
 }
 
@@ -78,8 +81,8 @@ async function join() {
   $("join").disabled = true;
   $("leave").disabled = false;
   setStatus("connecting", "Connecting…");
-  state.joinedAt = performance.now();
-  state.firstFrameAt = null;
+  state.joinedAt = Date.now();
+  state.firstFrames.clear();
 
   if ($("publish").checked) {
     try {
@@ -101,7 +104,9 @@ async function join() {
     } catch {
       return;
     }
-    handleMessage(message).catch((e) => {
+    // One message at a time: a server offer must not be applied while the
+    // previous answer (or our own offer) is still being negotiated.
+    state.inbox = state.inbox.then(() => handleMessage(message)).catch((e) => {
       console.error(e);
       showError(e.message);
     });
@@ -122,17 +127,12 @@ async function handleMessage(message) {
     case "answer":
       state.offerOutstanding = false;
       await state.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
-      if (state.pendingServerOffer) {
-        const sdp = state.pendingServerOffer;
-        state.pendingServerOffer = null;
-        await answerServerOffer(sdp);
-      }
       return;
     case "offer":
       if (state.offerOutstanding) {
-        // Glare: the server is polite and re-offers after answering ours;
-        // keep the latest offer in case it does not.
-        state.pendingServerOffer = message.sdp;
+        // Glare: the server is the polite peer. It rolls this offer back,
+        // answers ours, then offers again (docs/protocol.md, "Glare").
+        record({ type: "ignored_offer" });
         return;
       }
       return answerServerOffer(message.sdp);
@@ -189,12 +189,14 @@ async function onJoined(message) {
   setStatus("connecting", `Joined ${message.room}; connecting media…`);
   for (const p of message.participants) upsertParticipant(p);
   state.pingTimer = setInterval(() => send({ type: "ping", ts: Date.now() }), message.ping_interval_ms || 10000);
+  state.framePoller = setInterval(() => pollFirstFrames().catch(() => {}), 100);
 
   const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
   state.pc = pc;
   pc.onconnectionstatechange = () => {
     record({ type: "pc", state: pc.connectionState });
     if (pc.connectionState === "connected") setStatus("connected", `In ${message.room}`);
+    if (pc.connectionState === "disconnected") setStatus("connecting", "Media interrupted; reconnecting…");
     if (pc.connectionState === "failed") setStatus("failed", "Media connection failed");
   };
   pc.ontrack = (event) => {
@@ -318,16 +320,40 @@ function attachPending(mid) {
     upsertParticipant({ participant_id: info.participant_id, user_id: info.user_id, tracks: [info], joined_at_ms: 0 });
   for (const old of entry.stream.getTracks().filter((t) => t.kind === track.kind)) entry.stream.removeTrack(old);
   entry.stream.addTrack(track);
-  const video = entry.tile.video;
-  video.play().catch(() => {});
-  if (track.kind === "video") {
-    video.addEventListener("loadeddata", () => {
-      if (state.firstFrameAt === null) {
-        state.firstFrameAt = performance.now();
-        record({ type: "first_frame", ms: Math.round(state.firstFrameAt - state.joinedAt) });
-      }
-    }, { once: true });
-  }
+  play(entry.tile);
+}
+
+/** Starts playback; if the browser blocks autoplay (no click yet), the tile
+ *  asks for one. */
+function play(tile) {
+  tile.video.play().then(
+    () => tile.root.classList.remove("blocked"),
+    () => {
+      tile.root.classList.add("blocked");
+      tile.root.addEventListener("click", () => play(tile), { once: true });
+    },
+  );
+}
+
+/** Records when each received video track decodes its first frame (from
+ *  getStats, so it measures decoding, not painting). */
+async function pollFirstFrames() {
+  const pc = state.pc;
+  const waiting = [...state.midToTrack.entries()].filter(([, id]) => {
+    const info = state.tracks.get(id);
+    return info && info.kind === "video" && !state.firstFrames.has(id);
+  });
+  if (!pc || waiting.length === 0) return;
+  const report = await pc.getStats();
+  report.forEach((s) => {
+    if (s.type !== "inbound-rtp" || s.kind !== "video" || !s.framesDecoded) return;
+    const trackId = state.midToTrack.get(s.mid);
+    const info = trackId && state.tracks.get(trackId);
+    if (!info || state.firstFrames.has(trackId)) return;
+    const at = Date.now();
+    state.firstFrames.set(trackId, { userId: info.user_id, ms: at - state.joinedAt, at });
+    record({ type: "first_frame", track_id: trackId, user_id: info.user_id, ms: at - state.joinedAt });
+  });
 }
 
 function makeTile(name, local) {
@@ -395,6 +421,8 @@ function toggleMute(kind) {
 function cleanup() {
   clearInterval(state.pingTimer);
   state.pingTimer = null;
+  clearInterval(state.framePoller);
+  state.framePoller = null;
   if (state.pc) state.pc.close();
   state.pc = null;
   if (state.localStream) state.localStream.getTracks().forEach((t) => t.stop());
@@ -409,7 +437,6 @@ function cleanup() {
   state.ownTracks.clear();
   updateToggles();
   state.offerOutstanding = false;
-  state.pendingServerOffer = null;
   $("join").disabled = false;
   $("leave").disabled = true;
 }
@@ -453,7 +480,15 @@ window.weir = {
   get participantId() { return state.participantId; },
   remoteParticipants: () => [...state.participants.values()].map((p) => ({ participantId: p.info.participant_id, userId: p.info.user_id })),
   get events() { return state.events; },
-  get firstFrameMs() { return state.firstFrameAt === null ? null : Math.round(state.firstFrameAt - state.joinedAt); },
+  /** Date.now() when Join was pressed. */
+  get joinedAt() { return state.joinedAt; },
+  /** Milliseconds from Join to the first decoded remote video frame. */
+  get firstFrameMs() {
+    const all = [...state.firstFrames.values()].map((f) => f.ms);
+    return all.length ? Math.min(...all) : null;
+  },
+  /** Per received video track: {trackId, userId, ms (since Join), at (Date.now())}. */
+  firstFrames: () => [...state.firstFrames.entries()].map(([trackId, f]) => ({ trackId, ...f })),
   stats,
   join,
   mute: (kind) => toggleMute(kind),
@@ -469,6 +504,11 @@ $("join-form").addEventListener("submit", (event) => {
 $("leave").addEventListener("click", () => leave(true));
 $("toggle-mic").addEventListener("click", () => toggleMute("audio"));
 $("toggle-cam").addEventListener("click", () => toggleMute("video"));
+$("use-token").addEventListener("click", () => {
+  $("dev-fields").hidden = true;
+  $("token-field").hidden = false;
+  $("token").focus();
+});
 
 (async function init() {
   const params = new URLSearchParams(location.search);
@@ -483,9 +523,13 @@ $("toggle-cam").addEventListener("click", () => toggleMute("video"));
   } catch {
     state.devTokens = false;
   }
-  if (state.devTokens) {
-    $("user-field").hidden = false;
-    $("token").placeholder = "Optional on this --dev server: leave empty to get a token for your name";
+  // On a --dev server the page mints tokens: a name replaces the token field
+  // (unless a token came in the URL).
+  if (state.devTokens && !params.get("token")) {
+    $("dev-fields").hidden = false;
+    $("token-field").hidden = true;
+    if (!$("room").value) $("room").value = "demo";
+    if (!$("user").value) $("user").value = `guest-${Math.floor(1000 + Math.random() * 9000)}`;
   }
   if (params.get("autojoin") === "1") join();
 })();

@@ -14,8 +14,10 @@ use weir_protocol::{ErrorCode, Grant, Health, HttpError, HttpErrorBody};
 use super::ws::unix_now;
 use super::{whip, ws, AppState};
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, api: Router<AppState>) -> Router {
     Router::new()
+        .merge(api)
+        .route("/api/v1/openapi.json", get(super::api::openapi_json))
         .route("/", get(index))
         .route("/static/app.js", get(app_js))
         .route("/static/style.css", get(style_css))

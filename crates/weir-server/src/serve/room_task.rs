@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, Instrument};
-use weir_protocol::{ClientMessage, ErrorCode, LeaveReason, ServerMessage};
-use weir_sfu::{JoinError, JoinRequest, Joined, ParticipantKey, Room, RoomConfig, RoomOutput};
+use weir_protocol::{ClientMessage, ErrorCode, Grant, LeaveReason, ParticipantInfo, ServerMessage};
+use weir_sfu::{
+    AdminError, JoinError, JoinRequest, Joined, ParticipantKey, Room, RoomConfig, RoomOutput,
+};
 
 use super::metrics::ServerMetrics;
 use super::rooms::{RoomKey, RoomRegistry};
@@ -51,6 +53,35 @@ pub enum RoomCommand {
     Close {
         reason: LeaveReason,
     },
+    /// An administrator's action (REST API).
+    Admin {
+        action: AdminAction,
+        reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
+    },
+}
+
+/// What an administrator can ask a room.
+#[derive(Debug, Clone)]
+pub enum AdminAction {
+    Describe,
+    Kick { user_id: String },
+    UpdateGrants { user_id: String, grants: Vec<Grant> },
+    MuteTrack { track_id: String, muted: bool },
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub enum AdminOutcome {
+    Done,
+    Description(RoomDescription),
+}
+
+/// A room as the REST API shows it.
+#[derive(Debug, Clone)]
+pub struct RoomDescription {
+    pub room: String,
+    pub created_at_ms: u64,
+    pub participants: Vec<ParticipantInfo>,
 }
 
 /// The sending ends of a room's two queues.
@@ -69,6 +100,8 @@ struct Session {
 
 pub struct RoomTask {
     pub key: RoomKey,
+    /// Milliseconds since the Unix epoch when the room opened.
+    pub created_at_ms: u64,
     pub room: Room,
     pub id: u64,
     pub control: mpsc::UnboundedReceiver<RoomCommand>,
@@ -94,6 +127,7 @@ impl RoomTask {
         let task = RoomTask {
             room: Room::new(key.room.clone(), config, Instant::now()),
             key: key.clone(),
+            created_at_ms: super::ws::unix_now_ms(),
             id,
             control: control_rx,
             media: media_rx,
@@ -208,6 +242,31 @@ impl RoomTask {
             }
             RoomCommand::Leave { key, reason } => self.room.leave(now, key, reason),
             RoomCommand::Close { reason } => self.room.close(now, reason),
+            RoomCommand::Admin { action, reply } => {
+                let outcome = match action {
+                    AdminAction::Describe => Ok(AdminOutcome::Description(RoomDescription {
+                        room: self.key.room.clone(),
+                        created_at_ms: self.created_at_ms,
+                        participants: self.room.participant_infos(),
+                    })),
+                    AdminAction::Kick { user_id } => {
+                        self.room.kick(now, &user_id).map(|_| AdminOutcome::Done)
+                    }
+                    AdminAction::UpdateGrants { user_id, grants } => self
+                        .room
+                        .update_grants(now, &user_id, &grants)
+                        .map(|()| AdminOutcome::Done),
+                    AdminAction::MuteTrack { track_id, muted } => self
+                        .room
+                        .mute_track(now, &track_id, muted)
+                        .map(|()| AdminOutcome::Done),
+                    AdminAction::Close => {
+                        self.room.close(now, LeaveReason::RoomClosed);
+                        Ok(AdminOutcome::Done)
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
         }
     }
 

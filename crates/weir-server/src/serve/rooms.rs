@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use weir_sfu::{ParticipantKey, RoomConfig};
 
 use super::metrics::ServerMetrics;
-use super::room_task::{RoomCommand, RoomHandle, RoomTask};
+use super::room_task::{AdminAction, AdminOutcome, RoomCommand, RoomHandle, RoomTask};
 
 /// A room is named within its application: two applications may both
 /// have a room called `demo`, and they are different rooms.
@@ -166,6 +166,33 @@ impl RoomRegistry {
 
     pub fn forget_http_session(&self, id: &str) {
         self.lock().http_sessions.remove(id);
+    }
+
+    /// The live rooms of one application.
+    pub fn rooms_of_app(&self, app_id: &str) -> Vec<RoomKey> {
+        let mut keys: Vec<RoomKey> = self
+            .lock()
+            .rooms
+            .keys()
+            .filter(|k| k.app_id == app_id)
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Runs an administrator's action in a room; `None` if the room does not
+    /// exist (or closed meanwhile).
+    pub async fn admin(
+        &self,
+        room: &RoomKey,
+        action: AdminAction,
+    ) -> Option<Result<AdminOutcome, weir_sfu::AdminError>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if !self.send(room, RoomCommand::Admin { action, reply }) {
+            return None;
+        }
+        answer.await.ok()
     }
 
     pub fn room_count(&self) -> usize {

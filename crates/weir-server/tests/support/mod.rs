@@ -26,6 +26,8 @@ pub struct TestServer {
     pub http_addr: SocketAddr,
     pub udp_addr: SocketAddr,
     pub app: App,
+    /// The admin key generated at start (the data dir is fresh).
+    pub admin_key: String,
     data_dir: tempfile::TempDir,
 }
 
@@ -74,7 +76,12 @@ impl TestServer {
                 store.default_app().expect("a default app").clone()
             }
         };
+        let admin_key = server
+            .generated_admin_key
+            .clone()
+            .expect("a fresh data dir generates an admin key");
         TestServer {
+            admin_key,
             http_addr: server.http_addr,
             udp_addr: server.udp_addr,
             server: Some(server),

@@ -1,0 +1,320 @@
+//! The REST API's room administration (issue 3, first part) against a live
+//! call: list and inspect rooms, revoke publish live, server-side mute,
+//! kick, close; admin authentication and error bodies; the served OpenAPI
+//! document.
+//!
+//! Run inside a loopback-only namespace (scripts/test.sh does).
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{TestServer, ALL_GRANTS, WAIT};
+use weir_client::weir_protocol::{Grant, LeaveReason, ServerMessage, TrackSource};
+
+struct Api<'a> {
+    server: &'a TestServer,
+    http: reqwest::Client,
+}
+
+impl Api<'_> {
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.server.http_base())
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.server.admin_key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"))
+        };
+        (status, value)
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_administration_on_a_live_call() {
+    let server = TestServer::start().await;
+    let api = Api {
+        server: &server,
+        http: reqwest::Client::new(),
+    };
+    let app = server.app.app_id.clone();
+    let room = "admin-call";
+
+    let alice = server
+        .join(room, "alice", &ALL_GRANTS)
+        .await
+        .expect("alice joins");
+    let video = alice
+        .publish_video_vp8(TrackSource::Camera)
+        .await
+        .expect("publish");
+    let track_id = video.track_id().expect("track id").to_string();
+    let mut bob = server
+        .join(room, "bob", &[Grant::Subscribe])
+        .await
+        .expect("bob joins");
+
+    // List and inspect.
+    let (status, list) = api
+        .call(reqwest::Method::GET, &format!("/apps/{app}/rooms"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let rooms = list["rooms"].as_array().expect("rooms");
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(rooms[0]["room_id"], room);
+    let (status, detail) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/apps/{app}/rooms/{room}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let users: Vec<&str> = detail["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .filter_map(|p| p["user_id"].as_str())
+        .collect();
+    assert_eq!(users, vec!["alice", "bob"]);
+    assert_eq!(
+        detail["participants"][0]["tracks"][0]["track_id"],
+        track_id.as_str()
+    );
+    assert!(detail["since"].as_u64().is_some_and(|t| t > 0));
+
+    // Server-side mute: bob is told.
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/rooms/{room}/tracks/{track_id}/mute"),
+            Some(json!({"muted": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    bob.wait_for_message(WAIT, |m| match m {
+        ServerMessage::TrackMuted {
+            muted: true,
+            track_id: t,
+            ..
+        } if t.as_str() == track_id => Some(()),
+        _ => None,
+    })
+    .await
+    .expect("bob hears of the mute");
+
+    // Revoke alice's publish grant live: her track goes away at once.
+    let (status, body) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/apps/{app}/rooms/{room}/participants/alice"),
+            Some(json!({"grants": ["subscribe"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["grants"], json!(["subscribe"]));
+    bob.wait_for_message(WAIT, |m| match m {
+        ServerMessage::TrackUnpublished { track_id: t, .. } if t.as_str() == track_id => Some(()),
+        _ => None,
+    })
+    .await
+    .expect("bob sees the track unpublished");
+
+    // Bad inputs.
+    let (status, body) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/apps/{app}/rooms/{room}/participants/alice"),
+            Some(json!({"grants": ["fly"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT")
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/rooms/{room}/participants/nobody/kick"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "PARTICIPANT_NOT_FOUND")
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/rooms/{room}/tracks/TR_none/mute"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "TRACK_NOT_FOUND")
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/apps/{app}/rooms/nowhere"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "ROOM_NOT_FOUND")
+    );
+    let (status, body) = api
+        .call(reqwest::Method::GET, "/apps/app_unknown/rooms", None)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "APP_NOT_FOUND")
+    );
+
+    // Kick bob.
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/rooms/{room}/participants/bob/kick"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let reason = bob
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::Leave { reason } => Some(*reason),
+            _ => None,
+        })
+        .await
+        .expect("bob is told");
+    assert_eq!(reason, LeaveReason::Kicked);
+
+    // Close the room.
+    let mut alice = alice;
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/apps/{app}/rooms/{room}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let reason = alice
+        .wait_for_message(WAIT, |m| match m {
+            ServerMessage::Leave { reason } => Some(*reason),
+            _ => None,
+        })
+        .await
+        .expect("alice is told");
+    assert_eq!(reason, LeaveReason::RoomClosed);
+    drop(video);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_requires_the_admin_key() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/api/v1/apps/{}/rooms",
+        server.http_base(),
+        server.app.app_id
+    );
+    for request in [
+        http.get(&url),
+        http.get(&url).bearer_auth("wrong-key"),
+        http.get(&url)
+            .header("authorization", format!("Basic {}", server.admin_key)),
+    ] {
+        let response = request.send().await.expect("answers");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = response.json().await.expect("JSON error");
+        assert_eq!(error_code(&body), "UNAUTHORIZED");
+    }
+    let ok = http
+        .get(&url)
+        .bearer_auth(&server.admin_key)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(ok.status(), StatusCode::OK);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let server = TestServer::start().await;
+    let spec: Value = reqwest::get(format!("{}/api/v1/openapi.json", server.http_base()))
+        .await
+        .expect("served")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        spec["openapi"]
+    );
+    let paths = spec["paths"].as_object().expect("paths");
+    let expected = [
+        ("/api/v1/apps/{app_id}/rooms", vec!["get"]),
+        (
+            "/api/v1/apps/{app_id}/rooms/{room_id}",
+            vec!["get", "delete"],
+        ),
+        (
+            "/api/v1/apps/{app_id}/rooms/{room_id}/participants/{user_id}/kick",
+            vec!["post"],
+        ),
+        (
+            "/api/v1/apps/{app_id}/rooms/{room_id}/participants/{user_id}",
+            vec!["patch"],
+        ),
+        (
+            "/api/v1/apps/{app_id}/rooms/{room_id}/tracks/{track_id}/mute",
+            vec!["post"],
+        ),
+    ];
+    assert_eq!(
+        paths.len(),
+        expected.len(),
+        "paths: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (path, methods) in expected {
+        let item = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is documented"));
+        for method in methods {
+            assert!(item.get(method).is_some(), "{method} {path} is documented");
+        }
+    }
+    assert!(spec["components"]["securitySchemes"]["admin_key"].is_object());
+    assert!(spec["components"]["schemas"]["ApiErrorBody"].is_object());
+    server.shutdown().await;
+}
