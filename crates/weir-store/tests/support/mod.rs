@@ -1,0 +1,136 @@
+//! The databases the tests run against: a fresh SQLite file always, and a
+//! fresh PostgreSQL database per test when `WEIR_TEST_POSTGRES_URL` is set
+//! (`scripts/with-postgres.sh` starts a throwaway server and sets it).
+
+use rand::Rng;
+use sqlx::Connection;
+use weir_store::Store;
+
+pub const POSTGRES_URL_ENV: &str = "WEIR_TEST_POSTGRES_URL";
+
+/// A store on a database made for one test; `finish` removes the database.
+pub struct TestDb {
+    pub store: Store,
+    /// The URL the store was opened with (to reconnect to the same data).
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres {
+        server_url: String,
+        database: String,
+    },
+}
+
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::sqlite_in(dir.path())
+        .await
+        .expect("open sqlite store");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("weir.db").display());
+    TestDb {
+        store,
+        url,
+        cleanup: Cleanup::Sqlite(dir),
+    }
+}
+
+/// `None` when no PostgreSQL server is configured for tests.
+pub async fn postgres() -> Option<TestDb> {
+    let server_url = std::env::var(POSTGRES_URL_ENV).ok()?;
+    sqlx::any::install_default_drivers();
+    let database = format!("weir_test_{:016x}", rand::thread_rng().gen::<u64>());
+    let mut admin = sqlx::AnyConnection::connect(&server_url)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    admin.close().await.expect("close admin connection");
+    let url = with_database(&server_url, &database);
+    let store = Store::connect(&url).await.expect("open postgres store");
+    Some(TestDb {
+        store,
+        url,
+        cleanup: Cleanup::Postgres {
+            server_url,
+            database,
+        },
+    })
+}
+
+impl TestDb {
+    pub async fn finish(self) {
+        self.store.close().await;
+        match self.cleanup {
+            Cleanup::Sqlite(_dir) => {}
+            Cleanup::Postgres {
+                server_url,
+                database,
+            } => {
+                let mut admin = sqlx::AnyConnection::connect(&server_url)
+                    .await
+                    .expect("connect to the test PostgreSQL server");
+                sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop the test database");
+                admin.close().await.expect("close admin connection");
+            }
+        }
+    }
+}
+
+/// `url` with its database name replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+/// Runs each named `async fn(&TestDb)` as a test on SQLite and, when
+/// configured, on PostgreSQL (`sqlite::NAME`, `postgres::NAME`).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = $crate::support::sqlite().await;
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = $crate::support::postgres().await else {
+                        eprintln!(
+                            "skipped: set {} to run on PostgreSQL",
+                            $crate::support::POSTGRES_URL_ENV
+                        );
+                        return;
+                    };
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
