@@ -21,7 +21,6 @@ use weir_sfu::RoomConfig;
 use crate::apps::AppStore;
 use crate::config::Config;
 
-mod admin_key;
 mod api;
 mod http;
 pub mod metrics;
@@ -43,7 +42,8 @@ pub struct AppState {
     pub room_factory: RoomFactory,
     pub metrics: Arc<ServerMetrics>,
     pub started: Instant,
-    pub admin_key: Arc<admin_key::AdminKey>,
+    /// The control plane's database.
+    pub store: weir_store::Store,
     /// The REST API's OpenAPI document, rendered once at start.
     pub openapi_json: Arc<String>,
     shutting_down: Arc<AtomicBool>,
@@ -80,9 +80,32 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             config.data_dir.display()
         )
     })?;
-    let (admin_key, generated_admin_key) =
-        admin_key::AdminKey::load_or_create(config.admin.key.as_deref(), &config.data_dir)
-            .context("loading the admin key")?;
+    let store = match &config.database.url {
+        Some(url) => weir_store::Store::connect(url).await,
+        None => weir_store::Store::sqlite_in(&config.data_dir).await,
+    }
+    .context("opening the control-plane database")?;
+    // The file store still signs and verifies tokens; mirror it into the
+    // database (idempotent) until the join path reads the database.
+    let legacy: Vec<weir_store::LegacyApp> = apps
+        .apps()
+        .iter()
+        .map(|app| weir_store::LegacyApp {
+            app_id: app.app_id.clone(),
+            name: app.name.clone(),
+            secret: app.secret.clone(),
+            enabled: app.enabled,
+            created_at_ms: app.created_at_ms,
+        })
+        .collect();
+    store
+        .import_legacy_apps(&legacy)
+        .await
+        .context("importing apps.json into the database")?;
+    let generated_admin_key = store
+        .ensure_admin_key(config.admin.key.as_deref())
+        .await
+        .context("setting up the admin key")?;
     let (api_router, openapi) = api::routes();
     let openapi_json = openapi
         .to_pretty_json()
@@ -118,7 +141,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         rooms: rooms.clone(),
         metrics: metrics.clone(),
         started: Instant::now(),
-        admin_key: Arc::new(admin_key),
+        store: store.clone(),
         openapi_json: Arc::new(openapi_json),
         shutting_down: Arc::new(AtomicBool::new(false)),
     };
@@ -169,6 +192,7 @@ impl RunningServer {
         let _ = self.stop_http.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http_task).await;
         self.udp_task.abort();
+        self.state.store.close().await;
         info!("stopped");
         Ok(())
     }

@@ -102,8 +102,19 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, key)| key.trim());
+        let verified = match presented {
+            Some(key) => state.store.verify_admin_key(key).await.map_err(|e| {
+                tracing::error!(error = %e, "admin key check failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ApiErrorCode::Internal,
+                    "the admin key could not be checked",
+                )
+            })?,
+            None => false,
+        };
         match presented {
-            Some(key) if state.admin_key.verify(key) => Ok(Admin),
+            Some(_) if verified => Ok(Admin),
             Some(_) => {
                 state.metrics.http_requests_rejected.inc();
                 Err(ApiError::new(
