@@ -19,12 +19,19 @@ async function threeWayCall(codec) {
     for (const user of PAGES) {
       const context = await browser.newContext();
       const page = await context.newPage();
+      const consoleErrors = [];
       page.on("console", (m) => {
-        if (m.type() === "error") console.log(`[${user}] console: ${m.text()}`);
+        if (m.type() !== "error") return;
+        consoleErrors.push(m.text());
+        console.log(`[${user}] console: ${m.text()}`);
+      });
+      page.on("pageerror", (e) => {
+        consoleErrors.push(String(e));
+        console.log(`[${user}] page error: ${e}`);
       });
       const token = server.token(room, user);
       await page.goto(`${server.base}/?room=${room}&token=${encodeURIComponent(token)}&codec=${codec}&autojoin=1`);
-      pages.push({ user, page });
+      pages.push({ user, page, consoleErrors });
     }
 
     // Each page decodes both others' video and receives their audio.
@@ -50,8 +57,34 @@ async function threeWayCall(codec) {
       for (const u of others) {
         assert.equal(result.perUser[u].codec, `video/${codec}`, `${user} receives ${u} as ${codec}`);
       }
+      console.log(`${codec} ${user}: ${JSON.stringify(result.perUser)}`);
+    }
+
+    // Join-to-first-decoded-frame per page (from pressing Join to the first
+    // remote video frame decoded), and per pair from the later of the two
+    // joins (pages join one after another, so the first pages wait for the
+    // others to arrive).
+    const joinedAt = {};
+    for (const { user, page } of pages) joinedAt[user] = await page.evaluate(() => window.weir.joinedAt);
+    for (const { user, page } of pages) {
       const firstFrameMs = await page.evaluate(() => window.weir.firstFrameMs);
-      console.log(`${codec} ${user}: join-to-first-decoded-frame ${firstFrameMs} ms; ${JSON.stringify(result.perUser)}`);
+      const frames = await page.evaluate(() => window.weir.firstFrames());
+      const pairs = frames
+        .map((f) => `${f.userId} ${f.at - Math.max(joinedAt[user], joinedAt[f.userId])} ms`)
+        .join(", ");
+      const steps = await page.evaluate(() => {
+        const since = (e) => (e ? e.at - window.weir.joinedAt : null);
+        const events = window.weir.events;
+        return {
+          joined: since(events.find((e) => e.type === "joined")),
+          connected: since(events.find((e) => e.type === "pc" && e.state === "connected")),
+        };
+      });
+      assert.ok(firstFrameMs > 0, `${user} recorded its first frame`);
+      console.log(
+        `${codec} ${user}: join-to-first-decoded-frame ${firstFrameMs} ms ` +
+          `(joined +${steps.joined} ms, media connected +${steps.connected} ms; per pair from the later join: ${pairs})`,
+      );
     }
 
     // The first page mutes its microphone; the others are told.
@@ -89,6 +122,9 @@ async function threeWayCall(codec) {
       );
       const remaining = await page.evaluate(() => window.weir.remoteParticipants().map((p) => p.userId));
       assert.deepEqual(remaining, PAGES.filter((u) => u !== user && u !== leaving.user));
+    }
+    for (const { user, consoleErrors } of pages) {
+      assert.deepEqual(consoleErrors, [], `${user}'s page logged no errors`);
     }
   } catch (e) {
     console.log(server.logs().split("\n").slice(-60).join("\n"));

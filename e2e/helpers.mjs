@@ -34,16 +34,31 @@ export async function startServer(extraArgs = []) {
       const m = out.match(/weir ready http=(\S+) udp=(\S+)/);
       if (m) {
         clearTimeout(timer);
-        resolve({ http: m[1], udp: m[2] });
+        const app = out.match(/app_id=(\S+)/);
+        const key = out.match(/generated admin key[^:]*: (\S+)/);
+        resolve({ http: m[1], udp: m[2], appId: app && app[1], adminKey: key && key[1] });
       }
     });
     child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
   });
   const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  const base = `http://${ready.http}`;
   return {
-    base: `http://${ready.http}`,
+    base,
     dataDir,
+    /** The `default` application created on first start. */
+    appId: ready.appId,
     logs: () => stderr,
+    /** Calls the REST API with the admin key; resolves to {status, body}. */
+    async api(method, path, body) {
+      const response = await fetch(`${base}/api/v1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${ready.adminKey}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : null };
+    },
     token(room, user, grants = "publish,subscribe,data") {
       return execFileSync(WEIR_BIN, ["token", "create", "--data-dir", dataDir, "--room", room, "--user", user, "--grants", grants], {
         encoding: "utf8",

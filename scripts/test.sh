@@ -1,106 +1,185 @@
 #!/usr/bin/env bash
-# Runs every Weir test suite. Installs what is missing first (Debian
-# packages, node packages, the aiortc venv), so it works on a fresh machine.
+# Runs every Weir test suite and prints a summary; the last line is
+# `suites: N passed, M failed` and the exit status is non-zero if any failed.
 #
-#   scripts/test.sh            # everything
+# Installs what is missing first, so it works on a fresh Debian 12 machine
+# (run as root): Debian `chromium`, `ffmpeg`, `iproute2`; the browser tests'
+# node packages (`npm ci` in e2e/); aiortc in a venv under $WEIR_CACHE.
+#
+#   scripts/test.sh                   # everything
 #   WEIR_SKIP_E2E=1 scripts/test.sh   # Rust checks and tests only
 #
-# Media tests run inside a loopback-only network namespace (unshare -n), so
-# no test traffic can leave the machine.
+# Tests that start WebRTC peers (the Rust tests, the browser and interop
+# suites) run inside `unshare -n`: a fresh network namespace with only
+# loopback, so no test traffic can leave the machine.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}"
 export WEIR_CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
+export WEIR_BIN="$CARGO_TARGET_DIR/debug/weir"
+VENV="$WEIR_CACHE/venv"
+FUZZ_SECONDS="${WEIR_FUZZ_SECONDS:-10}"
 mkdir -p "$CARGO_TARGET_DIR" "$WEIR_CACHE"
 
 log() { printf '\n==> %s\n' "$*"; }
+need_e2e() { [ "${WEIR_SKIP_E2E:-0}" != 1 ]; }
+
+# ---------------------------------------------------------------- results
+PASSED=0
+FAILED=0
+RESULTS=()
+FINISHED=0
+
+summary() {
+    log "summary"
+    local line
+    for line in "${RESULTS[@]}"; do echo "  $line"; done
+    echo "total time: ${SECONDS} s"
+    echo "suites: ${PASSED} passed, ${FAILED} failed"
+}
+
+# An error outside a suite (an install step) still ends with the summary.
+on_exit() {
+    local status=$?
+    if [ "$FINISHED" = 0 ]; then
+        FAILED=$((FAILED + 1))
+        RESULTS+=("$(printf '%-8s %-28s %s' FAILED setup "exit status $status before all suites ran")")
+        summary
+        exit 1
+    fi
+}
+trap on_exit EXIT
+
+CURRENT=
+on_interrupt() {
+    trap - INT TERM
+    if [ -n "$CURRENT" ]; then
+        kill -TERM "$CURRENT" 2>/dev/null || true
+        wait "$CURRENT" 2>/dev/null || true
+    fi
+    FAILED=$((FAILED + 1))
+    RESULTS+=("$(printf '%-8s %-28s %s' FAILED interrupted "")")
+    FINISHED=1
+    summary
+    exit 130
+}
+trap on_interrupt INT TERM
+
+# suite NAME TIME_LIMIT COMMAND...: runs one suite, records its result.
+suite() {
+    local name=$1 limit=$2
+    shift 2
+    log "suite: $name"
+    local start=$SECONDS status=0
+    # In the background so that Ctrl-C (the trap below) can stop it: timeout
+    # runs the suite in its own process group.
+    timeout --kill-after=15s "$limit" "$@" &
+    CURRENT=$!
+    wait "$CURRENT" || status=$?
+    CURRENT=
+    local took="$((SECONDS - start)) s"
+    if [ "$status" = 0 ]; then
+        PASSED=$((PASSED + 1))
+        RESULTS+=("$(printf '%-8s %-28s %s' ok "$name" "$took")")
+        echo "--- $name: ok ($took)"
+    else
+        FAILED=$((FAILED + 1))
+        [ "$status" = 124 ] && took="$took, timed out after $limit"
+        RESULTS+=("$(printf '%-8s %-28s %s' FAILED "$name" "$took (exit $status)")")
+        echo "--- $name: FAILED ($took, exit $status)"
+    fi
+}
+
+skipped() {
+    RESULTS+=("$(printf '%-8s %-28s %s' skipped "$1" "$2")")
+}
+
+# A fresh network namespace that has only loopback.
+IN_LOOPBACK_NAMESPACE=(unshare -n bash -c 'ip link set lo up && exec "$@"' in-namespace)
 
 # ---------------------------------------------------------------- install
 APT_UPDATED=0
 apt_install() {
-    local missing=()
+    local missing=() pkg
     for pkg in "$@"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$APT_UPDATED" = 0 ]; then
+        log "apt-get update"
         apt-get update -qq
         APT_UPDATED=1
     fi
     log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-need_e2e() { [ "${WEIR_SKIP_E2E:-0}" != 1 ]; }
+command -v unshare >/dev/null && command -v ip >/dev/null || apt_install iproute2 util-linux
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    log "adding rustfmt and clippy"
+    rustup component add rustfmt clippy
+fi
 
-apt_install iproute2 util-linux
 if need_e2e; then
     apt_install chromium ffmpeg
-    if [ -f e2e/package.json ] && [ ! -d e2e/node_modules ]; then
-        log "installing e2e node packages"
+    command -v node >/dev/null || apt_install nodejs npm
+    if [ ! -f e2e/node_modules/.package-lock.json ] || [ e2e/package-lock.json -nt e2e/node_modules/.package-lock.json ]; then
+        log "installing the browser tests' node packages (npm ci)"
         (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
     fi
-    if [ -d e2e/interop ] && [ ! -x "$WEIR_CACHE/venv/bin/python" ]; then
-        log "creating the aiortc venv"
-        python3 -m venv "$WEIR_CACHE/venv"
-        "$WEIR_CACHE/venv/bin/pip" install -q aiortc
+    if ! cmp -s e2e/interop/requirements.txt "$VENV/weir-requirements.txt" ||
+        ! "$VENV/bin/python" -c 'import aiortc' >/dev/null 2>&1; then
+        log "creating the aiortc venv in $VENV"
+        python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3 python3-venv
+        rm -rf "$VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q -r e2e/interop/requirements.txt
+        cp e2e/interop/requirements.txt "$VENV/weir-requirements.txt"
     fi
 fi
 
 # ---------------------------------------------------------------- suites
-PASSED=0
-FAILED=0
-FAILED_NAMES=()
-suite() {
-    local name=$1
-    shift
-    log "suite: $name"
-    local start=$SECONDS
-    if "$@"; then
-        PASSED=$((PASSED + 1))
-        echo "--- $name: ok ($((SECONDS - start)) s)"
-    else
-        FAILED=$((FAILED + 1))
-        FAILED_NAMES+=("$name")
-        echo "--- $name: FAILED ($((SECONDS - start)) s)"
-    fi
-}
+suite "cargo fmt" 5m cargo fmt --all --check
+suite "cargo clippy" 20m cargo clippy --workspace --all-targets --locked -- -D warnings
+suite "cargo build" 20m cargo build --workspace --all-targets --locked
+BUILT=$([ "${RESULTS[-1]%% *}" = ok ] && echo 1 || echo 0)
 
-# Runs a command in a fresh network namespace that has only loopback.
-in_loopback_namespace() {
-    unshare -n bash -c 'ip link set lo up && exec "$@"' in-namespace "$@"
-}
-
-suite "cargo fmt" cargo fmt --all --check
-suite "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
-
-log "building"
-cargo build --workspace --all-targets --locked
-WEIR_BIN="$CARGO_TARGET_DIR/debug/weir"
-export WEIR_BIN
-
-suite "rust tests" in_loopback_namespace cargo test --workspace --locked --offline
+if [ "$BUILT" = 1 ]; then
+    suite "rust tests" 20m "${IN_LOOPBACK_NAMESPACE[@]}" cargo test --workspace --locked --offline
+    # The control-plane database tests again, on a throwaway PostgreSQL
+    # cluster on 127.0.0.1 (installs Debian postgresql when missing).
+    suite "store on PostgreSQL" 10m scripts/with-postgres.sh cargo test -p weir-store --locked --offline
+else
+    skipped "rust tests, store on PostgreSQL" "(the build failed)"
+fi
 
 if need_e2e; then
-    if [ -f e2e/package.json ]; then
-        suite "browser e2e" in_loopback_namespace node --test e2e/
+    if [ "$BUILT" = 1 ]; then
+        suite "browser e2e" 10m "${IN_LOOPBACK_NAMESPACE[@]}" node --test --test-concurrency=1 e2e/
+        for script in e2e/interop/*.py; do
+            suite "interop $(basename "$script" .py)" 3m "${IN_LOOPBACK_NAMESPACE[@]}" "$VENV/bin/python" "$script"
+        done
+    else
+        skipped "browser e2e, interop" "(the build failed)"
     fi
-    for script in e2e/interop/*.py; do
-        [ -e "$script" ] || continue
-        suite "interop $(basename "$script" .py)" in_loopback_namespace "$WEIR_CACHE/venv/bin/python" "$script"
-    done
+else
+    skipped "browser e2e, interop" "(WEIR_SKIP_E2E=1)"
 fi
 
-if [ -d fuzz ] && cargo fuzz --help >/dev/null 2>&1 && [ -x fuzz/run.sh ]; then
-    suite "fuzz smoke" fuzz/run.sh 5
+# Fuzz smoke: only where cargo-fuzz is installed and fuzz targets exist.
+if [ -d fuzz ] && cargo fuzz --version >/dev/null 2>&1; then
+    if [ -x fuzz/run.sh ]; then
+        suite "fuzz smoke" 10m fuzz/run.sh "$FUZZ_SECONDS"
+    else
+        for target in $(cd fuzz && cargo fuzz list); do
+            suite "fuzz $target" 10m bash -c 'cd fuzz && exec cargo fuzz run "$1" -- -max_total_time="$2"' fuzz "$target" "$FUZZ_SECONDS"
+        done
+    fi
+else
+    skipped "fuzz smoke" "(needs cargo-fuzz and fuzz/)"
 fi
 
-log "summary"
-if [ ${#FAILED_NAMES[@]} -gt 0 ]; then
-    echo "failed suites: ${FAILED_NAMES[*]}"
-fi
-echo "total time: ${SECONDS} s"
-echo "suites: ${PASSED} passed, ${FAILED} failed"
+FINISHED=1
+summary
 [ "$FAILED" -eq 0 ]

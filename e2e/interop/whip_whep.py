@@ -1,5 +1,6 @@
 """aiortc interop: one aiortc peer publishes through WHIP, a second one
-plays through WHEP, and frames must arrive; then both sessions are deleted.
+plays through WHEP, and decoded frames must arrive; then both sessions are
+deleted. Once with VP8, once with H.264.
 
 aiortc is an independent WebRTC stack (Python), so this catches interop
 bugs our own client cannot. Run inside a loopback-only namespace
@@ -24,14 +25,28 @@ import aioice.ice
 # On a loopback-only network aioice skips 127.0.0.1 and gathers nothing.
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
-from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
+import aiortc.rtcrtpreceiver  # noqa: E402
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack  # noqa: E402
 from av import VideoFrame  # noqa: E402
+
+# Which codecs aiortc's receivers actually decoded (the SDP answer may list
+# more than the one the server sends).
+DECODED_CODECS = set()
+_get_decoder = aiortc.rtcrtpreceiver.get_decoder
+
+
+def _recording_get_decoder(codec):
+    DECODED_CODECS.add(codec.mimeType)
+    return _get_decoder(codec)
+
+
+aiortc.rtcrtpreceiver.get_decoder = _recording_get_decoder
 
 WEIR_BIN = os.environ.get("WEIR_BIN") or os.path.join(
     os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/weir-target")), "debug", "weir"
 )
-ROOM = "interop"
+CODECS = ("VP8", "H264")
 WANT_VIDEO_FRAMES = 30
 WANT_AUDIO_FRAMES = 30
 DEADLINE_S = 20.0
@@ -66,11 +81,12 @@ class MovingBars(VideoStreamTrack):
         return frame
 
 
-def start_server(data_dir):
+def start_server(data_dir, log):
+    """Starts `weir serve` on ephemeral ports; its log goes to the file `log`."""
     proc = subprocess.Popen(
         [WEIR_BIN, "serve", "--data-dir", data_dir, "--http-listen", "127.0.0.1:0", "--udp-listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     deadline = time.monotonic() + 15
@@ -82,12 +98,12 @@ def start_server(data_dir):
         if proc.poll() is not None:
             break
     proc.kill()
-    raise RuntimeError("the server did not start: " + proc.stderr.read())
+    raise RuntimeError("the server did not start")
 
 
-def token(data_dir, user, grants):
+def token(data_dir, room, user, grants):
     return subprocess.check_output(
-        [WEIR_BIN, "token", "create", "--data-dir", data_dir, "--room", ROOM, "--user", user, "--grants", grants],
+        [WEIR_BIN, "token", "create", "--data-dir", data_dir, "--room", room, "--user", user, "--grants", grants],
         text=True,
     ).strip()
 
@@ -120,53 +136,94 @@ async def negotiate(pc, url, bearer):
     return location
 
 
-async def count_frames(track, counter, key):
+async def count_frames(track, result, started):
     while True:
         try:
-            await track.recv()
+            frame = await track.recv()
         except MediaStreamError:
             return
-        counter[key] += 1
+        result[track.kind] += 1
+        if track.kind == "video" and result["first_frame_ms"] is None:
+            result["first_frame_ms"] = round((time.monotonic() - started) * 1000)
+            result["size"] = (frame.width, frame.height)
 
 
-async def run(base, data_dir):
+async def run(base, data_dir, codec):
+    """Publishes `codec` video and audio through WHIP, plays them through WHEP;
+    returns what the viewer got."""
+    room = f"interop-{codec.lower()}"
     publisher = RTCPeerConnection()
-    publisher.addTrack(MovingBars())
-    publisher.addTrack(AudioStreamTrack())
+    video = publisher.addTransceiver(MovingBars(), direction="sendonly")
+    video.setCodecPreferences(
+        [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() in (f"video/{codec.lower()}", "video/rtx")
+        ]
+    )
+    publisher.addTransceiver(AudioStreamTrack(), direction="sendonly")
     publish_location = await negotiate(
-        publisher, f"{base}/whip/v1/rooms/{ROOM}", token(data_dir, "camera", "publish")
+        publisher, f"{base}/whip/v1/rooms/{room}", token(data_dir, room, "camera", "publish")
     )
 
+    DECODED_CODECS.clear()
     viewer = RTCPeerConnection()
     viewer.addTransceiver("video", direction="recvonly")
     viewer.addTransceiver("audio", direction="recvonly")
-    counter = {"video": 0, "audio": 0}
+    result = {"codec": None, "video": 0, "audio": 0, "first_frame_ms": None, "size": None}
     readers = []
+    started = time.monotonic()
 
     @viewer.on("track")
     def on_track(track):
-        readers.append(asyncio.ensure_future(count_frames(track, counter, track.kind)))
+        readers.append(asyncio.ensure_future(count_frames(track, result, started)))
 
-    view_location = await negotiate(viewer, f"{base}/whep/v1/rooms/{ROOM}", token(data_dir, "viewer", "subscribe"))
+    view_location = await negotiate(
+        viewer, f"{base}/whep/v1/rooms/{room}", token(data_dir, room, "viewer", "subscribe")
+    )
 
-    started = time.monotonic()
     while time.monotonic() - started < DEADLINE_S:
-        if counter["video"] >= WANT_VIDEO_FRAMES and counter["audio"] >= WANT_AUDIO_FRAMES:
+        if result["video"] >= WANT_VIDEO_FRAMES and result["audio"] >= WANT_AUDIO_FRAMES:
             break
         await asyncio.sleep(0.2)
-    elapsed = time.monotonic() - started
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["codec"] = sorted(c for c in DECODED_CODECS if c.startswith("video/"))
 
-    deletes = []
+    result["deletes"] = []
     for location in (view_location, publish_location):
         status, _, _ = await asyncio.to_thread(http, "DELETE", base + location)
-        deletes.append(status)
-    again, _, _ = await asyncio.to_thread(http, "DELETE", base + publish_location)
+        result["deletes"].append(status)
+    result["delete_again"], _, _ = await asyncio.to_thread(http, "DELETE", base + publish_location)
 
     for reader in readers:
         reader.cancel()
     await viewer.close()
     await publisher.close()
-    return counter, elapsed, deletes, again
+    return result
+
+
+def problems_of(codec, result):
+    problems = []
+    if result["codec"] != [f"video/{codec}"]:
+        problems.append(f"the viewer decoded {result['codec']}, want video/{codec}")
+    if result["video"] < WANT_VIDEO_FRAMES:
+        problems.append(f"only {result['video']} video frames decoded (want {WANT_VIDEO_FRAMES})")
+    if result["size"] not in (None, (WIDTH, HEIGHT)):
+        problems.append(f"frames of {result['size']}, want {(WIDTH, HEIGHT)}")
+    if result["audio"] < WANT_AUDIO_FRAMES:
+        problems.append(f"only {result['audio']} audio frames (want {WANT_AUDIO_FRAMES})")
+    if any(status not in (200, 204) for status in result["deletes"]):
+        problems.append(f"DELETE answered {result['deletes']}")
+    if result["delete_again"] != 404:
+        problems.append(f"a second DELETE answered {result['delete_again']}, want 404")
+    return problems
+
+
+async def run_all(base, data_dir):
+    results = {}
+    for codec in CODECS:
+        results[codec] = await asyncio.wait_for(run(base, data_dir, codec), 60)
+    return results
 
 
 def main():
@@ -174,40 +231,45 @@ def main():
         print(f"whip_whep: FAILED: no server binary at {WEIR_BIN}")
         return 1
     data_dir = tempfile.mkdtemp(prefix="weir-interop-")
-    proc, base = start_server(data_dir)
-    try:
-        counter, elapsed, deletes, again = asyncio.run(asyncio.wait_for(run(base, data_dir), 60))
-    except Exception as error:  # noqa: BLE001 - report any failure as a test failure
-        proc.terminate()
-        print(proc.stderr.read()[-4000:])
-        print(f"whip_whep: FAILED: {error!r}")
-        return 1
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            code = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = None
-        shutil.rmtree(data_dir, ignore_errors=True)
-
+    log = tempfile.TemporaryFile(mode="w+")
     problems = []
-    if counter["video"] < WANT_VIDEO_FRAMES:
-        problems.append(f"only {counter['video']} video frames decoded (want {WANT_VIDEO_FRAMES})")
-    if counter["audio"] < WANT_AUDIO_FRAMES:
-        problems.append(f"only {counter['audio']} audio frames (want {WANT_AUDIO_FRAMES})")
-    if any(status not in (200, 204) for status in deletes):
-        problems.append(f"DELETE answered {deletes}")
-    if again != 404:
-        problems.append(f"a second DELETE answered {again}, want 404")
-    if code != 0:
+    results = {}
+    proc = None
+    try:
+        proc, base = start_server(data_dir, log)
+        results = asyncio.run(run_all(base, data_dir))
+    except Exception as error:  # noqa: BLE001 - report any failure as a test failure
+        problems.append(repr(error))
+    finally:
+        code = None
+        if proc is not None:
+            proc.terminate()
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    if proc is not None and code != 0:
         problems.append(f"the server exited with {code} on SIGTERM")
-    summary = f"video frames {counter['video']}, audio frames {counter['audio']} in {elapsed:.1f} s; DELETE {deletes}, again {again}"
+
+    for codec, result in results.items():
+        summary = (
+            f"{codec}: {result['video']} {'+'.join(result['codec'])} frames ({result['size'][0]}x{result['size'][1]}, first after "
+            f"{result['first_frame_ms']} ms), {result['audio']} audio frames in {result['elapsed_s']} s; "
+            f"DELETE {result['deletes']}, again {result['delete_again']}"
+            if result["size"]
+            else f"{codec}: no video frame; {result}"
+        )
+        print(f"whip_whep {summary}")
+        problems.extend(f"{codec}: {p}" for p in problems_of(codec, result))
+
     if problems:
-        print(f"whip_whep: FAILED: {'; '.join(problems)} ({summary})")
+        log.seek(0)
+        print("server log (last lines):")
+        print("".join(log.readlines()[-40:]))
+        print(f"whip_whep: FAILED: {'; '.join(problems)}")
         return 1
-    print(f"whip_whep: ok: {summary}")
+    print(f"whip_whep: ok ({', '.join(CODECS)} through WHIP and WHEP)")
     return 0
 
 

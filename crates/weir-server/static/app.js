@@ -36,8 +36,9 @@ function setStatus(kind, text) {
   el.textContent = text;
 }
 
-function showError(message) {
+function showError(message, kind = "error") {
   const el = $("error");
+  el.className = kind;
   el.textContent = message;
   el.hidden = !message;
 }
@@ -78,8 +79,7 @@ async function join() {
   } catch (e) {
     return showError(e.message);
   }
-  $("join").disabled = true;
-  $("leave").disabled = false;
+  setFormLocked(true);
   setStatus("connecting", "Connecting…");
   state.joinedAt = Date.now();
   state.firstFrames.clear();
@@ -137,6 +137,10 @@ async function handleMessage(message) {
       }
       return answerServerOffer(message.sdp);
     case "subscribed":
+      // A re-offer (after glare) may move a track to another mid.
+      for (const [mid, trackId] of state.midToTrack) {
+        if (trackId === message.track_id) state.midToTrack.delete(mid);
+      }
       state.midToTrack.set(message.mid, message.track_id);
       attachPending(message.mid);
       return;
@@ -168,6 +172,15 @@ async function handleMessage(message) {
       const track = state.tracks.get(message.track_id);
       if (track) track.muted = message.muted;
       refreshLabel(message.participant_id);
+      return;
+    }
+    case "permissions_changed": {
+      const grants = message.grants.length ? message.grants.join(", ") : "none";
+      showError(`An administrator changed your permissions: ${grants}.`, "info");
+      if (!message.grants.includes("publish")) {
+        for (const own of state.ownTracks.values()) own.trackId = null; // unpublished by the server
+        updateToggles();
+      }
       return;
     }
     case "pong":
@@ -382,11 +395,11 @@ function refreshLabel(participantId) {
   if (!entry) return;
   const muted = [...state.tracks.values()].filter((t) => t.participant_id === participantId && t.muted);
   entry.tile.label.textContent = entry.info.user_id;
-  if (muted.length) {
-    const span = document.createElement("span");
-    span.className = "muted";
-    span.textContent = muted.map((t) => (t.kind === "audio" ? "🔇" : "📷✕")).join(" ");
-    entry.tile.label.append(span);
+  for (const track of muted) {
+    const badge = document.createElement("span");
+    badge.className = "muted";
+    badge.textContent = track.kind === "audio" ? "mic off" : "camera off";
+    entry.tile.label.append(badge);
   }
 }
 
@@ -437,8 +450,13 @@ function cleanup() {
   state.ownTracks.clear();
   updateToggles();
   state.offerOutstanding = false;
-  $("join").disabled = false;
-  $("leave").disabled = true;
+  setFormLocked(false);
+}
+
+/** While in a session the form only offers Leave. */
+function setFormLocked(locked) {
+  for (const id of ["room", "user", "token", "codec", "publish", "join"]) $(id).disabled = locked;
+  $("leave").disabled = !locked;
 }
 
 function leave(tellServer = true) {
