@@ -54,6 +54,23 @@ fn sections(sdp: &str) -> HashMap<String, MediaSection> {
     out
 }
 
+/// The mids of an SDP's m-lines of one media type (`audio`, `video`).
+pub fn mids_of_kind(sdp: &str, kind: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current_kind: Option<&str> = None;
+    for line in sdp.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("m=") {
+            current_kind = rest.split(' ').next();
+        } else if let Some(mid) = line.strip_prefix("a=mid:") {
+            if current_kind == Some(kind) {
+                out.push(mid.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Reorders the payload types of each m-line of `answer`: codecs named in
 /// `preferences[mid]` first (in that order), then by position in `offer`.
 /// Also used on server offers, with the client's last offer as reference,
@@ -140,6 +157,13 @@ mod tests {
             out.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 102 103 97\r\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn finds_the_mids_of_a_kind() {
+        assert_eq!(mids_of_kind(OFFER, "video"), vec!["0".to_string()]);
+        assert_eq!(mids_of_kind(OFFER, "audio"), vec!["1".to_string()]);
+        assert!(mids_of_kind(OFFER, "application").is_empty());
     }
 
     #[test]

@@ -105,10 +105,15 @@ impl Room {
                     .sdp_api()
                     .accept_offer(offer)
                     .map_err(|e| JoinError::SdpInvalid(e.to_string()))?;
+                // A WHEP viewer's answer lists the publisher's codecs first:
+                // players that look only at the first codec get the right one.
+                let preferences = whep_publisher
+                    .map(|publisher| self.codec_preferences_for(publisher, offer_text))
+                    .unwrap_or_default();
                 Some(order_answer_codecs(
                     &answer.to_sdp_string(),
                     offer_text,
-                    &HashMap::new(),
+                    &preferences,
                 ))
             }
             None => None,
@@ -291,5 +296,30 @@ impl Room {
             }
         }
         rtc.disconnect();
+    }
+
+    /// Per mid of `offer`: the codec `publisher` sends for that kind, when
+    /// its media has started (so the codec is known).
+    fn codec_preferences_for(
+        &self,
+        publisher: ParticipantKey,
+        offer: &str,
+    ) -> HashMap<String, Vec<String>> {
+        let mut preferences = HashMap::new();
+        for track in self.tracks.values().filter(|t| t.owner == publisher) {
+            let Some(codec) = track.codec.as_deref().and_then(|c| c.split('/').nth(1)) else {
+                continue;
+            };
+            let kind = match track.kind {
+                weir_protocol::TrackKind::Audio => "audio",
+                weir_protocol::TrackKind::Video => "video",
+            };
+            for mid in crate::sdp_order::mids_of_kind(offer, kind) {
+                preferences
+                    .entry(mid)
+                    .or_insert_with(|| vec![codec.to_string()]);
+            }
+        }
+        preferences
     }
 }

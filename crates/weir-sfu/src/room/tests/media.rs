@@ -3,8 +3,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use str0m::media::{Direction, KeyframeRequestKind};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
 use str0m::rtp::Ssrc;
+use str0m::{Candidate, Rtc};
 use weir_protocol::{ClientMessage, Grant, LeaveReason, ServerMessage};
 
 use super::super::*;
@@ -364,4 +365,64 @@ fn simulcast_forwards_one_layer_and_moves_to_the_best_one() {
     }
     let ssrcs: HashSet<u32> = received.iter().map(|r| r.ssrc).collect();
     assert_eq!(ssrcs.len(), 1, "one outgoing SSRC whatever the layer");
+}
+
+#[test]
+fn a_whep_answer_lists_the_publishers_codec_first() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    net.send_vp8(0, mid, 1, true, true);
+    net.run_for(Duration::from_millis(100));
+    // A viewer that prefers H.264: its offer lists H.264 before VP8.
+    let mut viewer = Rtc::builder()
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_vp8(true)
+        .set_rtp_mode(true)
+        .build(net.now);
+    viewer.add_local_candidate(
+        Candidate::host("10.0.3.1:5000".parse().expect("addr"), "udp").expect("candidate"),
+    );
+    let mut api = viewer.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, _pending) = api.apply().expect("offer");
+    let offer = offer.to_sdp_string();
+    let first_codec = |sdp: &str| -> String {
+        let m_line = sdp
+            .lines()
+            .find(|l| l.starts_with("m=video"))
+            .expect("video m-line");
+        let pt = m_line
+            .split(' ')
+            .nth(3)
+            .expect("a payload type")
+            .to_string();
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(&format!("a=rtpmap:{pt} ")))
+            .and_then(|e| e.split('/').next())
+            .expect("rtpmap")
+            .to_string()
+    };
+    assert_eq!(first_codec(&offer), "H264", "the viewer prefers H.264");
+    let joined = net
+        .room
+        .join(
+            net.now,
+            JoinRequest {
+                user_id: "viewer".into(),
+                grants: vec![Grant::Subscribe],
+                kind: SessionKind::Whep {
+                    publisher: Some("alice".into()),
+                },
+                auto_subscribe: false,
+                offer: Some(offer),
+                wall_clock_ms: 0,
+            },
+        )
+        .expect("WHEP join");
+    let answer = joined.answer.expect("an answer");
+    assert_eq!(
+        first_codec(&answer),
+        "VP8",
+        "the publisher's codec comes first"
+    );
 }
