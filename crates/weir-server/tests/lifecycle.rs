@@ -20,15 +20,28 @@ struct Server {
     _data_dir: tempfile::TempDir,
 }
 
-async fn start(adjust: impl FnOnce(&mut Config)) -> Server {
-    let data_dir = tempfile::tempdir().expect("temp dir");
+/// Defaults, with ephemeral loopback ports and `data_dir`.
+fn loopback_config(data_dir: &std::path::Path) -> Config {
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut config = Config {
-        data_dir: data_dir.path().to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
         ..Config::default()
     };
-    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     config.http.listen = SocketAddr::new(localhost, 0);
     config.media.udp_listen = SocketAddr::new(localhost, 0);
+    config
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn start(adjust: impl FnOnce(&mut Config)) -> Server {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = loopback_config(data_dir.path());
     adjust(&mut config);
     let running = serve::start(config).await.expect("server starts");
     let app = running
@@ -48,10 +61,7 @@ impl Server {
     }
 
     fn token(&self, room: &str, user: &str) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = unix_now();
         weir_server::token::mint(
             &self.app,
             room,
@@ -207,20 +217,12 @@ async fn rooms_of_different_applications_are_separate() {
         serde_json::to_vec(&file).expect("json"),
     )
     .expect("write apps.json");
-    let mut config = Config {
-        data_dir: data_dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.http.listen = SocketAddr::new(localhost, 0);
-    config.media.udp_listen = SocketAddr::new(localhost, 0);
-    let running = serve::start(config).await.expect("server starts");
+    let running = serve::start(loopback_config(data_dir.path()))
+        .await
+        .expect("server starts");
     assert!(running.created_app.is_none(), "the existing apps are used");
     let url = format!("ws://{}/rtc/v1", running.http_addr);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = unix_now();
     let token = |app: &weir_server::apps::App, user: &str| {
         weir_server::token::mint(
             app,

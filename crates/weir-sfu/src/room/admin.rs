@@ -63,15 +63,7 @@ impl Room {
             participant.grants = grants.clone();
             if !grants.contains(&Grant::Publish) {
                 participant.pending_publish.clear();
-                let owned: Vec<TrackKey> = self
-                    .track_order
-                    .iter()
-                    .copied()
-                    .filter(|t| self.tracks.get(t).is_some_and(|t| t.owner == key))
-                    .collect();
-                for track in owned {
-                    self.unpublish(now, track);
-                }
+                self.unpublish_all_of(now, key);
             }
             if !grants.contains(&Grant::Subscribe) {
                 let subscribed: Vec<TrackKey> = self

@@ -218,15 +218,7 @@ impl Room {
         self.say_goodbye(now, &mut participant.rtc);
         self.join_order.retain(|k| *k != key);
         self.routes.retain(|_, k| *k != key);
-        let owned: Vec<TrackKey> = self
-            .track_order
-            .iter()
-            .copied()
-            .filter(|t| self.tracks.get(t).is_some_and(|t| t.owner == key))
-            .collect();
-        for track in owned {
-            self.unpublish(now, track);
-        }
+        self.unpublish_all_of(now, key);
         info!(room = %self.name, participant = %participant.id, ?reason, "participant left");
         self.counters.participants_left += 1;
         self.broadcast_except(

@@ -210,4 +210,17 @@ impl Room {
             }
         }
     }
+
+    /// Unpublishes every track `owner` publishes (leave, revoked grant).
+    pub(super) fn unpublish_all_of(&mut self, now: Instant, owner: ParticipantKey) {
+        let owned: Vec<TrackKey> = self
+            .track_order
+            .iter()
+            .copied()
+            .filter(|t| self.tracks.get(t).is_some_and(|t| t.owner == owner))
+            .collect();
+        for track in owned {
+            self.unpublish(now, track);
+        }
+    }
 }
