@@ -299,6 +299,8 @@ async fn the_openapi_document_describes_every_route() {
             "/api/v1/apps/{app_id}/rooms/{room_id}/tracks/{track_id}/mute",
             vec!["post"],
         ),
+        ("/api/v1/apps/{app_id}/tokens", vec!["post"]),
+        ("/api/v1/tokens/verify", vec!["post"]),
     ];
     assert_eq!(
         paths.len(),

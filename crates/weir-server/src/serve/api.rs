@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::AppState;
 
 mod rooms;
+mod tokens;
 
 /// Machine-readable API error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -25,6 +26,7 @@ pub enum ApiErrorCode {
     Unauthorized,
     InvalidArgument,
     AppNotFound,
+    AppDisabled,
     RoomNotFound,
     ParticipantNotFound,
     TrackNotFound,
@@ -160,7 +162,7 @@ impl Modify for AdminKeyScheme {
 /// The API routes and their OpenAPI document.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", rooms::routes())
+        .nest("/api/v1", rooms::routes().merge(tokens::routes()))
         .split_for_parts()
 }
 
