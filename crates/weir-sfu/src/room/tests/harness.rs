@@ -81,9 +81,7 @@ impl Net {
     ) -> (usize, Joined) {
         let index = self.peers.len();
         let addr: SocketAddr = format!("10.0.1.{}:5000", index + 1).parse().expect("addr");
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
-        let candidate = Candidate::host(addr, "udp").expect("candidate");
-        rtc.add_local_candidate(candidate);
+        let rtc = self.new_peer_rtc(addr);
         let joined = self
             .room
             .join(
@@ -98,18 +96,7 @@ impl Net {
                 },
             )
             .expect("join accepted");
-        self.peers.push(Peer {
-            name,
-            rtc,
-            addr,
-            key: joined.key,
-            signals: Vec::new(),
-            pending: None,
-            received: Vec::new(),
-            keyframe_requests: 0,
-            closed: false,
-            next_timeout: self.now,
-        });
+        self.add_peer(name, rtc, addr, joined.key);
         (index, joined)
     }
 
@@ -128,8 +115,7 @@ impl Net {
         let addr: SocketAddr = format!("10.0.2.{}:5000", self.http_hosts)
             .parse()
             .expect("addr");
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut rtc = self.new_peer_rtc(addr);
         let mut api = rtc.sdp_api();
         let mid = api.add_media(MediaKind::Video, direction, None, None, None);
         let (offer, pending) = api.apply().expect("offer");
@@ -154,11 +140,24 @@ impl Net {
                 SdpAnswer::from_sdp_string(&answer).expect("answer parses"),
             )
             .expect("answer accepted");
+        self.add_peer(name, rtc, addr, joined.key);
+        self.pump();
+        (index, mid)
+    }
+
+    /// A client `Rtc` (full ICE, RTP mode) with a host candidate at `addr`.
+    fn new_peer_rtc(&self, addr: SocketAddr) -> Rtc {
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        rtc
+    }
+
+    fn add_peer(&mut self, name: &'static str, rtc: Rtc, addr: SocketAddr, key: ParticipantKey) {
         self.peers.push(Peer {
             name,
             rtc,
             addr,
-            key: joined.key,
+            key,
             signals: Vec::new(),
             pending: None,
             received: Vec::new(),
@@ -166,8 +165,6 @@ impl Net {
             closed: false,
             next_timeout: self.now,
         });
-        self.pump();
-        (index, mid)
     }
 
     /// A signalling participant with a fresh `Rtc`.
