@@ -300,6 +300,7 @@ async fn the_openapi_document_describes_every_route() {
             vec!["post"],
         ),
         ("/api/v1/apps/{app_id}/tokens", vec!["post"]),
+        ("/api/v1/apps/{app_id}/callbacks", vec!["get", "put"]),
         ("/api/v1/tokens/verify", vec!["post"]),
     ];
     assert_eq!(

@@ -14,6 +14,7 @@
 
 mod admin_key;
 mod apps;
+mod callbacks;
 mod error;
 mod model;
 pub mod validate;
@@ -27,6 +28,7 @@ use sqlx::AnyPool;
 
 pub use admin_key::{ADMIN_KEY_GENERATED_LEN, ADMIN_KEY_MIN_LEN};
 pub use apps::{SECRET_LEN, SECRET_MIN_LEN};
+pub use callbacks::CallbackConfig;
 pub use error::StoreError;
 pub use model::{App, AppPatch, AppSecret, AppStatus, AppType, LegacyApp, NewApp, Page, Tag};
 

@@ -112,3 +112,48 @@ fn has_control(text: &str, allowed: &[char]) -> bool {
     text.chars()
         .any(|c| c.is_control() && !allowed.contains(&c))
 }
+
+/// Longest callback URL (the seeds' limit).
+pub const MAX_CALLBACK_URL_LEN: usize = 2083;
+/// Callback key length bounds (letters and digits).
+pub const CALLBACK_KEY_LEN: std::ops::RangeInclusive<usize> = 32..=64;
+
+/// An `http://` or `https://` URL with a host, at most 2083 characters, no
+/// whitespace or control characters.
+pub fn validate_callback_url(url: &str) -> Result<(), StoreError> {
+    let invalid = |reason: String| {
+        Err(StoreError::Invalid {
+            field: "url",
+            reason,
+        })
+    };
+    if url.chars().count() > MAX_CALLBACK_URL_LEN {
+        return invalid(format!("must be at most {MAX_CALLBACK_URL_LEN} characters"));
+    }
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else {
+        return invalid("must start with http:// or https://".into());
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return invalid("must name a host".into());
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return invalid("must not contain spaces or control characters".into());
+    }
+    Ok(())
+}
+
+/// 32–64 ASCII letters and digits.
+pub fn validate_callback_key(key: &str) -> Result<(), StoreError> {
+    if !CALLBACK_KEY_LEN.contains(&key.len()) || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(StoreError::Invalid {
+            field: "key",
+            reason: "must be 32 to 64 letters and digits".into(),
+        });
+    }
+    Ok(())
+}

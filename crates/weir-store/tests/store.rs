@@ -28,6 +28,7 @@ on_both_databases!(
     no_admin_key_verifies_nothing,
     legacy_apps_are_imported_once,
     reconnecting_keeps_data,
+    callback_configs_are_validated_and_replaced,
 );
 
 fn named(name: &str) -> NewApp {
@@ -629,4 +630,89 @@ async fn sqlite_in_creates_the_data_dir() {
     let again = Store::sqlite_in(&data_dir).await.expect("reopen");
     assert_eq!(again.list_apps(None, 1, 10).await.expect("list").total, 1);
     again.close().await;
+}
+
+async fn callback_configs_are_validated_and_replaced(db: &TestDb) {
+    let store = &db.store;
+    let (app, _) = store.create_app(named("hooks")).await.expect("create");
+    assert_eq!(
+        store.callback_config(&app.app_id).await.expect("read"),
+        None
+    );
+    let key = "k".repeat(32);
+    let config = weir_store::CallbackConfig {
+        url: "https://hooks.example.test/weir?x=1".into(),
+        key: key.clone(),
+        events: vec!["ROOM_CREATED".into()],
+    };
+    store
+        .set_callback_config(&app.app_id, config.clone())
+        .await
+        .expect("set");
+    assert_eq!(
+        store.callback_config(&app.app_id).await.expect("read"),
+        Some(config)
+    );
+    // Replaced as a whole.
+    let all = weir_store::CallbackConfig {
+        url: "http://127.0.0.1:9/cb".into(),
+        key: "Z9".repeat(32),
+        events: vec![],
+    };
+    store
+        .set_callback_config(&app.app_id, all.clone())
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.callback_config(&app.app_id).await.expect("read"),
+        Some(all)
+    );
+    assert!(
+        !format!("{:?}", store.callback_config(&app.app_id).await).contains("Z9Z9"),
+        "Debug hides the key"
+    );
+
+    for (url, key, field) in [
+        ("ftp://host/x", key.as_str(), "url"),
+        ("https://", key.as_str(), "url"),
+        ("https:///path", key.as_str(), "url"),
+        ("https://host/with space", key.as_str(), "url"),
+        (
+            &format!("https://host/{}", "a".repeat(2100)),
+            key.as_str(),
+            "url",
+        ),
+        ("https://host/", "short", "key"),
+        ("https://host/", &"k".repeat(65), "key"),
+        ("https://host/", &format!("{}!", "k".repeat(32)), "key"),
+    ] {
+        let bad = weir_store::CallbackConfig {
+            url: url.to_string(),
+            key: key.to_string(),
+            events: vec![],
+        };
+        assert_invalid(store.set_callback_config(&app.app_id, bad).await, field);
+    }
+    let ok = weir_store::CallbackConfig {
+        url: format!("https://h/{}", "a".repeat(2083 - "https://h/".len())),
+        key: key.clone(),
+        events: vec![],
+    };
+    store
+        .set_callback_config(&app.app_id, ok)
+        .await
+        .expect("2083 characters is the limit");
+    assert_not_found(store.callback_config("app_missing").await);
+    assert_not_found(
+        store
+            .set_callback_config(
+                "app_missing",
+                weir_store::CallbackConfig {
+                    url: "https://h/".into(),
+                    key,
+                    events: vec![],
+                },
+            )
+            .await,
+    );
 }

@@ -16,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 
+mod callbacks;
 mod rooms;
 mod tokens;
 
@@ -27,6 +28,7 @@ pub enum ApiErrorCode {
     InvalidArgument,
     AppNotFound,
     AppDisabled,
+    CallbacksNotConfigured,
     RoomNotFound,
     ParticipantNotFound,
     TrackNotFound,
@@ -162,7 +164,12 @@ impl Modify for AdminKeyScheme {
 /// The API routes and their OpenAPI document.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", rooms::routes().merge(tokens::routes()))
+        .nest(
+            "/api/v1",
+            rooms::routes()
+                .merge(tokens::routes())
+                .merge(callbacks::routes()),
+        )
         .split_for_parts()
 }
 
