@@ -17,7 +17,7 @@ use weir_protocol::{
 use crate::error::{Error, Result};
 use crate::local_track::LocalTrack;
 use crate::peer::{Peer, PeerState};
-use crate::receive::{ClientStats, Counters, MediaSink, MidMap, ReceivedPacket};
+use crate::receive::{ClientStats, Counters, MediaSink, ReceivedPacket};
 use crate::session::{Command, Session};
 
 /// How to join.
@@ -181,18 +181,8 @@ impl Client {
         .map_err(|_| Error::Timeout("`joined`"))??;
 
         let peer = Peer::build(options.bind_ip, options.rewrite_server_candidate).await?;
-        let counters = Arc::new(Counters::default());
-        let (media_tx, media) = if options.media_buffer > 0 {
-            let (tx, rx) = mpsc::channel(options.media_buffer);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let sink = MediaSink {
-            tx: media_tx,
-            counters: Arc::clone(&counters),
-            mids: Arc::new(MidMap::default()),
-        };
+        let (sink, media) = MediaSink::new(options.media_buffer);
+        let counters = Arc::clone(&sink.counters);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let peer_state = peer.state.clone();

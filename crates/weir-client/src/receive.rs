@@ -110,6 +110,25 @@ pub(crate) struct MediaSink {
     pub mids: Arc<MidMap>,
 }
 
+impl MediaSink {
+    /// A sink with its own counters and, unless `buffer` is 0 (count
+    /// only), a bounded channel whose receiver is returned.
+    pub(crate) fn new(buffer: usize) -> (MediaSink, Option<mpsc::Receiver<ReceivedPacket>>) {
+        let (tx, rx) = if buffer > 0 {
+            let (tx, rx) = mpsc::channel(buffer);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let sink = MediaSink {
+            tx,
+            counters: Arc::new(Counters::default()),
+            mids: Arc::new(MidMap::default()),
+        };
+        (sink, rx)
+    }
+}
+
 /// Reads one remote track until it ends.
 pub(crate) fn spawn_reader(
     pc: Weak<dyn PeerConnection>,

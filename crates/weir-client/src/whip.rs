@@ -24,7 +24,7 @@ use weir_protocol::{HttpErrorBody, TrackKind, TrackSource};
 use crate::error::{Error, Result};
 use crate::local_track::{LocalTrack, NewTrack};
 use crate::peer::{Peer, PeerState};
-use crate::receive::{spawn_reader, ClientStats, Counters, MediaSink, MidMap, ReceivedPacket};
+use crate::receive::{spawn_reader, ClientStats, Counters, MediaSink, ReceivedPacket};
 
 /// Options shared by WHIP and WHEP sessions.
 #[derive(Debug, Clone)]
@@ -240,18 +240,8 @@ pub async fn whep_subscribe(
         Some(user) => format!("{base}/whep/v1/rooms/{room}/participants/{user}"),
         None => format!("{base}/whep/v1/rooms/{room}"),
     };
-    let counters = Arc::new(Counters::default());
-    let (media_tx, media) = if options.media_buffer > 0 {
-        let (tx, rx) = mpsc::channel(options.media_buffer);
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
-    };
-    let sink = MediaSink {
-        tx: media_tx,
-        counters: Arc::clone(&counters),
-        mids: Arc::new(MidMap::default()),
-    };
+    let (sink, media) = MediaSink::new(options.media_buffer);
+    let counters = Arc::clone(&sink.counters);
     let (_, empty) = mpsc::unbounded_channel();
     let mut tracks = std::mem::replace(&mut peer.remote_tracks, empty);
     let weak_pc = Arc::downgrade(&peer.pc);
