@@ -18,7 +18,7 @@ use support::{TestServer, ALL_GRANTS, WAIT};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use weir_client::synthetic::{Vp8Config, Vp8Source};
-use weir_client::weir_protocol::{ErrorCode, Grant, ServerMessage, TrackSource};
+use weir_client::weir_protocol::{ErrorCode, Grant, ServerMessage};
 use weir_client::{Client, Error, JoinOptions};
 
 /// Datagrams shaped like every protocol that shares the media port, broken
@@ -40,9 +40,9 @@ fn garbage_datagrams(seed: u64) -> Vec<Vec<u8>> {
         vec![0x81, 206, 0x00, 0x02, 0, 0, 0, 1],
         // STUN binding requests: truncated, unknown ufrag, bad attribute length.
         vec![0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42],
-        stun_binding("nosuchufrag:x"),
+        weir_sfu::stun::binding_request_with_username("nosuchufrag:x"),
         {
-            let mut m = stun_binding("abc:def");
+            let mut m = weir_sfu::stun::binding_request_with_username("abc:def");
             m[23] = 0xff;
             m
         },
@@ -65,22 +65,6 @@ fn garbage_datagrams(seed: u64) -> Vec<Vec<u8>> {
         out.push(datagram);
     }
     out
-}
-
-fn stun_binding(username: &str) -> Vec<u8> {
-    let mut attr = Vec::new();
-    attr.extend_from_slice(&0x0006u16.to_be_bytes());
-    attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
-    attr.extend_from_slice(username.as_bytes());
-    while attr.len() % 4 != 0 {
-        attr.push(0);
-    }
-    let mut msg = vec![0x00, 0x01];
-    msg.extend_from_slice(&(attr.len() as u16).to_be_bytes());
-    msg.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-    msg.extend_from_slice(&[7; 12]);
-    msg.extend_from_slice(&attr);
-    msg
 }
 
 /// Sends garbage at the media port from a fresh socket.
@@ -139,14 +123,7 @@ async fn garbage_everywhere_while_a_call_keeps_flowing() {
     let url = server.ws_url();
 
     // The healthy pair.
-    let publisher = server
-        .join(room, "pub", &ALL_GRANTS)
-        .await
-        .expect("publisher joins");
-    let video = publisher
-        .publish_video_vp8(TrackSource::Camera)
-        .await
-        .expect("publish video");
+    let (publisher, video) = server.camera_publisher(room, "pub").await;
     let mut subscriber = server
         .join(room, "sub", &[Grant::Subscribe])
         .await

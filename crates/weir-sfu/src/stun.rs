@@ -30,6 +30,25 @@ pub fn binding_request_server_ufrag(datagram: &[u8]) -> Option<&str> {
     None
 }
 
+/// A minimal STUN Binding request carrying only a USERNAME attribute (no
+/// integrity): enough to exercise the routing above in tests, fuzz corpora
+/// and tools. A real ICE agent refuses it for lack of MESSAGE-INTEGRITY.
+pub fn binding_request_with_username(username: &str) -> Vec<u8> {
+    let mut attr = Vec::new();
+    attr.extend_from_slice(&0x0006u16.to_be_bytes());
+    attr.extend_from_slice(&(username.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    attr.extend_from_slice(username.as_bytes());
+    while attr.len() % 4 != 0 {
+        attr.push(0);
+    }
+    let mut msg = vec![0x00, 0x01];
+    msg.extend_from_slice(&(attr.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    msg.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    msg.extend_from_slice(&[7; 12]);
+    msg.extend_from_slice(&attr);
+    msg
+}
+
 /// True for datagrams that look like RTP or RTCP (RFC 7983 demultiplexing:
 /// first byte 128..=191).
 pub fn looks_like_rtp_or_rtcp(datagram: &[u8]) -> bool {
@@ -40,26 +59,10 @@ pub fn looks_like_rtp_or_rtcp(datagram: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn binding(username: &str) -> Vec<u8> {
-        let mut attr = Vec::new();
-        attr.extend_from_slice(&0x0006u16.to_be_bytes());
-        attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
-        attr.extend_from_slice(username.as_bytes());
-        while attr.len() % 4 != 0 {
-            attr.push(0);
-        }
-        let mut msg = vec![0x00, 0x01];
-        msg.extend_from_slice(&(attr.len() as u16).to_be_bytes());
-        msg.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
-        msg.extend_from_slice(&[7; 12]);
-        msg.extend_from_slice(&attr);
-        msg
-    }
-
     #[test]
     fn extracts_the_server_ufrag() {
         assert_eq!(
-            binding_request_server_ufrag(&binding("srvA:cli9")),
+            binding_request_server_ufrag(&binding_request_with_username("srvA:cli9")),
             Some("srvA")
         );
     }
@@ -68,7 +71,7 @@ mod tests {
     fn rejects_non_stun_and_truncated_input() {
         assert_eq!(binding_request_server_ufrag(&[]), None);
         assert_eq!(binding_request_server_ufrag(&[0x80; 40]), None);
-        let mut msg = binding("abc:def");
+        let mut msg = binding_request_with_username("abc:def");
         msg.truncate(msg.len() - 3);
         assert_eq!(binding_request_server_ufrag(&msg), None);
         for len in 0..msg.len() {
