@@ -9,8 +9,8 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{TestServer, ALL_GRANTS, WAIT};
-use weir_client::weir_protocol::{Grant, LeaveReason, ServerMessage, TrackSource};
+use support::{TestServer, WAIT};
+use weir_client::weir_protocol::{Grant, LeaveReason, ServerMessage};
 
 struct Api<'a> {
     server: &'a TestServer,
@@ -61,14 +61,7 @@ async fn room_administration_on_a_live_call() {
     let app = server.app.app_id.clone();
     let room = "admin-call";
 
-    let alice = server
-        .join(room, "alice", &ALL_GRANTS)
-        .await
-        .expect("alice joins");
-    let video = alice
-        .publish_video_vp8(TrackSource::Camera)
-        .await
-        .expect("publish");
+    let (alice, video) = server.camera_publisher(room, "alice").await;
     let track_id = video.track_id().expect("track id").to_string();
     let mut bob = server
         .join(room, "bob", &[Grant::Subscribe])

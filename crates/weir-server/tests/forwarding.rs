@@ -132,14 +132,7 @@ async fn forwards_vp8_and_opus_byte_identical_with_continuous_sequences() {
 async fn nack_recovers_five_percent_loss_toward_a_subscriber() {
     let server = TestServer::start().await;
     let room = "lossy";
-    let publisher = server
-        .join(room, "publisher", &ALL_GRANTS)
-        .await
-        .expect("the publisher joins");
-    let video = publisher
-        .publish_video_vp8(TrackSource::Camera)
-        .await
-        .expect("publish video");
+    let (publisher, video) = server.camera_publisher(room, "publisher").await;
     let video_id = video.track_id().expect("track id").clone();
     publisher.wait_connected(WAIT).await.expect("connected");
 

@@ -522,14 +522,7 @@ async fn manual_subscriptions_mute_and_unpublish() {
 async fn unsubscribing_the_last_track_renegotiates() {
     let server = TestServer::start().await;
     let room = "last-track";
-    let publisher = server
-        .join(room, "publisher", &ALL_GRANTS)
-        .await
-        .expect("the publisher joins");
-    let video = publisher
-        .publish_video_vp8(TrackSource::Camera)
-        .await
-        .expect("publish");
+    let (publisher, video) = server.camera_publisher(room, "publisher").await;
     let video_id = video.track_id().expect("id").clone();
     let mut viewer = server
         .join(room, "viewer", &[Grant::Subscribe])

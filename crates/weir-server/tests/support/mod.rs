@@ -131,6 +131,24 @@ impl TestServer {
         .await
     }
 
+    /// Joins `room` as `user` with every grant and publishes a VP8 camera
+    /// track (returned once the server announced its track id).
+    pub async fn camera_publisher(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> (weir_client::Client, weir_client::LocalTrack) {
+        let client = self
+            .join(room, user, &ALL_GRANTS)
+            .await
+            .unwrap_or_else(|e| panic!("{user} joins {room}: {e}"));
+        let track = client
+            .publish_video_vp8(weir_protocol::TrackSource::Camera)
+            .await
+            .unwrap_or_else(|e| panic!("{user} publishes a camera: {e}"));
+        (client, track)
+    }
+
     /// The server's counters.
     pub fn metrics(&self) -> std::sync::Arc<weir_server::serve::metrics::ServerMetrics> {
         self.server

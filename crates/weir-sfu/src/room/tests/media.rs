@@ -120,23 +120,33 @@ fn keyframe_requests_from_many_subscribers_are_merged() {
     assert!(net.room.counters().keyframe_requests_merged >= 10);
 }
 
-#[test]
-fn nack_recovers_packets_dropped_toward_one_subscriber() {
-    let (mut net, mid) = publisher_and_two_subscribers();
-    // Drop every 20th RTP packet (5%) toward subscriber 1 only.
+/// A lossy link: drops every 20th RTP packet (5%) of one peer.
+fn every_20th_rtp_of(lossy_peer: usize) -> DropRule {
     let mut counter = 0usize;
-    net.drop_downstream = Some(Box::new(move |peer, _| {
-        if peer != 1 {
+    Box::new(move |peer, _| {
+        if peer != lossy_peer {
             return false;
         }
         counter += 1;
         counter.is_multiple_of(20)
-    }));
+    })
+}
+
+/// 400 VP8 packets at 100 packets/s (keyframe first), then 1 s to settle.
+fn stream_400_packets(net: &mut Net, mid: str0m::media::Mid) {
     for seq in 1..=400u64 {
         net.send_vp8(0, mid, seq, seq == 1, seq % 4 == 0);
         net.advance(Duration::from_millis(10));
     }
     net.run_for(Duration::from_secs(1));
+}
+
+#[test]
+fn nack_recovers_packets_dropped_toward_one_subscriber() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    // Drop every 20th RTP packet (5%) toward subscriber 1 only.
+    net.drop_downstream = Some(every_20th_rtp_of(1));
+    stream_400_packets(&mut net, mid);
     assert!(
         net.dropped >= 15,
         "the lossy link dropped packets ({})",
@@ -159,19 +169,8 @@ fn nack_recovers_packets_dropped_toward_one_subscriber() {
 fn the_server_nacks_the_publisher_for_its_own_losses() {
     let (mut net, mid) = publisher_and_two_subscribers();
     // Drop every 20th RTP packet (5%) from the publisher to the server.
-    let mut counter = 0usize;
-    net.drop_upstream = Some(Box::new(move |peer, _| {
-        if peer != 0 {
-            return false;
-        }
-        counter += 1;
-        counter.is_multiple_of(20)
-    }));
-    for seq in 1..=400u64 {
-        net.send_vp8(0, mid, seq, seq == 1, seq % 4 == 0);
-        net.advance(Duration::from_millis(10));
-    }
-    net.run_for(Duration::from_secs(1));
+    net.drop_upstream = Some(every_20th_rtp_of(0));
+    stream_400_packets(&mut net, mid);
     assert!(
         net.dropped >= 15,
         "the lossy uplink dropped packets ({})",
