@@ -32,6 +32,9 @@ pub enum ErrorCode {
     UnknownApp,
     /// The token's application is disabled.
     AppDisabled,
+    /// The application requires room permissions: the token must name the
+    /// exact room and carry explicit grants.
+    RoomPermissionRequired,
     /// The participant lacks the grant this action needs.
     PermissionDenied,
     /// The room has reached its participant limit.
@@ -68,6 +71,7 @@ impl ErrorCode {
             ErrorCode::TokenWrongRoom => "TOKEN_WRONG_ROOM",
             ErrorCode::UnknownApp => "UNKNOWN_APP",
             ErrorCode::AppDisabled => "APP_DISABLED",
+            ErrorCode::RoomPermissionRequired => "ROOM_PERMISSION_REQUIRED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::RoomFull => "ROOM_FULL",
             ErrorCode::SdpInvalid => "SDP_INVALID",

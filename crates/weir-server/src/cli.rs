@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use weir_protocol::Grant;
 
-use crate::apps::{App, AppStore};
+use crate::app_keys::AppKeys;
 use crate::config::{CliOverrides, Config, LogConfig};
 use crate::token::{self, TokenError, VerifiedToken, MAX_TTL};
 
@@ -47,7 +47,8 @@ pub struct ConfigArgs {
     /// The TOML config file (default: $WEIR_CONFIG, else none).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The data dir holding apps.json (overrides the config and $WEIR_DATA_DIR).
+    /// The data dir holding the SQLite database (overrides the config and
+    /// $WEIR_DATA_DIR).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -160,9 +161,7 @@ pub fn run(cli: Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCode> 
             if let Some(app) = &created.created_app {
                 eprintln!(
                     "created application \"{}\" app_id={} in {}",
-                    app.name,
-                    app.app_id,
-                    created.store_path.display()
+                    app.name, app.app_id, created.store_location
                 );
             }
             println!("{}", created.token);
@@ -242,12 +241,14 @@ fn init_tracing(log: &LogConfig, rust_log: Option<&str>) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct CreatedToken {
     pub token: String,
-    /// The application created because the store was empty.
-    pub created_app: Option<App>,
-    pub store_path: PathBuf,
+    /// The application created because the database had none.
+    pub created_app: Option<weir_store::App>,
+    /// The database used (file path, or URL without password).
+    pub store_location: String,
 }
 
-/// `weir token create`, minus the printing.
+/// `weir token create`, minus the printing: signs offline with the
+/// application's secret from the control-plane database.
 pub fn token_create(
     args: &TokenCreateArgs,
     env: &HashMap<String, String>,
@@ -257,42 +258,54 @@ pub fn token_create(
         bail!("--grants needs at least one of publish, subscribe, data");
     }
     let config = args.config.load(env)?;
-    let (store, created_app) = AppStore::open_or_init(&config.data_dir).with_context(|| {
-        format!(
-            "opening the application store in {}",
-            config.data_dir.display()
+    block_on(async {
+        let store = crate::database::open(&config).await?;
+        let location = crate::database::location(&config);
+        let created_app = store
+            .ensure_default_app()
+            .await
+            .context("creating the default application")?
+            .map(|(app, _)| app);
+        let app_id = match &args.app {
+            Some(app_id) => app_id.clone(),
+            None => {
+                store
+                    .default_app()
+                    .await?
+                    .context("the database has no application")?
+                    .app_id
+            }
+        };
+        let key = match AppKeys::new(store.clone()).get(&app_id).await? {
+            Some(key) => key,
+            None => {
+                let known = store.list_apps(None, 1, 100).await?;
+                let known: Vec<&str> = known.items.iter().map(|a| a.app_id.as_str()).collect();
+                bail!(
+                    "unknown application {app_id:?} in {location} (known: {})",
+                    known.join(", ")
+                );
+            }
+        };
+        let token = token::mint(
+            &key,
+            &args.room,
+            &args.user,
+            &args.grants,
+            args.ttl,
+            now_unix,
         )
-    })?;
-    let app = match &args.app {
-        Some(app_id) => store.get(app_id).with_context(|| {
-            let known: Vec<&str> = store.apps().iter().map(|a| a.app_id.as_str()).collect();
-            format!(
-                "unknown application {app_id:?} in {} (known: {})",
-                store.path().display(),
-                known.join(", ")
-            )
-        })?,
-        None => store
-            .default_app()
-            .context("the application store is empty")?,
-    };
-    let token = token::mint(
-        app,
-        &args.room,
-        &args.user,
-        &args.grants,
-        args.ttl,
-        now_unix,
-    )
-    .context("creating the token")?;
-    Ok(CreatedToken {
-        token,
-        created_app,
-        store_path: store.path().to_path_buf(),
+        .context("creating the token")?;
+        store.close().await;
+        Ok(CreatedToken {
+            token,
+            created_app,
+            store_location: location,
+        })
     })
 }
 
-/// `weir token verify`, minus the printing: `Err` if the store cannot be
+/// `weir token verify`, minus the printing: `Err` if the database cannot be
 /// read, `Ok(Err)` if the token is refused. Never creates an application.
 pub fn token_verify(
     args: &TokenVerifyArgs,
@@ -300,18 +313,26 @@ pub fn token_verify(
     now_unix: u64,
 ) -> anyhow::Result<Result<VerifiedToken, TokenError>> {
     let config = args.config.load(env)?;
-    let store = AppStore::open(&config.data_dir).with_context(|| {
-        format!(
-            "opening the application store in {}",
-            config.data_dir.display()
-        )
-    })?;
-    Ok(token::verify(
-        &store,
-        &args.token,
-        args.room.as_deref(),
-        now_unix,
-    ))
+    block_on(async {
+        let store = crate::database::open(&config).await?;
+        let verdict = AppKeys::new(store.clone())
+            .verify(&args.token, args.room.as_deref(), now_unix)
+            .await;
+        store.close().await;
+        if let Err(TokenError::Unavailable(reason)) = verdict {
+            bail!("reading the application: {reason}");
+        }
+        Ok(verdict)
+    })
+}
+
+/// Runs an offline command's database work on a small runtime.
+fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(work)
 }
 
 /// Parses `30s`, `15m`, `1h`, `7d` or plain seconds; 1 s to 180 days.

@@ -8,9 +8,11 @@
 //!
 //! `src/main.rs` only parses the command line and hands it to [`cli::run`].
 
+pub mod app_keys;
 pub mod apps;
 pub mod callbacks;
 pub mod cli;
 pub mod config;
+pub mod database;
 pub mod serve;
 pub mod token;

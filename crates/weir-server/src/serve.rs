@@ -18,7 +18,7 @@ use tracing::info;
 use weir_protocol::LeaveReason;
 use weir_sfu::RoomConfig;
 
-use crate::apps::AppStore;
+use crate::app_keys::AppKeys;
 use crate::config::Config;
 
 mod api;
@@ -37,7 +37,8 @@ use rooms::{RoomFactory, RoomRegistry};
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub apps: Arc<AppStore>,
+    /// Application keys for token checks (cached reads of `store`).
+    pub app_keys: Arc<AppKeys>,
     pub rooms: RoomRegistry,
     pub room_factory: RoomFactory,
     pub metrics: Arc<ServerMetrics>,
@@ -60,8 +61,8 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     pub udp_addr: SocketAddr,
     pub metrics: Arc<ServerMetrics>,
-    /// The application created on this start, if the data dir was empty.
-    pub created_app: Option<crate::apps::App>,
+    /// The application created on this start, if the database had none.
+    pub created_app: Option<weir_store::App>,
     /// The admin key generated on this start (printed once, never stored).
     pub generated_admin_key: Option<String>,
     state: AppState,
@@ -74,34 +75,12 @@ pub struct RunningServer {
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     config.validate().context("invalid configuration")?;
     weir_sfu::install_crypto();
-    let (apps, created_app) = AppStore::open_or_init(&config.data_dir).with_context(|| {
-        format!(
-            "opening the application store in {}",
-            config.data_dir.display()
-        )
-    })?;
-    let store = match &config.database.url {
-        Some(url) => weir_store::Store::connect(url).await,
-        None => weir_store::Store::sqlite_in(&config.data_dir).await,
-    }
-    .context("opening the control-plane database")?;
-    // The file store still signs and verifies tokens; mirror it into the
-    // database (idempotent) until the join path reads the database.
-    let legacy: Vec<weir_store::LegacyApp> = apps
-        .apps()
-        .iter()
-        .map(|app| weir_store::LegacyApp {
-            app_id: app.app_id.clone(),
-            name: app.name.clone(),
-            secret: app.secret.clone(),
-            enabled: app.enabled,
-            created_at_ms: app.created_at_ms,
-        })
-        .collect();
-    store
-        .import_legacy_apps(&legacy)
+    let store = crate::database::open(&config).await?;
+    let created_app = store
+        .ensure_default_app()
         .await
-        .context("importing apps.json into the database")?;
+        .context("creating the default application")?
+        .map(|(app, _secret)| app);
     let generated_admin_key = store
         .ensure_admin_key(config.admin.key.as_deref())
         .await
@@ -137,7 +116,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             empty_timeout: Duration::from_secs(config.rooms.empty_timeout_seconds),
         },
         config: Arc::new(config),
-        apps: Arc::new(apps),
+        app_keys: Arc::new(AppKeys::new(store.clone())),
         rooms: rooms.clone(),
         metrics: metrics.clone(),
         started: Instant::now(),
@@ -178,6 +157,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 }
 
 impl RunningServer {
+    /// The control-plane database.
+    pub fn store(&self) -> &weir_store::Store {
+        &self.state.store
+    }
+
     /// Graceful shutdown: refuse new sessions, tell every participant,
     /// close every room, stop the listeners.
     pub async fn shutdown(self) -> anyhow::Result<()> {

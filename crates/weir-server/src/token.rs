@@ -16,7 +16,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use weir_protocol::{ErrorCode, Grant};
 
-use crate::apps::{App, AppStore};
 
 #[cfg(test)]
 mod tests;
@@ -30,13 +29,40 @@ pub const MAX_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 /// Longest token [`verify`] looks at, in bytes.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// What signing and checking a token needs to know of its application.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppKey {
+    pub app_id: String,
+    /// The HS256 secret. Never logged: `Debug` redacts it.
+    pub secret: String,
+    /// Tokens of a disabled application are refused (and none are minted).
+    pub enabled: bool,
+    /// Advanced permission control: tokens must name the exact room (no
+    /// [`ANY_ROOM`]) and carry an explicit `grants` claim.
+    pub room_permission_required: bool,
+}
+
+impl std::fmt::Debug for AppKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppKey")
+            .field("app_id", &self.app_id)
+            .field("secret", &"<redacted>")
+            .field("enabled", &self.enabled)
+            .field("room_permission_required", &self.room_permission_required)
+            .finish()
+    }
+}
+
 /// The JWT payload.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     iss: String,
     sub: String,
     room: String,
-    grants: Vec<Grant>,
+    /// Absent means every grant, unless the application requires room
+    /// permissions (then it is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grants: Option<Vec<Grant>>,
     exp: u64,
     /// Written by [`mint`]; optional on [`verify`] (nothing depends on it,
     /// and not every JWT library adds it).
@@ -83,6 +109,13 @@ pub enum TokenError {
     UnknownApp(String),
     #[error("application {0:?} is disabled")]
     AppDisabled(String),
+    /// The application requires room permissions and the token names no
+    /// exact room or carries no explicit grants.
+    #[error("application requires room permissions: {0}")]
+    RoomPermissionRequired(String),
+    /// The application store could not be read.
+    #[error("the application store is unavailable: {0}")]
+    Unavailable(String),
     /// A user id or room name that is not 1-128 letters, digits or `-_.@`.
     #[error("invalid {field} {value:?}: use 1-128 letters, digits or -_.@")]
     InvalidName { field: &'static str, value: String },
@@ -102,8 +135,9 @@ impl TokenError {
             TokenError::WrongRoom { .. } => ErrorCode::TokenWrongRoom,
             TokenError::UnknownApp(_) => ErrorCode::UnknownApp,
             TokenError::AppDisabled(_) => ErrorCode::AppDisabled,
+            TokenError::RoomPermissionRequired(_) => ErrorCode::RoomPermissionRequired,
             TokenError::InvalidName { .. } | TokenError::InvalidTtl(_) => ErrorCode::BadRequest,
-            TokenError::Signing(_) => ErrorCode::Internal,
+            TokenError::Signing(_) | TokenError::Unavailable(_) => ErrorCode::Internal,
         }
     }
 }
@@ -124,7 +158,7 @@ fn is_valid_room_claim(room: &str) -> bool {
 /// Signs a token for `user_id` in `room` (or [`ANY_ROOM`]), valid from
 /// `now_unix` for `ttl` (whole seconds, 1 s to [`MAX_TTL`]).
 pub fn mint(
-    app: &App,
+    app: &AppKey,
     room: &str,
     user_id: &str,
     grants: &[Grant],
@@ -146,6 +180,16 @@ pub fn mint(
             value: room.to_string(),
         });
     }
+    if app.room_permission_required && room == ANY_ROOM {
+        return Err(TokenError::RoomPermissionRequired(
+            "a token must name one room, not `*`".to_string(),
+        ));
+    }
+    if app.room_permission_required && grants.is_empty() {
+        return Err(TokenError::RoomPermissionRequired(
+            "a token must carry explicit grants".to_string(),
+        ));
+    }
     if ttl.as_secs() == 0 || ttl > MAX_TTL {
         return Err(TokenError::InvalidTtl(format!(
             "{} s is not between 1 s and {} days",
@@ -160,7 +204,7 @@ pub fn mint(
         iss: app.app_id.clone(),
         sub: user_id.to_string(),
         room: room.to_string(),
-        grants: dedup(grants),
+        grants: Some(dedup(grants)),
         exp,
         iat: now_unix,
     };
@@ -172,16 +216,30 @@ pub fn mint(
     .map_err(|e| TokenError::Signing(e.to_string()))
 }
 
-/// Checks a token: well-formed HS256 JWT, `iss` a known and enabled
-/// application, signature by that application's secret, `exp` after
-/// `now_unix` (no leeway), and `room` (the room being joined, `None` = do not
-/// check) allowed by the room claim.
+/// Checks a token against `keys`: well-formed HS256 JWT, `iss` one of
+/// `keys` and enabled, then everything [`verify_with_key`] checks.
 pub fn verify(
-    store: &AppStore,
+    keys: &[AppKey],
     token: &str,
     room: Option<&str>,
     now_unix: u64,
 ) -> Result<VerifiedToken, TokenError> {
+    let issuer = issuer(token)?;
+    let key = keys
+        .iter()
+        .find(|key| key.app_id == issuer)
+        .ok_or(TokenError::UnknownApp(issuer))?;
+    verify_with_key(key, token, room, now_unix)
+}
+
+/// The application a token claims to come from (its unverified `iss`),
+/// after checking that it is a plausible HS256 JWT. Nothing else is
+/// trusted before [`verify_with_key`] checks the signature.
+pub fn issuer(token: &str) -> Result<String, TokenError> {
+    #[derive(Deserialize)]
+    struct Issuer {
+        iss: String,
+    }
     let token = token.trim();
     if token.is_empty() {
         return Err(TokenError::Missing);
@@ -196,8 +254,30 @@ pub fn verify(
             header.alg
         )));
     }
-    let app = app_of(store, token)?;
+    let issuer = jsonwebtoken::dangerous::insecure_decode::<Issuer>(token)
+        .map_err(describe)?
+        .claims
+        .iss;
+    if !is_valid_name(&issuer) {
+        return Err(malformed("iss is not an application id".to_string()));
+    }
+    Ok(issuer)
+}
 
+/// Checks a token issued by `app`: signature by its secret, the
+/// application enabled, `exp` after `now_unix` (no leeway), valid names,
+/// the application's room-permission rule, and `room` (the room being
+/// joined, `None` = do not check) allowed by the room claim.
+pub fn verify_with_key(
+    app: &AppKey,
+    token: &str,
+    room: Option<&str>,
+    now_unix: u64,
+) -> Result<VerifiedToken, TokenError> {
+    let token = token.trim();
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(malformed(format!("longer than {MAX_TOKEN_LEN} bytes")));
+    }
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
     validation.validate_exp = false; // checked below against `now_unix`
@@ -208,11 +288,11 @@ pub fn verify(
         .map_err(describe)?
         .claims;
 
+    if claims.iss != app.app_id {
+        return Err(malformed("iss is not the application checked".to_string()));
+    }
     if !app.enabled {
         return Err(TokenError::AppDisabled(app.app_id.clone()));
-    }
-    if claims.iss != app.app_id {
-        return Err(malformed("iss changed between reads".to_string()));
     }
     if claims.exp <= now_unix {
         return Err(TokenError::Expired);
@@ -223,32 +303,29 @@ pub fn verify(
     if !is_valid_room_claim(&claims.room) {
         return Err(malformed("room is not a valid room name".to_string()));
     }
+    if app.room_permission_required {
+        if claims.room == ANY_ROOM {
+            return Err(TokenError::RoomPermissionRequired(
+                "the token must name one room, not `*`".to_string(),
+            ));
+        }
+        if claims.grants.as_ref().is_none_or(Vec::is_empty) {
+            return Err(TokenError::RoomPermissionRequired(
+                "the token must carry explicit grants".to_string(),
+            ));
+        }
+    }
     if let Some(requested) = room {
         check_room(&claims.room, requested)?;
     }
+    let grants = claims.grants.unwrap_or_else(|| Grant::ALL.to_vec());
     Ok(VerifiedToken {
         app_id: claims.iss,
         user_id: claims.sub,
         room: claims.room,
-        grants: dedup(&claims.grants),
+        grants: dedup(&grants),
         expires_at: claims.exp,
     })
-}
-
-/// The application named by the unverified `iss` claim.
-fn app_of<'a>(store: &'a AppStore, token: &str) -> Result<&'a App, TokenError> {
-    #[derive(Deserialize)]
-    struct Issuer {
-        iss: String,
-    }
-    let issuer = jsonwebtoken::dangerous::insecure_decode::<Issuer>(token)
-        .map_err(describe)?
-        .claims
-        .iss;
-    if !is_valid_name(&issuer) {
-        return Err(malformed("iss is not an application id".to_string()));
-    }
-    store.get(&issuer).ok_or(TokenError::UnknownApp(issuer))
 }
 
 fn check_room(token_room: &str, requested: &str) -> Result<(), TokenError> {

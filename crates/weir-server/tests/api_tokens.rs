@@ -134,7 +134,12 @@ async fn verification_names_the_reason() {
         std::time::Duration::from_secs(60),
         unix_now() - 3600,
     );
-    let stranger = weir_server::apps::App::generate("stranger", 0);
+    let stranger = weir_server::token::AppKey {
+        app_id: "app_stranger".to_string(),
+        secret: "s".repeat(48),
+        enabled: true,
+        room_permission_required: false,
+    };
     let unknown = weir_server::token::mint(
         &stranger,
         "r",

@@ -6,7 +6,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weir_protocol::Grant;
-use weir_server::apps::AppStore;
 
 fn weir(args: &[&str]) -> Output {
     weir_with_env(args, &[])
@@ -140,7 +139,7 @@ fn the_data_dir_can_come_from_the_environment() {
         &[("WEIR_DATA_DIR", data)],
     );
     assert!(created.status.success(), "{}", stderr(&created));
-    assert!(dir.path().join("apps.json").is_file());
+    assert!(dir.path().join(weir_store::SQLITE_FILE).is_file());
 }
 
 #[test]
@@ -167,14 +166,27 @@ fn unknown_app_ids_are_refused() {
     );
 }
 
-#[test]
-fn expired_tokens_are_refused() {
+#[tokio::test]
+async fn expired_tokens_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (store, _) = AppStore::open_or_init(dir.path()).expect("the store opens");
-    let app = store.default_app().expect("a default app");
+    let store = weir_store::Store::sqlite_in(dir.path())
+        .await
+        .expect("the database opens");
+    let (app, secret) = store
+        .ensure_default_app()
+        .await
+        .expect("ensure")
+        .expect("created");
+    store.close().await;
+    let key = weir_server::token::AppKey {
+        app_id: app.app_id,
+        secret,
+        enabled: true,
+        room_permission_required: false,
+    };
     let issued = unix_now() - 7200;
     let token = weir_server::token::mint(
-        app,
+        &key,
         "lobby",
         "alice",
         &Grant::ALL,

@@ -11,12 +11,15 @@ use weir_client::weir_protocol::{ErrorCode, Grant, Health, LeaveReason, ServerMe
 use weir_client::{Client, Error, Event, JoinOptions};
 use weir_server::config::Config;
 use weir_server::serve::{self, RunningServer};
+use weir_server::token::AppKey;
+
+mod support;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Server {
     running: RunningServer,
-    app: weir_server::apps::App,
+    app: AppKey,
     _data_dir: tempfile::TempDir,
 }
 
@@ -44,10 +47,11 @@ async fn start(adjust: impl FnOnce(&mut Config)) -> Server {
     let mut config = loopback_config(data_dir.path());
     adjust(&mut config);
     let running = serve::start(config).await.expect("server starts");
-    let app = running
-        .created_app
-        .clone()
-        .expect("a fresh data dir creates the default app");
+    assert!(
+        running.created_app.is_some(),
+        "a fresh data dir creates the default app"
+    );
+    let app = support::app_key(running.store(), None).await;
     Server {
         running,
         app,
@@ -209,9 +213,18 @@ async fn shutdown_tells_every_participant_and_refuses_new_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_of_different_applications_are_separate() {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let first = weir_server::apps::App::generate("first", 1);
-    let second = weir_server::apps::App::generate("second", 2);
-    let file = serde_json::json!({ "version": 1, "apps": [first, second] });
+    // Two applications in an apps.json of an earlier version: imported at
+    // start, with their ids and secrets.
+    let legacy = |app_id: &str, secret: char| {
+        serde_json::json!({
+            "app_id": app_id, "name": app_id, "secret": secret.to_string().repeat(40),
+            "enabled": true, "created_at_ms": 1,
+        })
+    };
+    let file = serde_json::json!({
+        "version": 1,
+        "apps": [legacy("app_first", 'a'), legacy("app_second", 'b')],
+    });
     std::fs::write(
         data_dir.path().join(weir_server::apps::APPS_FILE),
         serde_json::to_vec(&file).expect("json"),
@@ -221,9 +234,19 @@ async fn rooms_of_different_applications_are_separate() {
         .await
         .expect("server starts");
     assert!(running.created_app.is_none(), "the existing apps are used");
+    let first = support::app_key(running.store(), Some("app_first")).await;
+    let second = support::app_key(running.store(), Some("app_second")).await;
+    assert_eq!(first.secret, "a".repeat(40), "the secret was kept");
+    assert!(
+        data_dir
+            .path()
+            .join(weir_server::apps::IMPORTED_APPS_FILE)
+            .exists(),
+        "apps.json is moved aside once imported"
+    );
     let url = format!("ws://{}/rtc/v1", running.http_addr);
     let now = unix_now();
-    let token = |app: &weir_server::apps::App, user: &str| {
+    let token = |app: &AppKey, user: &str| {
         weir_server::token::mint(
             app,
             "same",

@@ -13,6 +13,8 @@ use crate::{unix_now_ms, Store};
 
 /// Length of generated secrets (alphanumeric: ~5.95 bits each, ~285 bits).
 pub const SECRET_LEN: usize = 48;
+/// The name of the application a fresh store gets.
+pub const DEFAULT_APP_NAME: &str = "default";
 /// Shortest secret accepted on import (HS256 wants at least 256 bits of key).
 pub const SECRET_MIN_LEN: usize = 32;
 
@@ -27,13 +29,7 @@ impl Store {
         validate_description(&new.description)?;
         validate_tags(&new.tags)?;
         let tags = tags_to_json(&new.tags)?;
-        let (app_id, secret) = {
-            let mut rng = rand::thread_rng();
-            (
-                format!("app_{:016x}", rng.gen::<u64>()),
-                Alphanumeric.sample_string(&mut rng, SECRET_LEN),
-            )
-        };
+        let (app_id, secret) = generate_id_and_secret();
         let now = unix_now_ms();
         sqlx::query(
             "INSERT INTO apps (app_id, name, description, app_type, tags, enabled, \
@@ -213,7 +209,9 @@ impl Store {
 
     /// The signing secret and status, for minting and verifying join tokens.
     pub async fn app_secret(&self, app_id: &str) -> Result<AppSecret, StoreError> {
-        let row = sqlx::query("SELECT secret, enabled FROM apps WHERE app_id = $1")
+        let row = sqlx::query(
+            "SELECT secret, enabled, room_permission_required FROM apps WHERE app_id = $1",
+        )
             .bind(app_id)
             .fetch_optional(&self.pool)
             .await?
@@ -221,7 +219,48 @@ impl Store {
         Ok(AppSecret {
             secret: row.try_get("secret")?,
             status: AppStatus::from_enabled(row.try_get::<i64, _>("enabled")? != 0),
+            room_permission_required: row.try_get::<i64, _>("room_permission_required")? != 0,
         })
+    }
+
+    /// The application named [`DEFAULT_APP_NAME`] (the oldest if several),
+    /// else the oldest application; `None` when there is none.
+    pub async fn default_app(&self) -> Result<Option<App>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM apps \
+             ORDER BY CASE WHEN name = $1 THEN 0 ELSE 1 END, created_at_ms, app_id LIMIT 1"
+        ))
+        .bind(DEFAULT_APP_NAME)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    /// Creates an application named [`DEFAULT_APP_NAME`] when there is no
+    /// application at all, so that a fresh server can be joined at once.
+    /// Returns it with its secret when this call created it. One statement
+    /// checks and inserts, so processes starting together on one SQLite
+    /// file create one application between them.
+    pub async fn ensure_default_app(&self) -> Result<Option<(App, String)>, StoreError> {
+        let (app_id, secret) = generate_id_and_secret();
+        let now = unix_now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO apps (app_id, name, description, app_type, tags, enabled, \
+             room_permission_required, secret, created_at_ms, updated_at_ms) \
+             SELECT $1, $2, '', 'other', '[]', 1, 0, $3, $4, $4 \
+             WHERE NOT EXISTS (SELECT 1 FROM apps)",
+        )
+        .bind(&app_id)
+        .bind(DEFAULT_APP_NAME)
+        .bind(&secret)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        Ok(Some((self.get_app(&app_id).await?, secret)))
     }
 
     /// Copies applications from `apps.json` into the database, keeping their
@@ -264,6 +303,15 @@ impl Store {
         tx.commit().await?;
         Ok(added)
     }
+}
+
+/// A new application id (`app_` + 16 hex digits) and secret.
+fn generate_id_and_secret() -> (String, String) {
+    let mut rng = rand::thread_rng();
+    (
+        format!("app_{:016x}", rng.gen::<u64>()),
+        Alphanumeric.sample_string(&mut rng, SECRET_LEN),
+    )
 }
 
 fn tags_to_json(tags: &[Tag]) -> Result<String, StoreError> {

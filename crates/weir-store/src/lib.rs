@@ -27,7 +27,7 @@ use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 
 pub use admin_key::{ADMIN_KEY_GENERATED_LEN, ADMIN_KEY_MIN_LEN};
-pub use apps::{SECRET_LEN, SECRET_MIN_LEN};
+pub use apps::{DEFAULT_APP_NAME, SECRET_LEN, SECRET_MIN_LEN};
 pub use callbacks::CallbackConfig;
 pub use error::StoreError;
 pub use model::{App, AppPatch, AppSecret, AppStatus, AppType, LegacyApp, NewApp, Page, Tag};
@@ -121,7 +121,7 @@ fn encode_path(path: &str) -> String {
 }
 
 /// The URL without a password, for error messages.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             format!("{}://<redacted>{}", &url[..scheme_end], &url[at..])

@@ -153,6 +153,8 @@ pub struct AppSecret {
     /// The HS256 secret. Never logged: `Debug` redacts it.
     pub secret: String,
     pub status: AppStatus,
+    /// Tokens must name the exact room and carry explicit grants.
+    pub room_permission_required: bool,
 }
 
 impl fmt::Debug for AppSecret {
@@ -160,6 +162,7 @@ impl fmt::Debug for AppSecret {
         f.debug_struct("AppSecret")
             .field("secret", &"<redacted>")
             .field("status", &self.status)
+            .field("room_permission_required", &self.room_permission_required)
             .finish()
     }
 }

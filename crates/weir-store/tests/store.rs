@@ -29,6 +29,8 @@ on_both_databases!(
     legacy_apps_are_imported_once,
     reconnecting_keeps_data,
     callback_configs_are_validated_and_replaced,
+    a_default_app_is_created_only_when_there_is_none,
+    room_permission_setting_reaches_the_secret,
 );
 
 fn named(name: &str) -> NewApp {
@@ -714,5 +716,83 @@ async fn callback_configs_are_validated_and_replaced(db: &TestDb) {
                 },
             )
             .await,
+    );
+}
+
+async fn a_default_app_is_created_only_when_there_is_none(db: &TestDb) {
+    let store = &db.store;
+    assert_eq!(store.default_app().await.expect("default"), None);
+    let (created, secret) = store
+        .ensure_default_app()
+        .await
+        .expect("ensure")
+        .expect("created on an empty store");
+    assert_eq!(created.name, weir_store::DEFAULT_APP_NAME);
+    assert_eq!(secret.len(), SECRET_LEN);
+    assert_eq!(store.ensure_default_app().await.expect("ensure"), None);
+    // Another app created later does not displace it.
+    create(store, "zzz").await;
+    assert_eq!(
+        store.default_app().await.expect("default"),
+        Some(created.clone())
+    );
+    // Without an app named "default", the oldest one is the default.
+    store
+        .set_app_status(&created.app_id, AppStatus::Disabled)
+        .await
+        .expect("disable");
+    store.delete_app(&created.app_id).await.expect("delete");
+    let fallback = store.default_app().await.expect("default").expect("one");
+    assert_eq!(fallback.name, "zzz");
+    assert_eq!(store.ensure_default_app().await.expect("ensure"), None);
+}
+
+#[tokio::test]
+async fn concurrent_first_starts_create_one_default_app() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let path = dir.path().to_path_buf();
+        tasks.push(tokio::spawn(async move {
+            let store = Store::sqlite_in(&path).await.expect("open");
+            store.ensure_default_app().await.expect("ensure")
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        created += usize::from(task.await.expect("joins").is_some());
+    }
+    assert_eq!(created, 1);
+    let store = Store::sqlite_in(dir.path()).await.expect("open");
+    let page = store.list_apps(None, 1, 100).await.expect("list");
+    assert_eq!(page.total, 1);
+}
+
+async fn room_permission_setting_reaches_the_secret(db: &TestDb) {
+    let store = &db.store;
+    let app = create(store, "strict").await;
+    assert!(
+        !store
+            .app_secret(&app.app_id)
+            .await
+            .expect("secret")
+            .room_permission_required
+    );
+    store
+        .update_app(
+            &app.app_id,
+            AppPatch {
+                room_permission_required: Some(true),
+                ..AppPatch::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert!(
+        store
+            .app_secret(&app.app_id)
+            .await
+            .expect("secret")
+            .room_permission_required
     );
 }

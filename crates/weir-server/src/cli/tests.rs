@@ -184,7 +184,10 @@ fn the_data_dir_comes_from_the_environment_without_the_flag() {
         panic!("not token create");
     };
     let created = token_create(&args, &env, NOW).expect("creates");
-    assert_eq!(created.store_path, dir.path().join(crate::apps::APPS_FILE));
+    assert_eq!(
+        created.store_location,
+        dir.path().join(weir_store::SQLITE_FILE).display().to_string()
+    );
 }
 
 #[test]

@@ -28,10 +28,13 @@ pub enum ApiErrorCode {
     InvalidArgument,
     AppNotFound,
     AppDisabled,
+    AppNotDisabled,
     CallbacksNotConfigured,
     RoomNotFound,
     ParticipantNotFound,
     TrackNotFound,
+    /// The database (or another dependency) is not answering; retry later.
+    Unavailable,
     Internal,
 }
 
@@ -74,6 +77,46 @@ impl ApiError {
             ApiErrorCode::InvalidArgument,
             message,
         )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiErrorCode::Unavailable,
+            message,
+        )
+    }
+
+    /// The answer to a failed store operation; database failures are
+    /// logged and answered without their details.
+    pub fn from_store(error: weir_store::StoreError) -> Self {
+        use weir_store::StoreError;
+        match error {
+            StoreError::NotFound { app_id } => ApiError::not_found(
+                ApiErrorCode::AppNotFound,
+                format!("no application `{app_id}`"),
+            ),
+            StoreError::Invalid { field, reason } => {
+                ApiError::invalid(format!("invalid {field}: {reason}"))
+            }
+            StoreError::AppNotDisabled { app_id } => ApiError::new(
+                StatusCode::CONFLICT,
+                ApiErrorCode::AppNotDisabled,
+                format!("application `{app_id}` is enabled: disable it before deleting it"),
+            ),
+            StoreError::Database(e) => {
+                tracing::error!(error = %e, "database operation failed");
+                ApiError::unavailable("the database is unavailable")
+            }
+            other => {
+                tracing::error!(error = %other, "store operation failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ApiErrorCode::Internal,
+                    "internal error",
+                )
+            }
+        }
     }
 }
 

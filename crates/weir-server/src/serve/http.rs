@@ -118,15 +118,27 @@ async fn dev_token(State(state): State<AppState>, Query(query): Query<DevTokenQu
     if !state.config.dev {
         return not_found().await;
     }
-    let Some(app) = state.apps.default_app() else {
-        return error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            "no application",
-        );
+    let key = match state.store.default_app().await {
+        Ok(Some(app)) => state.app_keys.get(&app.app_id).await,
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let key = match key {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return error_response(StatusCode::CONFLICT, ErrorCode::UnknownApp, "no application")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the default application failed");
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Internal,
+                "the application store is unavailable",
+            );
+        }
     };
     match crate::token::mint(
-        app,
+        &key,
         &query.room,
         &query.user,
         &Grant::ALL,

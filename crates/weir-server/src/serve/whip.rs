@@ -132,11 +132,17 @@ async fn create_session_inner(
         ErrorCode::TokenMissing,
         "missing `Authorization: Bearer <token>`".to_string(),
     ))?;
-    let verified =
-        crate::token::verify(&state.apps, token, Some(room), unix_now()).map_err(|e| {
+    let verified = state
+        .app_keys
+        .verify(token, Some(room), unix_now())
+        .await
+        .map_err(|e| {
             state.metrics.tokens_rejected.inc();
             let status = match e.code() {
-                ErrorCode::AppDisabled | ErrorCode::TokenWrongRoom => StatusCode::FORBIDDEN,
+                ErrorCode::AppDisabled
+                | ErrorCode::TokenWrongRoom
+                | ErrorCode::RoomPermissionRequired => StatusCode::FORBIDDEN,
+                ErrorCode::Internal => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::UNAUTHORIZED,
             };
             (status, e.code(), e.to_string())

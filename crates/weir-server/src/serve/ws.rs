@@ -44,7 +44,7 @@ pub async fn upgrade(
 }
 
 async fn session(state: AppState, query: RtcQuery, mut socket: WebSocket) {
-    let verified = match authorize(&state, &query) {
+    let verified = match authorize(&state, &query).await {
         Ok(v) => v,
         Err((code, message)) => {
             state.metrics.tokens_rejected.inc();
@@ -56,7 +56,7 @@ async fn session(state: AppState, query: RtcQuery, mut socket: WebSocket) {
     run_session(state, verified, socket).instrument(span).await;
 }
 
-fn authorize(state: &AppState, query: &RtcQuery) -> Result<Joining, (ErrorCode, String)> {
+async fn authorize(state: &AppState, query: &RtcQuery) -> Result<Joining, (ErrorCode, String)> {
     if state.shutting_down() {
         return Err((
             ErrorCode::ServerShuttingDown,
@@ -66,7 +66,10 @@ fn authorize(state: &AppState, query: &RtcQuery) -> Result<Joining, (ErrorCode, 
     let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) else {
         return Err((ErrorCode::TokenMissing, "no `token` query parameter".into()));
     };
-    let verified = crate::token::verify(&state.apps, token, query.room.as_deref(), unix_now())
+    let verified = state
+        .app_keys
+        .verify(token, query.room.as_deref(), unix_now())
+        .await
         .map_err(|e| (e.code(), e.to_string()))?;
     let room = match (verified.room.as_str(), query.room.as_deref()) {
         ("*", Some(room)) => room.to_string(),

@@ -5,23 +5,22 @@ use super::*;
 const NOW: u64 = 1_700_000_000;
 const HOUR: Duration = Duration::from_secs(3600);
 
-fn app(id: &str, secret_char: char) -> App {
-    App {
+fn app(id: &str, secret_char: char) -> AppKey {
+    AppKey {
         app_id: id.to_string(),
-        name: id.to_string(),
         secret: secret_char.to_string().repeat(40),
         enabled: true,
-        created_at_ms: 0,
+        room_permission_required: false,
     }
 }
 
-fn store() -> AppStore {
+fn store() -> Vec<AppKey> {
     let mut disabled = app("app_off", 'c');
     disabled.enabled = false;
-    AppStore::in_memory(vec![app("app_a", 'a'), app("app_b", 'b'), disabled])
+    vec![app("app_a", 'a'), app("app_b", 'b'), disabled]
 }
 
-fn app_a() -> App {
+fn app_a() -> AppKey {
     app("app_a", 'a')
 }
 
@@ -256,7 +255,8 @@ fn other_algorithms_are_refused_even_with_the_right_secret() {
 fn claims_with_wrong_shapes_are_malformed() {
     let secret = "a".repeat(40);
     let mut cases = Vec::new();
-    for key in ["iss", "sub", "room", "grants", "exp"] {
+    // (`grants` may be absent: see a_token_without_grants_holds_every_grant.)
+    for key in ["iss", "sub", "room", "exp"] {
         let mut c = claims("app_a");
         c.as_object_mut().expect("an object").remove(key);
         cases.push((format!("without {key}"), c));
@@ -337,4 +337,77 @@ fn name_syntax() {
     assert!(!is_valid_name("*"));
     assert!(!is_valid_name("a\nb"));
     assert!(!is_valid_name(&"x".repeat(MAX_NAME_LEN + 1)));
+}
+
+fn strict_app() -> AppKey {
+    AppKey {
+        room_permission_required: true,
+        ..app("app_strict", 's')
+    }
+}
+
+#[test]
+fn a_token_without_grants_holds_every_grant() {
+    let mut claims = claims("app_a");
+    claims
+        .as_object_mut()
+        .expect("an object")
+        .remove("grants");
+    let token = sign(claims, &"a".repeat(40), Algorithm::HS256);
+    let verified = verify(&store(), &token, Some("lobby"), NOW).expect("verifies");
+    assert_eq!(verified.grants, Grant::ALL.to_vec());
+}
+
+#[test]
+fn room_permission_required_wants_an_exact_room_and_explicit_grants() {
+    let strict = strict_app();
+    let keys = vec![strict.clone()];
+    let secret = strict.secret.clone();
+    // What mint produces for an exact room is accepted.
+    let good = mint(&strict, "lobby", "alice", &[Grant::Subscribe], HOUR, NOW).expect("mints");
+    let verified = verify(&keys, &good, Some("lobby"), NOW).expect("verifies");
+    assert_eq!(verified.grants, vec![Grant::Subscribe]);
+    // It still names one room only.
+    assert!(matches!(
+        verify(&keys, &good, Some("other"), NOW),
+        Err(TokenError::WrongRoom { .. })
+    ));
+    // Mint refuses the wildcard room and empty grants.
+    for (room, grants) in [("*", &Grant::ALL[..]), ("lobby", &[][..])] {
+        let err = mint(&strict, room, "alice", grants, HOUR, NOW).expect_err("refused");
+        assert_eq!(err.code(), ErrorCode::RoomPermissionRequired, "{err}");
+    }
+    // Tokens signed elsewhere: a wildcard room, no grants, empty grants.
+    let base = json!({
+        "iss": "app_strict", "sub": "alice", "room": "lobby",
+        "grants": ["publish"], "exp": NOW + 60,
+    });
+    let mut wildcard = base.clone();
+    wildcard["room"] = json!("*");
+    let mut no_grants = base.clone();
+    no_grants.as_object_mut().expect("object").remove("grants");
+    let mut empty_grants = base.clone();
+    empty_grants["grants"] = json!([]);
+    for claims in [wildcard, no_grants, empty_grants] {
+        let token = sign(claims.clone(), &secret, Algorithm::HS256);
+        let err = verify(&keys, &token, Some("lobby"), NOW).expect_err("refused");
+        assert_eq!(err.code(), ErrorCode::RoomPermissionRequired, "{claims}");
+    }
+    // The same wildcard token is fine for an application without the rule.
+    let relaxed = vec![AppKey {
+        room_permission_required: false,
+        ..strict
+    }];
+    let mut wildcard = base;
+    wildcard["room"] = json!("*");
+    let token = sign(wildcard, &secret, Algorithm::HS256);
+    assert!(verify(&relaxed, &token, Some("lobby"), NOW).is_ok());
+}
+
+#[test]
+fn app_keys_never_show_their_secret() {
+    let key = app_a();
+    let text = format!("{key:?}");
+    assert!(!text.contains(&key.secret), "{text}");
+    assert!(text.contains("app_a"));
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub mod media;
 
 use weir_protocol::Grant;
-use weir_server::apps::{App, AppStore};
 use weir_server::config::Config;
+use weir_server::token::AppKey;
 use weir_server::serve::{self, RunningServer};
 
 /// Upper bound of any single wait in these tests.
@@ -25,7 +25,8 @@ pub struct TestServer {
     server: Option<RunningServer>,
     pub http_addr: SocketAddr,
     pub udp_addr: SocketAddr,
-    pub app: App,
+    /// The default application's key (created at start: the data dir is fresh).
+    pub app: AppKey,
     /// The admin key generated at start (the data dir is fresh).
     pub admin_key: String,
     data_dir: tempfile::TempDir,
@@ -48,6 +49,28 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// An application's signing key, read from the database.
+pub async fn app_key(store: &weir_store::Store, app_id: Option<&str>) -> AppKey {
+    let app_id = match app_id {
+        Some(id) => id.to_string(),
+        None => {
+            store
+                .default_app()
+                .await
+                .expect("the database answers")
+                .expect("a default application")
+                .app_id
+        }
+    };
+    let secret = store.app_secret(&app_id).await.expect("the application");
+    AppKey {
+        app_id,
+        secret: secret.secret,
+        enabled: secret.status.is_enabled(),
+        room_permission_required: secret.room_permission_required,
+    }
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await
@@ -68,14 +91,7 @@ impl TestServer {
         config.media.udp_listen = SocketAddr::new(localhost, 0);
         config.media.advertise_ip = Some(localhost);
         let server = serve::start(config).await.expect("the server starts");
-        let app = match &server.created_app {
-            Some(app) => app.clone(),
-            None => {
-                let (store, _) =
-                    AppStore::open_or_init(data_dir.path()).expect("the app store opens");
-                store.default_app().expect("a default app").clone()
-            }
-        };
+        let app = app_key(server.store(), None).await;
         let admin_key = server
             .generated_admin_key
             .clone()
@@ -147,6 +163,16 @@ impl TestServer {
             .await
             .unwrap_or_else(|e| panic!("{user} publishes a camera: {e}"));
         (client, track)
+    }
+
+    /// The control-plane database.
+    pub fn store(&self) -> &weir_store::Store {
+        self.server.as_ref().expect("the server is running").store()
+    }
+
+    /// The key of `app_id` (the default application when `None`).
+    pub async fn app_key(&self, app_id: Option<&str>) -> AppKey {
+        app_key(self.store(), app_id).await
     }
 
     /// The server's counters.

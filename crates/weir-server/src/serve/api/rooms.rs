@@ -113,14 +113,14 @@ fn view(description: RoomDescription) -> RoomView {
     }
 }
 
-fn known_app(state: &AppState, app_id: &str) -> Result<(), ApiError> {
-    if state.apps.get(app_id).is_some() {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(
+async fn known_app(state: &AppState, app_id: &str) -> Result<(), ApiError> {
+    match state.app_keys.get(app_id).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ApiError::not_found(
             ApiErrorCode::AppNotFound,
             format!("no application `{app_id}`"),
-        ))
+        )),
+        Err(e) => Err(ApiError::from_store(e)),
     }
 }
 
@@ -170,7 +170,7 @@ async fn list_rooms(
     State(state): State<AppState>,
     Path(app_id): Path<String>,
 ) -> Result<Json<RoomList>, ApiError> {
-    known_app(&state, &app_id)?;
+    known_app(&state, &app_id).await?;
     let mut rooms = Vec::new();
     for key in state.rooms.rooms_of_app(&app_id) {
         // A room may close between listing and describing: skip it.
@@ -194,7 +194,7 @@ async fn get_room(
     State(state): State<AppState>,
     Path((app_id, room_id)): Path<(String, String)>,
 ) -> Result<Json<RoomView>, ApiError> {
-    known_app(&state, &app_id)?;
+    known_app(&state, &app_id).await?;
     Ok(Json(
         describe(&state, &RoomKey::new(app_id, room_id)).await?,
     ))
@@ -213,7 +213,7 @@ async fn close_room(
     State(state): State<AppState>,
     Path((app_id, room_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    known_app(&state, &app_id)?;
+    known_app(&state, &app_id).await?;
     run(&state, &RoomKey::new(app_id, room_id), AdminAction::Close).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -231,7 +231,7 @@ async fn kick_participant(
     State(state): State<AppState>,
     Path((app_id, room_id, user_id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    known_app(&state, &app_id)?;
+    known_app(&state, &app_id).await?;
     run(
         &state,
         &RoomKey::new(app_id, room_id),
@@ -258,7 +258,7 @@ async fn update_participant(
     Path((app_id, room_id, user_id)): Path<(String, String, String)>,
     body: Result<Json<ParticipantUpdate>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ParticipantGrants>, ApiError> {
-    known_app(&state, &app_id)?;
+    known_app(&state, &app_id).await?;
     let Json(update) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     let mut grants = update.grants;
     grants.sort_by_key(|g| g.as_str());
@@ -292,7 +292,7 @@ async fn mute_track(
     Path((app_id, room_id, track_id)): Path<(String, String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    known_app(&state, &app_id)?;
+    known_app(&state, &app_id).await?;
     let request: MuteRequest = if body.iter().all(u8::is_ascii_whitespace) {
         MuteRequest { muted: true }
     } else {

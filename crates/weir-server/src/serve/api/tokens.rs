@@ -118,7 +118,12 @@ async fn create_token(
     Path(app_id): Path<String>,
     body: Result<Json<TokenRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let Some(app) = state.apps.get(&app_id) else {
+    let Some(app) = state
+        .app_keys
+        .get(&app_id)
+        .await
+        .map_err(ApiError::from_store)?
+    else {
         return Err(ApiError::not_found(
             ApiErrorCode::AppNotFound,
             format!("no application `{app_id}`"),
@@ -134,7 +139,7 @@ async fn create_token(
     let grants = grants_for(request.role.unwrap_or(Role::Anchor), request.grants)?;
     let now = unix_now();
     let token = token::mint(
-        app,
+        &app,
         &request.room_id,
         &request.user_id,
         &grants,
@@ -147,9 +152,9 @@ async fn create_token(
             ApiErrorCode::AppDisabled,
             e.to_string(),
         ),
-        TokenError::InvalidName { .. } | TokenError::InvalidTtl(_) => {
-            ApiError::invalid(e.to_string())
-        }
+        TokenError::InvalidName { .. }
+        | TokenError::InvalidTtl(_)
+        | TokenError::RoomPermissionRequired(_) => ApiError::invalid(e.to_string()),
         other => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ApiErrorCode::Internal,
@@ -187,7 +192,7 @@ async fn verify_token(
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let Json(request) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     Ok(Json(
-        match token::verify(&state.apps, &request.token, None, unix_now()) {
+        match state.app_keys.verify(&request.token, None, unix_now()).await {
             Ok(VerifiedToken {
                 app_id,
                 user_id,
@@ -205,6 +210,9 @@ async fn verify_token(
                 }),
                 reason: None,
             },
+            Err(TokenError::Unavailable(message)) => {
+                return Err(ApiError::unavailable(message));
+            }
             Err(error) => VerifyResponse {
                 valid: false,
                 claims: None,
