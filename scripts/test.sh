@@ -19,6 +19,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}"
 export WEIR_CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 export WEIR_BIN="$CARGO_TARGET_DIR/debug/weir"
 VENV="$WEIR_CACHE/venv"
+API_VENV="$WEIR_CACHE/venv-api"
 FUZZ_SECONDS="${WEIR_FUZZ_SECONDS:-10}"
 mkdir -p "$CARGO_TARGET_DIR" "$WEIR_CACHE"
 
@@ -116,6 +117,8 @@ apt_install() {
 }
 
 command -v unshare >/dev/null && command -v ip >/dev/null || apt_install iproute2 util-linux
+# The control-plane suites also run on PostgreSQL (scripts/with-postgres.sh).
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     log "adding rustfmt and clippy"
     rustup component add rustfmt clippy
@@ -139,7 +142,22 @@ if need_e2e; then
     fi
 fi
 
+# schemathesis for the REST API fuzz run (its own venv: its pins are not
+# aiortc's).
+if ! cmp -s e2e/api/requirements.txt "$API_VENV/weir-requirements.txt" ||
+    ! [ -x "$API_VENV/bin/st" ]; then
+    log "creating the schemathesis venv in $API_VENV"
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3 python3-venv
+    rm -rf "$API_VENV"
+    python3 -m venv "$API_VENV"
+    "$API_VENV/bin/pip" install -q -r e2e/api/requirements.txt
+    cp e2e/api/requirements.txt "$API_VENV/weir-requirements.txt"
+fi
+
 # ---------------------------------------------------------------- suites
+CONTROL_PLANE_TESTS='cargo test --locked --offline -p weir-store &&
+    cargo test --locked --offline -p weir-server --test api_apps --test api_rooms \
+        --test api_tokens --test api_callbacks --test callbacks_delivery'
 suite "cargo fmt" 5m cargo fmt --all --check
 suite "cargo clippy" 20m cargo clippy --workspace --all-targets --locked -- -D warnings
 suite "cargo build" 20m cargo build --workspace --all-targets --locked
@@ -147,11 +165,17 @@ BUILT=$([ "${RESULTS[-1]%% *}" = ok ] && echo 1 || echo 0)
 
 if [ "$BUILT" = 1 ]; then
     suite "rust tests" 20m "${IN_LOOPBACK_NAMESPACE[@]}" cargo test --workspace --locked --offline
-    # The control-plane database tests again, on a throwaway PostgreSQL
-    # cluster on 127.0.0.1 (installs Debian postgresql when missing).
-    suite "store on PostgreSQL" 10m scripts/with-postgres.sh cargo test -p weir-store --locked --offline
+    # The control-plane suites again on PostgreSQL: the store's tests and
+    # the server's API and callback tests (each TestServer gets a scratch
+    # database on a throwaway cluster on 127.0.0.1).
+    suite "control plane on PostgreSQL" 15m "${IN_LOOPBACK_NAMESPACE[@]}" \
+        scripts/with-postgres.sh bash -c "$CONTROL_PLANE_TESTS"
+    # A bounded schemathesis run (all phases and checks, 60 s) against the
+    # served OpenAPI document of a real server.
+    suite "REST API fuzz" 5m "${IN_LOOPBACK_NAMESPACE[@]}" \
+        env ST="$API_VENV/bin/st" scripts/api-fuzz.sh
 else
-    skipped "rust tests, store on PostgreSQL" "(the build failed)"
+    skipped "rust tests, control plane on PostgreSQL, REST API fuzz" "(the build failed)"
 fi
 
 if need_e2e; then

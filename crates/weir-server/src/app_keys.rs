@@ -220,7 +220,9 @@ mod tests {
         );
         assert!(keys.lock().contains_key("app_nobody"));
         assert_eq!(
-            keys.verify("garbage", None, now()).await.map_err(|e| e.code()),
+            keys.verify("garbage", None, now())
+                .await
+                .map_err(|e| e.code()),
             Err(weir_protocol::ErrorCode::TokenInvalid)
         );
     }

@@ -38,6 +38,7 @@ pub struct Config {
     pub log: LogConfig,
     pub admin: AdminConfig,
     pub database: DatabaseConfig,
+    pub callbacks: CallbacksConfig,
 }
 
 /// The REST API's administrator credential.
@@ -58,6 +59,38 @@ pub struct DatabaseConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
+
+/// How event callbacks are retried and kept.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbacksConfig {
+    /// Delay before the first retry, in milliseconds; doubles per failure.
+    pub retry_initial_ms: u64,
+    /// Longest delay between two attempts, in seconds.
+    pub retry_max_delay_seconds: u64,
+    /// An event still undelivered this long after its first attempt is
+    /// recorded as failed.
+    pub give_up_after_seconds: u64,
+    /// Days delivered events stay in the database (listed by the API); 0
+    /// keeps them forever. Failed events are always kept.
+    pub retention_days: u64,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        CallbacksConfig {
+            retry_initial_ms: 1000,
+            retry_max_delay_seconds: 300,
+            give_up_after_seconds: 3600,
+            retention_days: 7,
+        }
+    }
+}
+
+/// Largest accepted `callbacks.give_up_after_seconds`: 30 days.
+pub const MAX_CALLBACK_GIVE_UP_SECONDS: u64 = 30 * 24 * 3600;
+/// Largest accepted `callbacks.retention_days`: ten years.
+pub const MAX_CALLBACK_RETENTION_DAYS: u64 = 3650;
 
 /// Shortest accepted admin key.
 pub const MIN_ADMIN_KEY_LEN: usize = 32;
@@ -122,6 +155,7 @@ impl Default for Config {
             log: LogConfig::default(),
             admin: AdminConfig::default(),
             database: DatabaseConfig::default(),
+            callbacks: CallbacksConfig::default(),
         }
     }
 }
@@ -368,10 +402,65 @@ impl Config {
                 ),
             );
         }
+        self.validate_callbacks()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return invalid(
                 "log.filter",
                 format!("({:?}) is not a valid tracing filter: {e}", self.log.filter),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_callbacks(&self) -> Result<(), ConfigError> {
+        let callbacks = &self.callbacks;
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: format!("callbacks.{key}"),
+                reason,
+            })
+        };
+        if callbacks.give_up_after_seconds == 0
+            || callbacks.give_up_after_seconds > MAX_CALLBACK_GIVE_UP_SECONDS
+        {
+            return invalid(
+                "give_up_after_seconds",
+                format!(
+                    "({}) must be between 1 and {MAX_CALLBACK_GIVE_UP_SECONDS} (30 days)",
+                    callbacks.give_up_after_seconds
+                ),
+            );
+        }
+        if callbacks.retry_max_delay_seconds == 0
+            || callbacks.retry_max_delay_seconds > callbacks.give_up_after_seconds
+        {
+            return invalid(
+                "retry_max_delay_seconds",
+                format!(
+                    "({}) must be between 1 and callbacks.give_up_after_seconds ({})",
+                    callbacks.retry_max_delay_seconds, callbacks.give_up_after_seconds
+                ),
+            );
+        }
+        if callbacks.retry_initial_ms == 0
+            || callbacks.retry_initial_ms > callbacks.retry_max_delay_seconds.saturating_mul(1000)
+        {
+            return invalid(
+                "retry_initial_ms",
+                format!(
+                    "({}) must be between 1 and callbacks.retry_max_delay_seconds in milliseconds ({})",
+                    callbacks.retry_initial_ms,
+                    callbacks.retry_max_delay_seconds.saturating_mul(1000)
+                ),
+            );
+        }
+        if callbacks.retention_days > MAX_CALLBACK_RETENTION_DAYS {
+            return invalid(
+                "retention_days",
+                format!(
+                    "({}) must be at most {MAX_CALLBACK_RETENTION_DAYS}",
+                    callbacks.retention_days
+                ),
             );
         }
         Ok(())

@@ -45,6 +45,8 @@ pub struct AppState {
     pub started: Instant,
     /// The control plane's database.
     pub store: weir_store::Store,
+    /// Where events for the applications' callbacks are emitted.
+    pub events: crate::callbacks::Dispatcher,
     /// The REST API's OpenAPI document, rendered once at start.
     pub openapi_json: Arc<String>,
     shutting_down: Arc<AtomicBool>,
@@ -107,13 +109,26 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 
     let socket = Arc::new(udp);
     let metrics = Arc::new(ServerMetrics::default());
+    let default_room_settings = room_task::RoomSettings {
+        max_participants: config.rooms.max_participants,
+        empty_timeout: Duration::from_secs(config.rooms.empty_timeout_seconds),
+        metadata: None,
+    };
+    let events = crate::callbacks::Dispatcher::start(
+        store.clone(),
+        crate::callbacks::DeliverySettings::from_config(&config.callbacks),
+        metrics.clone(),
+    )
+    .await
+    .context("starting the event callback dispatcher")?;
     let rooms = RoomRegistry::new();
     let state = AppState {
         room_factory: RoomFactory {
             config: room_config,
             socket: socket.clone(),
             metrics: metrics.clone(),
-            empty_timeout: Duration::from_secs(config.rooms.empty_timeout_seconds),
+            events: events.clone(),
+            default_settings: default_room_settings,
         },
         config: Arc::new(config),
         app_keys: Arc::new(AppKeys::new(store.clone())),
@@ -121,6 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         metrics: metrics.clone(),
         started: Instant::now(),
         store: store.clone(),
+        events,
         openapi_json: Arc::new(openapi_json),
         shutting_down: Arc::new(AtomicBool::new(false)),
     };
@@ -168,14 +184,25 @@ impl RunningServer {
         self.state.shutting_down.store(true, Ordering::Relaxed);
         let rooms = self.state.rooms.close_all(LeaveReason::ServerShutdown);
         info!(rooms, "shutting down");
-        // Give rooms a moment to deliver `leave` and close their peers.
+        // Give rooms a moment to deliver `leave`, close their peers and
+        // dissolve (their last events then reach the outbox below).
         let deadline = Instant::now() + Duration::from_secs(3);
-        while self.metrics.participants.get() > 0 && Instant::now() < deadline {
+        while (self.metrics.participants.get() > 0 || self.metrics.rooms.get() > 0)
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.stop_http.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http_task).await;
         self.udp_task.abort();
+        // Store every event emitted so far; the next start sends what is left.
+        let events = self.state.events.shutdown();
+        if tokio::time::timeout(Duration::from_secs(10), events)
+            .await
+            .is_err()
+        {
+            tracing::warn!("event callbacks: the outbox writer did not finish within 10 s");
+        }
         self.state.store.close().await;
         info!("stopped");
         Ok(())

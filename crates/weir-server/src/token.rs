@@ -16,7 +16,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use weir_protocol::{ErrorCode, Grant};
 
-
 #[cfg(test)]
 mod tests;
 

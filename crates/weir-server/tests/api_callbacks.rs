@@ -4,25 +4,8 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::TestServer;
-
-async fn call(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}/api/v1{path}", server.http_base()))
-        .bearer_auth(&server.admin_key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the API answers");
-    let status = response.status();
-    (status, response.json().await.expect("a JSON body"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_configuration_round_trips_and_refuses_bad_input() {
@@ -30,14 +13,13 @@ async fn callback_configuration_round_trips_and_refuses_bad_input() {
     let path = format!("/apps/{}/callbacks", server.app.app_id);
     let key = "a1".repeat(16);
 
-    let (status, body) = call(&server, reqwest::Method::GET, &path, None).await;
+    let (status, body) = server.api(reqwest::Method::GET, &path, None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("CALLBACKS_NOT_CONFIGURED"))
     );
 
-    let (status, body) = call(
-        &server,
+    let (status, body) = server.api(
         reqwest::Method::PUT,
         &path,
         Some(json!({"url": "https://hooks.example.test/weir", "key": key, "events": ["ROOM_CREATED", "TRACK_PUBLISHED", "ROOM_CREATED"]})),
@@ -45,18 +27,18 @@ async fn callback_configuration_round_trips_and_refuses_bad_input() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["events"], json!(["ROOM_CREATED", "TRACK_PUBLISHED"]));
-    let (status, read) = call(&server, reqwest::Method::GET, &path, None).await;
+    let (status, read) = server.api(reqwest::Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, body);
 
     // Without `events`, every event type is sent.
-    let (status, body) = call(
-        &server,
-        reqwest::Method::PUT,
-        &path,
-        Some(json!({"url": "http://127.0.0.1:9/cb", "key": key})),
-    )
-    .await;
+    let (status, body) = server
+        .api(
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"url": "http://127.0.0.1:9/cb", "key": key})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"].as_array().map(Vec::len), Some(6));
 
@@ -82,20 +64,20 @@ async fn callback_configuration_round_trips_and_refuses_bad_input() {
             "unknown field",
         ),
     ] {
-        let (status, body) = call(&server, reqwest::Method::PUT, &path, Some(body)).await;
+        let (status, body) = server.api(reqwest::Method::PUT, &path, Some(body)).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("INVALID_ARGUMENT")),
             "{why}: {body}"
         );
     }
-    let (status, body) = call(
-        &server,
-        reqwest::Method::PUT,
-        "/apps/app_nope/callbacks",
-        Some(json!({"url": "https://h/", "key": key})),
-    )
-    .await;
+    let (status, body) = server
+        .api(
+            reqwest::Method::PUT,
+            "/apps/app_nope/callbacks",
+            Some(json!({"url": "https://h/", "key": key})),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("APP_NOT_FOUND"))

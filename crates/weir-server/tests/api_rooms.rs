@@ -9,55 +9,12 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{TestServer, WAIT};
+use support::{error_code, TestServer, WAIT};
 use weir_client::weir_protocol::{Grant, LeaveReason, ServerMessage};
-
-struct Api<'a> {
-    server: &'a TestServer,
-    http: reqwest::Client,
-}
-
-impl Api<'_> {
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.server.http_base())
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(&self.server.admin_key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the API answers");
-        let status = response.status();
-        let text = response.text().await.expect("a body");
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"))
-        };
-        (status, value)
-    }
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<none>")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_administration_on_a_live_call() {
     let server = TestServer::start().await;
-    let api = Api {
-        server: &server,
-        http: reqwest::Client::new(),
-    };
     let app = server.app.app_id.clone();
     let room = "admin-call";
 
@@ -69,15 +26,15 @@ async fn room_administration_on_a_live_call() {
         .expect("bob joins");
 
     // List and inspect.
-    let (status, list) = api
-        .call(reqwest::Method::GET, &format!("/apps/{app}/rooms"), None)
+    let (status, list) = server
+        .api(reqwest::Method::GET, &format!("/apps/{app}/rooms"), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     let rooms = list["rooms"].as_array().expect("rooms");
     assert_eq!(rooms.len(), 1);
     assert_eq!(rooms[0]["room_id"], room);
-    let (status, detail) = api
-        .call(
+    let (status, detail) = server
+        .api(
             reqwest::Method::GET,
             &format!("/apps/{app}/rooms/{room}"),
             None,
@@ -98,8 +55,8 @@ async fn room_administration_on_a_live_call() {
     assert!(detail["since"].as_u64().is_some_and(|t| t > 0));
 
     // Server-side mute: bob is told.
-    let (status, _) = api
-        .call(
+    let (status, _) = server
+        .api(
             reqwest::Method::POST,
             &format!("/apps/{app}/rooms/{room}/tracks/{track_id}/mute"),
             Some(json!({"muted": true})),
@@ -118,8 +75,8 @@ async fn room_administration_on_a_live_call() {
     .expect("bob hears of the mute");
 
     // Revoke alice's publish grant live: her track goes away at once.
-    let (status, body) = api
-        .call(
+    let (status, body) = server
+        .api(
             reqwest::Method::PATCH,
             &format!("/apps/{app}/rooms/{room}/participants/alice"),
             Some(json!({"grants": ["subscribe"]})),
@@ -135,8 +92,8 @@ async fn room_administration_on_a_live_call() {
     .expect("bob sees the track unpublished");
 
     // Bad inputs.
-    let (status, body) = api
-        .call(
+    let (status, body) = server
+        .api(
             reqwest::Method::PATCH,
             &format!("/apps/{app}/rooms/{room}/participants/alice"),
             Some(json!({"grants": ["fly"]})),
@@ -146,8 +103,8 @@ async fn room_administration_on_a_live_call() {
         (status, error_code(&body)),
         (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT")
     );
-    let (status, body) = api
-        .call(
+    let (status, body) = server
+        .api(
             reqwest::Method::POST,
             &format!("/apps/{app}/rooms/{room}/participants/nobody/kick"),
             None,
@@ -157,8 +114,8 @@ async fn room_administration_on_a_live_call() {
         (status, error_code(&body)),
         (StatusCode::NOT_FOUND, "PARTICIPANT_NOT_FOUND")
     );
-    let (status, body) = api
-        .call(
+    let (status, body) = server
+        .api(
             reqwest::Method::POST,
             &format!("/apps/{app}/rooms/{room}/tracks/TR_none/mute"),
             None,
@@ -168,8 +125,8 @@ async fn room_administration_on_a_live_call() {
         (status, error_code(&body)),
         (StatusCode::NOT_FOUND, "TRACK_NOT_FOUND")
     );
-    let (status, body) = api
-        .call(
+    let (status, body) = server
+        .api(
             reqwest::Method::GET,
             &format!("/apps/{app}/rooms/nowhere"),
             None,
@@ -179,8 +136,8 @@ async fn room_administration_on_a_live_call() {
         (status, error_code(&body)),
         (StatusCode::NOT_FOUND, "ROOM_NOT_FOUND")
     );
-    let (status, body) = api
-        .call(reqwest::Method::GET, "/apps/app_unknown/rooms", None)
+    let (status, body) = server
+        .api(reqwest::Method::GET, "/apps/app_unknown/rooms", None)
         .await;
     assert_eq!(
         (status, error_code(&body)),
@@ -188,8 +145,8 @@ async fn room_administration_on_a_live_call() {
     );
 
     // Kick bob.
-    let (status, _) = api
-        .call(
+    let (status, _) = server
+        .api(
             reqwest::Method::POST,
             &format!("/apps/{app}/rooms/{room}/participants/bob/kick"),
             None,
@@ -207,8 +164,8 @@ async fn room_administration_on_a_live_call() {
 
     // Close the room.
     let mut alice = alice;
-    let (status, _) = api
-        .call(
+    let (status, _) = server
+        .api(
             reqwest::Method::DELETE,
             &format!("/apps/{app}/rooms/{room}"),
             None,
@@ -275,7 +232,12 @@ async fn the_openapi_document_describes_every_route() {
     );
     let paths = spec["paths"].as_object().expect("paths");
     let expected = [
-        ("/api/v1/apps/{app_id}/rooms", vec!["get"]),
+        ("/api/v1/apps", vec!["get", "post"]),
+        ("/api/v1/apps/{app_id}", vec!["get", "patch", "delete"]),
+        ("/api/v1/apps/{app_id}/disable", vec!["post"]),
+        ("/api/v1/apps/{app_id}/enable", vec!["post"]),
+        ("/api/v1/apps/{app_id}/rotate-secret", vec!["post"]),
+        ("/api/v1/apps/{app_id}/rooms", vec!["get", "post"]),
         (
             "/api/v1/apps/{app_id}/rooms/{room_id}",
             vec!["get", "delete"],
@@ -294,6 +256,11 @@ async fn the_openapi_document_describes_every_route() {
         ),
         ("/api/v1/apps/{app_id}/tokens", vec!["post"]),
         ("/api/v1/apps/{app_id}/callbacks", vec!["get", "put"]),
+        ("/api/v1/apps/{app_id}/callbacks/deliveries", vec!["get"]),
+        (
+            "/api/v1/apps/{app_id}/callbacks/deliveries/{event_id}/retry",
+            vec!["post"],
+        ),
         ("/api/v1/tokens/verify", vec!["post"]),
     ];
     assert_eq!(
@@ -312,5 +279,102 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert!(spec["components"]["securitySchemes"]["admin_key"].is_object());
     assert!(spec["components"]["schemas"]["ApiErrorBody"].is_object());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_can_be_pre_created_with_their_own_limits() {
+    let server = TestServer::start().await;
+    let app = server.app.app_id.clone();
+    let rooms = format!("/apps/{app}/rooms");
+    let (status, created) = server
+        .api(
+            reqwest::Method::POST,
+            &rooms,
+            Some(json!({
+                "room_id": "town-hall", "max_participants": 1,
+                "empty_timeout_seconds": 2, "metadata": {"topic": "budget"},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["room_id"], "town-hall");
+    assert_eq!(created["max_participants"], 1);
+    assert_eq!(created["empty_timeout_seconds"], 2);
+    assert_eq!(created["metadata"], json!({"topic": "budget"}));
+    assert_eq!(created["participants"], json!([]));
+    let (status, body) = server
+        .api(
+            reqwest::Method::POST,
+            &rooms,
+            Some(json!({"room_id": "town-hall"})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "ROOM_EXISTS")
+    );
+
+    // Its own participant limit applies to joins.
+    let first = server
+        .join("town-hall", "mayor", &[Grant::Subscribe])
+        .await
+        .expect("the first joins");
+    match server
+        .join("town-hall", "second", &[Grant::Subscribe])
+        .await
+    {
+        Err(weir_client::Error::Server { code, .. }) => {
+            assert_eq!(code, weir_client::weir_protocol::ErrorCode::RoomFull)
+        }
+        other => panic!("expected ROOM_FULL, got {:?}", other.map(|_| ())),
+    }
+    let (_, listed) = server.api(reqwest::Method::GET, &rooms, None).await;
+    assert_eq!(listed["rooms"][0]["metadata"]["topic"], "budget");
+    // Its own empty timeout: it closes about 2 s after the last one left.
+    first.leave().await.expect("leave");
+    let path = format!("{rooms}/town-hall");
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, _) = server.api(reqwest::Method::GET, &path, None).await;
+            if status == StatusCode::NOT_FOUND {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the room closed after its empty timeout");
+
+    // Bad input.
+    for body in [
+        json!({"room_id": "a b"}),
+        json!({"room_id": ""}),
+        json!({"room_id": "r", "max_participants": 0}),
+        json!({"room_id": "r", "max_participants": 10_001}),
+        json!({"room_id": "r", "max_participants": -1}),
+        json!({"room_id": "r", "empty_timeout_seconds": 0}),
+        json!({"room_id": "r", "empty_timeout_seconds": 86_401}),
+        json!({"room_id": "r", "metadata": {"blob": "x".repeat(5000)}}),
+        json!({"room_id": "r", "colour": "red"}),
+        json!({}),
+    ] {
+        let (status, answer) = server
+            .api(reqwest::Method::POST, &rooms, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(error_code(&answer), "INVALID_ARGUMENT");
+    }
+    let (status, body) = server
+        .api(
+            reqwest::Method::POST,
+            "/apps/app_nope/rooms",
+            Some(json!({"room_id": "r"})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "APP_NOT_FOUND")
+    );
     server.shutdown().await;
 }

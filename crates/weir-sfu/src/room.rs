@@ -45,6 +45,18 @@ pub enum RoomOutput {
         to: ParticipantKey,
         message: ServerMessage,
     },
+    /// A track was published (for the owner's bookkeeping: event
+    /// callbacks, the recorder).
+    TrackPublished {
+        owner: ParticipantKey,
+        track: TrackInfo,
+    },
+    /// A track was unpublished (by its owner, a revoked grant, or the
+    /// owner leaving: then before [`RoomOutput::Left`]).
+    TrackUnpublished {
+        owner: ParticipantKey,
+        track: TrackInfo,
+    },
     /// A participant has left (or was removed); close its session.
     Left {
         key: ParticipantKey,

@@ -212,10 +212,10 @@ impl Store {
         let row = sqlx::query(
             "SELECT secret, enabled, room_permission_required FROM apps WHERE app_id = $1",
         )
-            .bind(app_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::not_found(app_id))?;
+        .bind(app_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found(app_id))?;
         Ok(AppSecret {
             secret: row.try_get("secret")?,
             status: AppStatus::from_enabled(row.try_get::<i64, _>("enabled")? != 0),

@@ -17,6 +17,9 @@ mod apps;
 mod callbacks;
 mod error;
 mod model;
+mod outbox;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod validate;
 
 use std::path::Path;
@@ -31,9 +34,14 @@ pub use apps::{DEFAULT_APP_NAME, SECRET_LEN, SECRET_MIN_LEN};
 pub use callbacks::CallbackConfig;
 pub use error::StoreError;
 pub use model::{App, AppPatch, AppSecret, AppStatus, AppType, LegacyApp, NewApp, Page, Tag};
+pub use outbox::{
+    AttemptFailure, NewOutboxEvent, OutboxEvent, OutboxSequencer, OutboxStatus, RetryOutcome,
+};
 
 /// The SQLite file's name inside the data dir.
 pub const SQLITE_FILE: &str = "weir.db";
+/// Locked while a process migrates the SQLite file.
+pub const SQLITE_LOCK_FILE: &str = "weir.db.lock";
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -83,6 +91,13 @@ impl Store {
 
     /// The default store: SQLite in `DATA_DIR/weir.db`, created (with the
     /// data dir) when missing.
+    ///
+    /// Migrations on SQLite take no lock of their own, so two processes
+    /// opening a fresh data dir at once (`weir serve` and `weir token
+    /// create`, say) would both try to create the tables. An exclusive
+    /// lock on `DATA_DIR/weir.db.lock` is held while connecting and
+    /// migrating; it blocks the calling thread while another process
+    /// migrates (milliseconds).
     pub async fn sqlite_in(data_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             action: "create the data dir",
@@ -93,7 +108,21 @@ impl Store {
         let text = path
             .to_str()
             .ok_or_else(|| StoreError::invalid("data_dir", "the path is not valid UTF-8"))?;
-        Store::connect(&format!("sqlite://{}?mode=rwc", encode_path(text))).await
+        let lock_path = data_dir.join(SQLITE_LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|source| StoreError::Io {
+                action: "lock",
+                path: lock_path,
+                source,
+            })?;
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", encode_path(text))).await;
+        drop(lock);
+        store
     }
 
     pub fn backend(&self) -> Backend {

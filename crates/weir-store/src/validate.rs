@@ -13,6 +13,8 @@ pub const MAX_TAGS: usize = 20;
 pub const TAG_KEY_MAX_CHARS: usize = 64;
 pub const TAG_VALUE_MAX_CHARS: usize = 256;
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// The last page a listing may ask for (keeps offsets small).
+pub const MAX_PAGE: u32 = 1_000_000;
 
 /// 1–64 ASCII letters, digits, `-` and `_`. Names need not be unique.
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
@@ -98,6 +100,12 @@ pub fn validate_tags(tags: &[Tag]) -> Result<(), StoreError> {
 pub fn validate_page(page: u32, page_size: u32) -> Result<(), StoreError> {
     if page == 0 {
         return Err(StoreError::invalid("page", "pages start at 1"));
+    }
+    if page > MAX_PAGE {
+        return Err(StoreError::invalid(
+            "page",
+            format!("must be at most {MAX_PAGE}"),
+        ));
     }
     if page_size == 0 || page_size > MAX_PAGE_SIZE {
         return Err(StoreError::invalid(

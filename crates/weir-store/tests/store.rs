@@ -267,12 +267,11 @@ async fn listing_pages_through_all_apps(db: &TestDb) {
     assert_eq!(seen.len(), 7);
     assert_eq!(seen.into_iter().collect::<HashSet<_>>(), created);
 
-    let far = store
-        .list_apps(None, u32::MAX, 100)
-        .await
-        .expect("far page");
+    let last = weir_store::validate::MAX_PAGE;
+    let far = store.list_apps(None, last, 100).await.expect("far page");
     assert!(far.items.is_empty());
     assert_eq!(far.total, 7);
+    assert_invalid(store.list_apps(None, last + 1, 100).await, "page");
 }
 
 async fn listing_filters_by_status(db: &TestDb) {
@@ -747,25 +746,43 @@ async fn a_default_app_is_created_only_when_there_is_none(db: &TestDb) {
     assert_eq!(store.ensure_default_app().await.expect("ensure"), None);
 }
 
-#[tokio::test]
-async fn concurrent_first_starts_create_one_default_app() {
+#[test]
+fn concurrent_first_starts_create_one_default_app() {
+    // Like separate processes: threads with a runtime each, opening one
+    // fresh data dir at once.
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let path = dir.path().to_path_buf();
-        tasks.push(tokio::spawn(async move {
-            let store = Store::sqlite_in(&path).await.expect("open");
-            store.ensure_default_app().await.expect("ensure")
-        }));
-    }
-    let mut created = 0;
-    for task in tasks {
-        created += usize::from(task.await.expect("joins").is_some());
-    }
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let path = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async {
+                    let store = Store::sqlite_in(&path).await.expect("open");
+                    let created = store.ensure_default_app().await.expect("ensure");
+                    store.close().await;
+                    created.is_some()
+                })
+            })
+        })
+        .collect();
+    let created = threads
+        .into_iter()
+        .map(|t| t.join().expect("no panic"))
+        .filter(|created| *created)
+        .count();
     assert_eq!(created, 1);
-    let store = Store::sqlite_in(dir.path()).await.expect("open");
-    let page = store.list_apps(None, 1, 100).await.expect("list");
-    assert_eq!(page.total, 1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let store = Store::sqlite_in(dir.path()).await.expect("open");
+        let page = store.list_apps(None, 1, 100).await.expect("list");
+        assert_eq!(page.total, 1);
+    });
 }
 
 async fn room_permission_setting_reaches_the_secret(db: &TestDb) {

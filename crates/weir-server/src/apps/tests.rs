@@ -48,7 +48,10 @@ fn corrupt_files_are_reported_and_left_untouched() {
         "[]".to_string(),
         r#"{"version": 2, "apps": []}"#.to_string(),
         r#"{"version": 1, "apps": [{"app_id": "a"}]}"#.to_string(),
-        format!(r#"{{"version": 1, "apps": [{}]}}"#, app_json("a b", &long_secret)),
+        format!(
+            r#"{{"version": 1, "apps": [{}]}}"#,
+            app_json("a b", &long_secret)
+        ),
         format!(r#"{{"version": 1, "apps": [{}]}}"#, app_json("a", "short")),
         format!(
             r#"{{"version": 1, "apps": [{}, {}]}}"#,

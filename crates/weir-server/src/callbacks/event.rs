@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use weir_protocol::{TrackKind, TrackSource};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EventType {
     RoomCreated,
@@ -62,6 +62,24 @@ pub struct CallbackEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track: Option<EventTrack>,
     pub timestamp_ms: u64,
+    /// More fields at the top level of the body, for event types that carry
+    /// more than the common ones. Never one of the names above.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CallbackEvent {
+    /// The body's own field names, which [`CallbackEvent::extra`] must not
+    /// use (the JSON object would have the key twice).
+    pub const RESERVED_FIELDS: [&'static str; 7] = [
+        "event_id",
+        "event_type",
+        "app_id",
+        "room_id",
+        "user_id",
+        "track",
+        "timestamp_ms",
+    ];
 }
 
 #[cfg(test)]
@@ -82,6 +100,7 @@ mod tests {
                 source: TrackSource::Camera,
             }),
             timestamp_ms: 42,
+            extra: serde_json::Map::new(),
         };
         let json = serde_json::to_value(&event).expect("serialises");
         assert_eq!(json["event_type"], "TRACK_PUBLISHED");
@@ -96,6 +115,29 @@ mod tests {
         };
         let json = serde_json::to_value(&room_event).expect("serialises");
         assert!(json.get("user_id").is_none() && json.get("track").is_none());
+    }
+
+    #[test]
+    fn extra_fields_sit_at_the_top_level_and_round_trip() {
+        let mut extra = serde_json::Map::new();
+        extra.insert("recording_id".into(), "rec_1".into());
+        extra.insert("duration_ms".into(), 1500.into());
+        let event = CallbackEvent {
+            event_id: "ev_2".into(),
+            event_type: EventType::RoomDissolved,
+            app_id: "app_1".into(),
+            room_id: "room".into(),
+            user_id: None,
+            track: None,
+            timestamp_ms: 7,
+            extra,
+        };
+        let text = serde_json::to_string(&event).expect("serialises");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("parses");
+        assert_eq!(json["recording_id"], "rec_1");
+        assert_eq!(json["duration_ms"], 1500);
+        let back: CallbackEvent = serde_json::from_str(&text).expect("deserialises");
+        assert_eq!(back, event);
     }
 
     #[test]

@@ -186,7 +186,10 @@ fn the_data_dir_comes_from_the_environment_without_the_flag() {
     let created = token_create(&args, &env, NOW).expect("creates");
     assert_eq!(
         created.store_location,
-        dir.path().join(weir_store::SQLITE_FILE).display().to_string()
+        dir.path()
+            .join(weir_store::SQLITE_FILE)
+            .display()
+            .to_string()
     );
 }
 

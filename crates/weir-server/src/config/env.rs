@@ -63,6 +63,22 @@ pub(crate) const VARIABLES: &[(&str, Setter)] = &[
         c.database.url = Some(v.to_string());
         Ok(())
     }),
+    ("WEIR_CALLBACKS_RETRY_INITIAL_MS", |c, v| {
+        c.callbacks.retry_initial_ms = parse_number(v)?;
+        Ok(())
+    }),
+    ("WEIR_CALLBACKS_RETRY_MAX_DELAY_SECONDS", |c, v| {
+        c.callbacks.retry_max_delay_seconds = parse_number(v)?;
+        Ok(())
+    }),
+    ("WEIR_CALLBACKS_GIVE_UP_AFTER_SECONDS", |c, v| {
+        c.callbacks.give_up_after_seconds = parse_number(v)?;
+        Ok(())
+    }),
+    ("WEIR_CALLBACKS_RETENTION_DAYS", |c, v| {
+        c.callbacks.retention_days = parse_number(v)?;
+        Ok(())
+    }),
     ("WEIR_LOG", |c, v| {
         c.log.filter = v.to_string();
         Ok(())

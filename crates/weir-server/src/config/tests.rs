@@ -56,6 +56,10 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.signalling.ping_timeout_seconds, 30);
     assert_eq!(c.log.filter, "info,str0m=warn");
     assert!(!c.log.json);
+    assert_eq!(c.callbacks.retry_initial_ms, 1000);
+    assert_eq!(c.callbacks.retry_max_delay_seconds, 300);
+    assert_eq!(c.callbacks.give_up_after_seconds, 3600);
+    assert_eq!(c.callbacks.retention_days, 7);
     c.validate().expect("the defaults are valid");
 }
 
@@ -185,6 +189,10 @@ fn every_env_variable_is_applied() {
         ("WEIR_LOG", "debug"),
         ("WEIR_ADMIN_KEY", "K0123456789abcdefghijklmnopqrstuvwxyz"),
         ("WEIR_DATABASE_URL", "postgres://weir@127.0.0.1/weir"),
+        ("WEIR_CALLBACKS_RETRY_INITIAL_MS", "50"),
+        ("WEIR_CALLBACKS_RETRY_MAX_DELAY_SECONDS", "2"),
+        ("WEIR_CALLBACKS_GIVE_UP_AFTER_SECONDS", "120"),
+        ("WEIR_CALLBACKS_RETENTION_DAYS", "0"),
     ]);
     let c = Config::load(None, &env, &CliOverrides::default()).expect("loads");
     let expected = Config {
@@ -215,6 +223,12 @@ fn every_env_variable_is_applied() {
         },
         database: DatabaseConfig {
             url: Some("postgres://weir@127.0.0.1/weir".into()),
+        },
+        callbacks: CallbacksConfig {
+            retry_initial_ms: 50,
+            retry_max_delay_seconds: 2,
+            give_up_after_seconds: 120,
+            retention_days: 0,
         },
     };
     assert_eq!(c, expected);
@@ -325,7 +339,7 @@ type Breaker = fn(&mut Config);
 
 #[test]
 fn validation_refuses_nonsense() {
-    let cases: [(&str, Breaker); 8] = [
+    let cases: [(&str, Breaker); 14] = [
         ("signalling.ping_timeout_seconds", |c| {
             c.signalling.ping_timeout_seconds = c.signalling.ping_interval_seconds
         }),
@@ -346,6 +360,24 @@ fn validation_refuses_nonsense() {
         }),
         ("data_dir", |c| c.data_dir = PathBuf::new()),
         ("log.filter", |c| c.log.filter = "info,str0m=loud".into()),
+        ("callbacks.retry_initial_ms", |c| {
+            c.callbacks.retry_initial_ms = 0
+        }),
+        ("callbacks.retry_initial_ms", |c| {
+            c.callbacks.retry_initial_ms = c.callbacks.retry_max_delay_seconds * 1000 + 1
+        }),
+        ("callbacks.retry_max_delay_seconds", |c| {
+            c.callbacks.retry_max_delay_seconds = 0
+        }),
+        ("callbacks.retry_max_delay_seconds", |c| {
+            c.callbacks.retry_max_delay_seconds = c.callbacks.give_up_after_seconds + 1
+        }),
+        ("callbacks.give_up_after_seconds", |c| {
+            c.callbacks.give_up_after_seconds = 0
+        }),
+        ("callbacks.retention_days", |c| {
+            c.callbacks.retention_days = MAX_CALLBACK_RETENTION_DAYS + 1
+        }),
     ];
     for (key, break_it) in cases {
         let mut c = Config::default();
@@ -369,6 +401,19 @@ fn boundary_values_are_accepted() {
     c.rooms.empty_timeout_seconds = MAX_EMPTY_TIMEOUT_SECONDS;
     c.signalling.ping_interval_seconds = 1;
     c.signalling.ping_timeout_seconds = 2;
+    c.callbacks = CallbacksConfig {
+        retry_initial_ms: 1,
+        retry_max_delay_seconds: 1,
+        give_up_after_seconds: 1,
+        retention_days: 0,
+    };
+    c.validate().expect("valid");
+    c.callbacks = CallbacksConfig {
+        retry_initial_ms: MAX_CALLBACK_GIVE_UP_SECONDS * 1000,
+        retry_max_delay_seconds: MAX_CALLBACK_GIVE_UP_SECONDS,
+        give_up_after_seconds: MAX_CALLBACK_GIVE_UP_SECONDS,
+        retention_days: MAX_CALLBACK_RETENTION_DAYS,
+    };
     c.validate().expect("valid");
 }
 

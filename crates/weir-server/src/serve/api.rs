@@ -4,11 +4,12 @@
 //! `/api/v1/openapi.json`, generated from the handlers themselves so it
 //! cannot drift from them.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -16,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 
+mod apps;
 mod callbacks;
 mod rooms;
 mod tokens;
@@ -26,11 +28,21 @@ mod tokens;
 pub enum ApiErrorCode {
     Unauthorized,
     InvalidArgument,
+    /// The request body is larger than the endpoint accepts.
+    BodyTooLarge,
+    /// The request body is not `application/json`.
+    UnsupportedMediaType,
     AppNotFound,
     AppDisabled,
     AppNotDisabled,
     CallbacksNotConfigured,
+    /// No callback event with this id (for this application).
+    EventNotFound,
+    /// Only failed callback events can be retried.
+    EventNotFailed,
     RoomNotFound,
+    /// A room with this id is already open.
+    RoomExists,
     ParticipantNotFound,
     TrackNotFound,
     /// The database (or another dependency) is not answering; retry later.
@@ -132,6 +144,82 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Serde helpers for optional whole numbers that a JSON client may also
+/// spell with a zero fraction (`4767.0`, a valid JSON Schema integer).
+pub mod whole_number {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn option_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+        option_u64(deserializer)?
+            .map(|n| u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large"))))
+            .transpose()
+    }
+
+    pub fn option_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        if let Some(n) = number.as_u64() {
+            return Ok(Some(n));
+        }
+        match number.as_f64() {
+            // u64::MAX as f64 rounds up to 2^64, which does not fit.
+            Some(f) if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) => {
+                // In range and whole: the cast is exact.
+                Ok(Some(f as u64))
+            }
+            _ => Err(D::Error::custom(format!(
+                "expected a whole number of at least 0, got {number}"
+            ))),
+        }
+    }
+}
+
+/// A participant's permission, as the API spells it: the schema of
+/// `weir_protocol::Grant`, which the handlers use.
+#[expect(
+    dead_code,
+    reason = "documents weir_protocol::Grant in the OpenAPI document; never built"
+)]
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantName {
+    Publish,
+    Subscribe,
+    Data,
+}
+
+/// A JSON request body whose rejections are API errors: 400
+/// `INVALID_ARGUMENT` (not JSON, missing or mistyped fields, unknown fields
+/// where the type refuses them), 413 `BODY_TOO_LARGE`, 415
+/// `UNSUPPORTED_MEDIA_TYPE`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiErrorCode::BodyTooLarge,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiErrorCode::UnsupportedMediaType,
+                    _ => ApiErrorCode::InvalidArgument,
+                };
+                let status = if code == ApiErrorCode::InvalidArgument {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    status
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
 /// Proof that the request carried the admin key.
 pub struct Admin;
 
@@ -187,7 +275,7 @@ impl FromRequestParts<AppState> for Admin {
     info(title = "Weir control plane", description = "Rooms, applications, tokens and callbacks of a Weir server."),
     modifiers(&AdminKeyScheme),
     security(("admin_key" = [])),
-    components(schemas(ApiErrorBody, ApiErrorDetail, ApiErrorCode))
+    components(schemas(ApiErrorBody, ApiErrorDetail, ApiErrorCode, GrantName))
 )]
 struct ApiDoc;
 
@@ -206,14 +294,61 @@ impl Modify for AdminKeyScheme {
 
 /// The API routes and their OpenAPI document.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
             "/api/v1",
-            rooms::routes()
+            apps::routes()
+                .merge(rooms::routes())
                 .merge(tokens::routes())
                 .merge(callbacks::routes()),
         )
-        .split_for_parts()
+        .split_for_parts();
+    document_body_errors(&mut openapi);
+    (router, openapi)
+}
+
+/// Every operation that takes a JSON body can answer 400, 413 and 415
+/// (see [`JsonBody`]), and every operation 401 and 503: documented here
+/// once instead of on each handler.
+fn document_body_errors(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ApiErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description));
+            };
+            add("401", "UNAUTHORIZED: no or a wrong admin key");
+            add("503", "UNAVAILABLE: the database is not answering");
+            if operation.request_body.is_some() {
+                add("400", "INVALID_ARGUMENT");
+                add("413", "BODY_TOO_LARGE");
+                add("415", "UNSUPPORTED_MEDIA_TYPE");
+            }
+        }
+    }
 }
 
 /// `GET /api/v1/openapi.json`

@@ -126,7 +126,11 @@ async fn dev_token(State(state): State<AppState>, Query(query): Query<DevTokenQu
     let key = match key {
         Ok(Some(key)) => key,
         Ok(None) => {
-            return error_response(StatusCode::CONFLICT, ErrorCode::UnknownApp, "no application")
+            return error_response(
+                StatusCode::CONFLICT,
+                ErrorCode::UnknownApp,
+                "no application",
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "reading the default application failed");

@@ -53,4 +53,14 @@ pub struct ServerMetrics {
     pub ws_messages_rejected: Counter,
     pub tokens_rejected: Counter,
     pub http_requests_rejected: Counter,
+    /// Events put into the callback outbox.
+    pub callbacks_enqueued: Counter,
+    /// Events emitted after the dispatcher stopped (not stored).
+    pub callbacks_dropped: Counter,
+    /// Callbacks the receiver accepted (2xx).
+    pub callbacks_delivered: Counter,
+    /// Callback attempts that failed (non-2xx, timeout, connection error).
+    pub callbacks_failed_attempts: Counter,
+    /// Events given up on: retries exhausted or nowhere to send them.
+    pub callbacks_gave_up: Counter,
 }

@@ -13,12 +13,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, Instrument};
 use weir_protocol::{ClientMessage, ErrorCode, Grant, LeaveReason, ParticipantInfo, ServerMessage};
-use weir_sfu::{
-    AdminError, JoinError, JoinRequest, Joined, ParticipantKey, Room, RoomConfig, RoomOutput,
-};
+use weir_sfu::{AdminError, JoinError, JoinRequest, Joined, ParticipantKey, Room, RoomOutput};
 
 use super::metrics::ServerMetrics;
-use super::rooms::{RoomKey, RoomRegistry};
+use super::rooms::{RoomFactory, RoomKey, RoomRegistry};
+use crate::callbacks::{Dispatcher, EventTrack, EventType, NewEvent};
 
 /// Capacity of a room's datagram queue; beyond it datagrams are dropped
 /// (and counted) rather than slowing the UDP reader.
@@ -82,6 +81,18 @@ pub struct RoomDescription {
     pub room: String,
     pub created_at_ms: u64,
     pub participants: Vec<ParticipantInfo>,
+    pub settings: RoomSettings,
+}
+
+/// What may differ between rooms (set when a room is pre-created through
+/// the API; server defaults otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomSettings {
+    pub max_participants: u32,
+    /// How long the room stays open while nobody is in it.
+    pub empty_timeout: Duration,
+    /// Free-form data the application attached at creation.
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// The sending ends of a room's two queues.
@@ -109,21 +120,22 @@ pub struct RoomTask {
     pub socket: Arc<UdpSocket>,
     pub registry: RoomRegistry,
     pub metrics: Arc<ServerMetrics>,
-    pub empty_timeout: Duration,
+    pub events: Dispatcher,
+    pub settings: RoomSettings,
 }
 
 impl RoomTask {
     pub fn spawn(
         key: RoomKey,
-        config: RoomConfig,
         id: u64,
-        socket: Arc<UdpSocket>,
+        factory: &RoomFactory,
         registry: RoomRegistry,
-        metrics: Arc<ServerMetrics>,
-        empty_timeout: Duration,
+        settings: RoomSettings,
     ) -> RoomHandle {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::channel(DATAGRAM_QUEUE);
+        let mut config = factory.config.clone();
+        config.max_participants = settings.max_participants;
         let task = RoomTask {
             room: Room::new(key.room.clone(), config, Instant::now()),
             key: key.clone(),
@@ -131,10 +143,11 @@ impl RoomTask {
             id,
             control: control_rx,
             media: media_rx,
-            socket,
+            socket: factory.socket.clone(),
             registry,
-            metrics,
-            empty_timeout,
+            metrics: factory.metrics.clone(),
+            events: factory.events.clone(),
+            settings,
         };
         let span = info_span!("room", room = %key);
         tokio::spawn(task.run().instrument(span));
@@ -145,17 +158,28 @@ impl RoomTask {
         }
     }
 
+    /// Emits an event of this room for the application's callbacks.
+    fn emit(&self, event_type: EventType, user_id: Option<&str>, track: Option<EventTrack>) {
+        let mut event = NewEvent::room(event_type, &self.key.app_id, &self.key.room);
+        event.user_id = user_id.map(str::to_string);
+        event.track = track;
+        self.events.emit(event);
+    }
+
     async fn run(mut self) {
         self.metrics.rooms.inc();
         info!("room opened");
+        self.emit(EventType::RoomCreated, None, None);
         let mut sessions: HashMap<ParticipantKey, Session> = HashMap::new();
         let mut empty_since: Option<Instant> = Some(Instant::now());
+        // Set by a close (admin or shutdown): end as soon as everyone left.
+        let mut closing = false;
         loop {
             let wake = self
                 .room
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            let empty_deadline = empty_since.map(|since| since + self.empty_timeout);
+            let empty_deadline = empty_since.map(|since| since + self.settings.empty_timeout);
             let deadline = match empty_deadline {
                 Some(d) => wake.min(d),
                 None => wake,
@@ -165,7 +189,7 @@ impl RoomTask {
                 command = self.control.recv() => {
                     let Some(command) = command else { break };
                     let now = Instant::now();
-                    self.handle_command(now, command, &mut sessions);
+                    closing |= self.handle_command(now, command, &mut sessions);
                 }
                 datagram = self.media.recv() => {
                     let Some(datagram) = datagram else { break };
@@ -188,7 +212,8 @@ impl RoomTask {
             let now = Instant::now();
             if self.room.is_empty() {
                 let since = *empty_since.get_or_insert(now);
-                if now.saturating_duration_since(since) >= self.empty_timeout
+                let expired = now.saturating_duration_since(since) >= self.settings.empty_timeout;
+                if (closing || expired)
                     && self
                         .registry
                         .remove_if_idle(&self.key, self.id, &self.control)
@@ -199,27 +224,31 @@ impl RoomTask {
                 empty_since = None;
             }
         }
+        self.emit(EventType::RoomDissolved, None, None);
         self.metrics.rooms.dec();
         info!("room closed");
     }
 
+    /// Carries out one command; true if it closed the room.
     fn handle_command(
         &mut self,
         now: Instant,
         command: RoomCommand,
         sessions: &mut HashMap<ParticipantKey, Session>,
-    ) {
+    ) -> bool {
         match command {
             RoomCommand::Join {
                 request,
                 signals,
                 reply,
             } => {
+                let user_id = request.user_id.clone();
                 let result = self.room.join(now, request);
                 match &result {
                     Ok(joined) => {
                         self.registry.register_ufrag(&joined.ice_ufrag, &self.key);
                         self.metrics.participants.inc();
+                        self.emit(EventType::ParticipantJoined, Some(&user_id), None);
                         sessions.insert(
                             joined.key,
                             Session {
@@ -241,13 +270,18 @@ impl RoomTask {
                 self.room.reject_message(key, code, message);
             }
             RoomCommand::Leave { key, reason } => self.room.leave(now, key, reason),
-            RoomCommand::Close { reason } => self.room.close(now, reason),
+            RoomCommand::Close { reason } => {
+                self.room.close(now, reason);
+                return true;
+            }
             RoomCommand::Admin { action, reply } => {
+                let closes = matches!(action, AdminAction::Close);
                 let outcome = match action {
                     AdminAction::Describe => Ok(AdminOutcome::Description(RoomDescription {
                         room: self.key.room.clone(),
                         created_at_ms: self.created_at_ms,
                         participants: self.room.participant_infos(),
+                        settings: self.settings.clone(),
                     })),
                     AdminAction::Kick { user_id } => {
                         self.room.kick(now, &user_id).map(|_| AdminOutcome::Done)
@@ -266,8 +300,10 @@ impl RoomTask {
                     }
                 };
                 let _ = reply.send(outcome);
+                return closes;
             }
         }
+        false
     }
 
     async fn flush(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {
@@ -289,13 +325,37 @@ impl RoomTask {
                         let _ = signals.send(message);
                     }
                 }
+                RoomOutput::TrackPublished { track, .. } => {
+                    self.emit(
+                        EventType::TrackPublished,
+                        Some(&track.user_id),
+                        Some(event_track(&track)),
+                    );
+                }
+                RoomOutput::TrackUnpublished { track, .. } => {
+                    self.emit(
+                        EventType::TrackUnpublished,
+                        Some(&track.user_id),
+                        Some(event_track(&track)),
+                    );
+                }
                 RoomOutput::Left {
                     key,
                     reason,
                     participant_id,
-                    ..
+                    user_id,
                 } => {
                     debug!(participant = %participant_id, ?reason, "session closed");
+                    let mut event = NewEvent::room(
+                        EventType::ParticipantLeft,
+                        &self.key.app_id,
+                        &self.key.room,
+                    );
+                    event.user_id = Some(user_id);
+                    event
+                        .extra
+                        .insert("reason".to_string(), serde_json::json!(reason));
+                    self.events.emit(event);
                     self.metrics.participants.dec();
                     // Dropping the sender ends the WebSocket session.
                     if let Some(session) = sessions.remove(&key) {
@@ -305,5 +365,13 @@ impl RoomTask {
                 }
             }
         }
+    }
+}
+
+fn event_track(track: &weir_protocol::TrackInfo) -> EventTrack {
+    EventTrack {
+        track_id: track.track_id.to_string(),
+        kind: track.kind,
+        source: track.source,
     }
 }

@@ -5,14 +5,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use weir_sfu::{ParticipantKey, RoomConfig};
 
 use super::metrics::ServerMetrics;
-use super::room_task::{AdminAction, AdminOutcome, RoomCommand, RoomHandle, RoomTask};
+use super::room_task::{
+    AdminAction, AdminOutcome, RoomCommand, RoomHandle, RoomSettings, RoomTask,
+};
 
 /// A room is named within its application: two applications may both
 /// have a room called `demo`, and they are different rooms.
@@ -65,7 +66,9 @@ pub struct RoomFactory {
     pub config: RoomConfig,
     pub socket: Arc<UdpSocket>,
     pub metrics: Arc<ServerMetrics>,
-    pub empty_timeout: Duration,
+    pub events: crate::callbacks::Dispatcher,
+    /// The settings of rooms opened by a join.
+    pub default_settings: RoomSettings,
 }
 
 impl RoomRegistry {
@@ -92,18 +95,35 @@ impl RoomRegistry {
                 inner.next_room_id += 1;
                 let handle = RoomTask::spawn(
                     room.clone(),
-                    factory.config.clone(),
                     inner.next_room_id,
-                    factory.socket.clone(),
+                    factory,
                     self.clone(),
-                    factory.metrics.clone(),
-                    factory.empty_timeout,
+                    factory.default_settings.clone(),
                 );
                 inner.rooms.insert(room.clone(), handle.clone());
                 handle
             }
         };
         let _ = handle.control.send(command);
+    }
+
+    /// Opens `room` with `settings` (a pre-created room); false, changing
+    /// nothing, if it is already open.
+    pub fn create(&self, room: &RoomKey, factory: &RoomFactory, settings: RoomSettings) -> bool {
+        let mut inner = self.lock();
+        if inner.rooms.contains_key(room) {
+            return false;
+        }
+        inner.next_room_id += 1;
+        let handle = RoomTask::spawn(
+            room.clone(),
+            inner.next_room_id,
+            factory,
+            self.clone(),
+            settings,
+        );
+        inner.rooms.insert(room.clone(), handle);
+        true
     }
 
     /// Sends `command` to an existing room. False if there is no such room.

@@ -349,10 +349,7 @@ fn strict_app() -> AppKey {
 #[test]
 fn a_token_without_grants_holds_every_grant() {
     let mut claims = claims("app_a");
-    claims
-        .as_object_mut()
-        .expect("an object")
-        .remove("grants");
+    claims.as_object_mut().expect("an object").remove("grants");
     let token = sign(claims, &"a".repeat(40), Algorithm::HS256);
     let verified = verify(&store(), &token, Some("lobby"), NOW).expect("verifies");
     assert_eq!(verified.grants, Grant::ALL.to_vec());

@@ -13,13 +13,18 @@ pub mod media;
 
 use weir_protocol::Grant;
 use weir_server::config::Config;
-use weir_server::token::AppKey;
 use weir_server::serve::{self, RunningServer};
+use weir_server::token::AppKey;
 
 /// Upper bound of any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(20);
 
 pub const ALL_GRANTS: [Grant; 3] = [Grant::Publish, Grant::Subscribe, Grant::Data];
+
+/// The `error.code` of an API error body.
+pub fn error_code(body: &serde_json::Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
 
 pub struct TestServer {
     server: Option<RunningServer>,
@@ -29,6 +34,8 @@ pub struct TestServer {
     pub app: AppKey,
     /// The admin key generated at start (the data dir is fresh).
     pub admin_key: String,
+    /// The PostgreSQL database in use (`None`: SQLite in the data dir).
+    pub database_url: Option<String>,
     data_dir: tempfile::TempDir,
 }
 
@@ -71,6 +78,14 @@ pub async fn app_key(store: &weir_store::Store, app_id: Option<&str>) -> AppKey 
     }
 }
 
+/// Ephemeral ports on 127.0.0.1, advertising 127.0.0.1 only.
+fn listen_on_loopback(config: &mut Config) {
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.http.listen = SocketAddr::new(localhost, 0);
+    config.media.udp_listen = SocketAddr::new(localhost, 0);
+    config.media.advertise_ip = Some(localhost);
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await
@@ -85,11 +100,18 @@ impl TestServer {
             data_dir: data_dir.path().to_path_buf(),
             ..Config::default()
         };
+        // The control-plane suites run on PostgreSQL too: with a test
+        // server configured, each server gets a scratch database there.
+        if let Some(server_url) = weir_store::test_support::postgres_server_url() {
+            let (_, url) = weir_store::test_support::create_scratch_database(&server_url)
+                .await
+                .expect("a scratch PostgreSQL database");
+            eprintln!("test server database: {}", weir_store::redact_url(&url));
+            config.database.url = Some(url);
+        }
         adjust(&mut config);
-        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        config.http.listen = SocketAddr::new(localhost, 0);
-        config.media.udp_listen = SocketAddr::new(localhost, 0);
-        config.media.advertise_ip = Some(localhost);
+        let database_url = config.database.url.clone();
+        listen_on_loopback(&mut config);
         let server = serve::start(config).await.expect("the server starts");
         let app = app_key(server.store(), None).await;
         let admin_key = server
@@ -97,6 +119,7 @@ impl TestServer {
             .clone()
             .expect("a fresh data dir generates an admin key");
         TestServer {
+            database_url,
             admin_key,
             http_addr: server.http_addr,
             udp_addr: server.udp_addr,
@@ -175,6 +198,33 @@ impl TestServer {
         app_key(self.store(), app_id).await
     }
 
+    /// Calls the REST API at `/api/v1{path}` with the admin key; the body
+    /// is sent as JSON. Answers the status and the JSON body (`Null` when
+    /// empty).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}/api/v1{path}", self.http_base()))
+            .bearer_auth(&self.admin_key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        let value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("a JSON body from {path}, got {text:?}"))
+        };
+        (status, value)
+    }
+
     /// The server's counters.
     pub fn metrics(&self) -> std::sync::Arc<weir_server::serve::metrics::ServerMetrics> {
         self.server
@@ -188,5 +238,32 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
         }
+    }
+}
+
+// ------------------------------------------------------------------------
+// Restarts on the same data dir (the callback delivery tests).
+
+impl TestServer {
+    /// Shuts the server down gracefully and starts it again on the same data
+    /// dir, with a default config adjusted by `adjust` (then listen
+    /// addresses set to 127.0.0.1:0, so both addresses change). The
+    /// application and the admin key stay.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut Config)) {
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
+        }
+        let mut config = Config {
+            data_dir: self.data_dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        // The same database as before the restart.
+        config.database.url = self.database_url.clone();
+        adjust(&mut config);
+        listen_on_loopback(&mut config);
+        let server = serve::start(config).await.expect("the server restarts");
+        self.http_addr = server.http_addr;
+        self.udp_addr = server.udp_addr;
+        self.server = Some(server);
     }
 }

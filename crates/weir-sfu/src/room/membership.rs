@@ -212,13 +212,19 @@ impl Room {
         key: ParticipantKey,
         reason: LeaveReason,
     ) {
+        if !self.participants.contains_key(&key) {
+            return;
+        }
+        // While the participant is still known, so that its tracks are
+        // announced as unpublished (to the others and to the owner of the
+        // room) before it leaves.
+        self.unpublish_all_of(now, key);
         let Some(mut participant) = self.participants.remove(&key) else {
             return;
         };
         self.say_goodbye(now, &mut participant.rtc);
         self.join_order.retain(|k| *k != key);
         self.routes.retain(|_, k| *k != key);
-        self.unpublish_all_of(now, key);
         info!(room = %self.name, participant = %participant.id, ?reason, "participant left");
         self.counters.participants_left += 1;
         self.broadcast_except(

@@ -7,7 +7,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use tracing::info;
 use weir_protocol::{Grant, PublishRequest, ServerMessage, TrackId, TrackKind, TrackSource};
 
-use super::Room;
+use super::{Room, RoomOutput};
 use crate::ids::random_id;
 use crate::participant::{ParticipantKey, SessionKind};
 use crate::track::{track_kind, PublishedTrack, TrackKey};
@@ -99,6 +99,10 @@ impl Room {
         self.track_order.push(track_key);
         self.counters.tracks_published += 1;
         if let Some(info) = self.track_info(track_key) {
+            self.outputs.push_back(RoomOutput::TrackPublished {
+                owner: key,
+                track: info.clone(),
+            });
             self.signal(
                 key,
                 ServerMessage::TrackPublished {
@@ -135,9 +139,16 @@ impl Room {
     }
 
     pub(super) fn unpublish(&mut self, _now: Instant, track_key: TrackKey) {
+        let info = self.track_info(track_key);
         let Some(track) = self.tracks.remove(&track_key) else {
             return;
         };
+        if let Some(info) = info {
+            self.outputs.push_back(RoomOutput::TrackUnpublished {
+                owner: track.owner,
+                track: info,
+            });
+        }
         self.track_order.retain(|t| *t != track_key);
         let participant_id = self.participants.get_mut(&track.owner).map(|p| {
             p.published.remove(&track.mid);

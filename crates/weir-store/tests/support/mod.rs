@@ -2,11 +2,9 @@
 //! fresh PostgreSQL database per test when `WEIR_TEST_POSTGRES_URL` is set
 //! (`scripts/with-postgres.sh` starts a throwaway server and sets it).
 
-use rand::Rng;
-use sqlx::Connection;
-use weir_store::Store;
+use weir_store::{test_support, Store};
 
-pub const POSTGRES_URL_ENV: &str = "WEIR_TEST_POSTGRES_URL";
+pub use test_support::POSTGRES_URL_ENV;
 
 /// A store on a database made for one test; `finish` removes the database.
 pub struct TestDb {
@@ -39,18 +37,10 @@ pub async fn sqlite() -> TestDb {
 
 /// `None` when no PostgreSQL server is configured for tests.
 pub async fn postgres() -> Option<TestDb> {
-    let server_url = std::env::var(POSTGRES_URL_ENV).ok()?;
-    sqlx::any::install_default_drivers();
-    let database = format!("weir_test_{:016x}", rand::thread_rng().gen::<u64>());
-    let mut admin = sqlx::AnyConnection::connect(&server_url)
-        .await
-        .expect("connect to the test PostgreSQL server");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
+    let server_url = test_support::postgres_server_url()?;
+    let (database, url) = test_support::create_scratch_database(&server_url)
         .await
         .expect("create a test database");
-    admin.close().await.expect("close admin connection");
-    let url = with_database(&server_url, &database);
     let store = Store::connect(&url).await.expect("open postgres store");
     Some(TestDb {
         store,
@@ -71,33 +61,11 @@ impl TestDb {
                 server_url,
                 database,
             } => {
-                let mut admin = sqlx::AnyConnection::connect(&server_url)
-                    .await
-                    .expect("connect to the test PostgreSQL server");
-                sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-                    .execute(&mut admin)
+                test_support::drop_scratch_database(&server_url, &database)
                     .await
                     .expect("drop the test database");
-                admin.close().await.expect("close admin connection");
             }
         }
-    }
-}
-
-/// `url` with its database name replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
     }
 }
 

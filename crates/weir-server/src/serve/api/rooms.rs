@@ -12,14 +12,14 @@ use utoipa_axum::routes;
 use weir_protocol::{Grant, TrackKind, TrackSource};
 use weir_sfu::AdminError;
 
-use super::{Admin, ApiError, ApiErrorBody, ApiErrorCode};
-use crate::serve::room_task::{AdminAction, AdminOutcome, RoomDescription};
+use super::{Admin, ApiError, ApiErrorBody, ApiErrorCode, JsonBody};
+use crate::serve::room_task::{AdminAction, AdminOutcome, RoomDescription, RoomSettings};
 use crate::serve::rooms::RoomKey;
 use crate::serve::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_rooms))
+        .routes(routes!(list_rooms, create_room))
         .routes(routes!(get_room, close_room))
         .routes(routes!(kick_participant))
         .routes(routes!(update_participant))
@@ -52,6 +52,45 @@ pub struct RoomView {
     /// Milliseconds since the Unix epoch when the room opened.
     pub since: u64,
     pub participants: Vec<ParticipantView>,
+    /// The most participants the room admits.
+    pub max_participants: u32,
+    /// How long the room stays open while empty.
+    pub empty_timeout_seconds: u64,
+    /// What the application attached when it pre-created the room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Longest `metadata` of a pre-created room, as compact JSON.
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// Largest `max_participants` of a pre-created room.
+pub const MAX_PARTICIPANTS_LIMIT: u32 = 10_000;
+/// Longest `empty_timeout_seconds` of a pre-created room: one day.
+pub const MAX_EMPTY_TIMEOUT_SECONDS: u64 = 86_400;
+
+/// A room to open before anyone joins, with its own limits.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoomRequest {
+    /// 1–128 letters, digits or `-_.@`.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9._@-]{1,128}$"
+    )]
+    pub room_id: String,
+    /// 1–10000; default the server's `rooms.max_participants`.
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "super::whole_number::option_u32")]
+    pub max_participants: Option<u32>,
+    /// 1–86400; default the server's `rooms.empty_timeout_seconds`. The
+    /// room closes when it has been empty this long (counted from its
+    /// creation until someone joins).
+    #[schema(minimum = 1, maximum = 86400)]
+    #[serde(default, deserialize_with = "super::whole_number::option_u64")]
+    pub empty_timeout_seconds: Option<u64>,
+    /// Any JSON, at most 4096 bytes; shown with the room.
+    pub metadata: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,7 +102,7 @@ pub struct RoomList {
 #[serde(deny_unknown_fields)]
 pub struct ParticipantUpdate {
     /// The participant's new grants: any of `publish`, `subscribe`, `data`.
-    #[schema(value_type = Vec<String>, example = json!(["subscribe"]))]
+    #[schema(value_type = Vec<super::GrantName>, example = json!(["subscribe"]))]
     pub grants: Vec<Grant>,
 }
 
@@ -90,6 +129,9 @@ fn view(description: RoomDescription) -> RoomView {
     RoomView {
         room_id: description.room,
         since: description.created_at_ms,
+        max_participants: description.settings.max_participants,
+        empty_timeout_seconds: description.settings.empty_timeout.as_secs(),
+        metadata: description.settings.metadata,
         participants: description
             .participants
             .into_iter()
@@ -179,6 +221,91 @@ async fn list_rooms(
         }
     }
     Ok(Json(RoomList { rooms }))
+}
+
+/// Pre-creates a room with its own participant limit, empty timeout and
+/// metadata. The room opens at once; joins then find it.
+#[utoipa::path(post, path = "/apps/{app_id}/rooms", tag = "rooms",
+    params(("app_id" = String, Path, description = "The application")),
+    request_body = CreateRoomRequest,
+    responses(
+        (status = 201, body = RoomView),
+        (status = 400, description = "INVALID_ARGUMENT", body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody),
+        (status = 404, description = "APP_NOT_FOUND", body = ApiErrorBody),
+        (status = 409, description = "ROOM_EXISTS or APP_DISABLED", body = ApiErrorBody),
+    ))]
+async fn create_room(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    JsonBody(request): JsonBody<CreateRoomRequest>,
+) -> Result<(StatusCode, Json<RoomView>), ApiError> {
+    let app = state
+        .app_keys
+        .get(&app_id)
+        .await
+        .map_err(ApiError::from_store)?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                ApiErrorCode::AppNotFound,
+                format!("no application `{app_id}`"),
+            )
+        })?;
+    if !app.enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ApiErrorCode::AppDisabled,
+            format!("application `{app_id}` is disabled"),
+        ));
+    }
+    if !crate::token::is_valid_name(&request.room_id) {
+        return Err(ApiError::invalid(
+            "invalid room_id: use 1-128 letters, digits or -_.@",
+        ));
+    }
+    let defaults = &state.room_factory.default_settings;
+    let max_participants = request
+        .max_participants
+        .unwrap_or(defaults.max_participants);
+    if !(1..=MAX_PARTICIPANTS_LIMIT).contains(&max_participants) {
+        return Err(ApiError::invalid(format!(
+            "invalid max_participants: must be 1 to {MAX_PARTICIPANTS_LIMIT}"
+        )));
+    }
+    let empty_timeout = match request.empty_timeout_seconds {
+        Some(seconds) if (1..=MAX_EMPTY_TIMEOUT_SECONDS).contains(&seconds) => {
+            std::time::Duration::from_secs(seconds)
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "invalid empty_timeout_seconds: must be 1 to {MAX_EMPTY_TIMEOUT_SECONDS}"
+            )))
+        }
+        None => defaults.empty_timeout,
+    };
+    if let Some(metadata) = &request.metadata {
+        let size = serde_json::to_vec(metadata).map(|v| v.len()).unwrap_or(0);
+        if size > MAX_METADATA_BYTES {
+            return Err(ApiError::invalid(format!(
+                "invalid metadata: {size} bytes of JSON, at most {MAX_METADATA_BYTES}"
+            )));
+        }
+    }
+    let key = RoomKey::new(app_id, request.room_id);
+    let settings = RoomSettings {
+        max_participants,
+        empty_timeout,
+        metadata: request.metadata,
+    };
+    if !state.rooms.create(&key, &state.room_factory, settings) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ApiErrorCode::RoomExists,
+            format!("room `{}` is already open", key.room),
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(describe(&state, &key).await?)))
 }
 
 /// One live room: participants, their tracks, and since when it is open.

@@ -39,16 +39,30 @@ pub enum Role {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    /// 1–128 letters, digits or `-_.@`.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9._@-]{1,128}$"
+    )]
     pub user_id: String,
-    /// A room name, or `*` for any room.
+    /// A room name, or `*` for any room (refused when the application
+    /// requires room permissions).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^(\*|[A-Za-z0-9._@-]{1,128})$"
+    )]
     pub room_id: String,
     /// Default `anchor`.
     pub role: Option<Role>,
     /// Explicit grants (`publish`, `subscribe`, `data`); default from the role.
     /// An audience may only hold `subscribe`.
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<super::GrantName>>, min_items = 1)]
     pub grants: Option<Vec<Grant>>,
     /// 1 to 15552000 (180 days); default 86400.
+    #[schema(minimum = 1, maximum = 15552000)]
+    #[serde(default, deserialize_with = "super::whole_number::option_u64")]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -70,7 +84,7 @@ pub struct TokenClaims {
     pub app_id: String,
     pub user_id: String,
     pub room: String,
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<super::GrantName>)]
     pub grants: Vec<Grant>,
     pub expires_at: u64,
 }
@@ -192,7 +206,11 @@ async fn verify_token(
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let Json(request) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     Ok(Json(
-        match state.app_keys.verify(&request.token, None, unix_now()).await {
+        match state
+            .app_keys
+            .verify(&request.token, None, unix_now())
+            .await
+        {
             Ok(VerifiedToken {
                 app_id,
                 user_id,

@@ -52,6 +52,8 @@ pub(super) struct Net {
     pub(super) dropped: usize,
     /// Hosts handed out to WHIP/WHEP peers (addresses are never reused).
     pub(super) http_hosts: u8,
+    /// The room's lifecycle outputs, in order: `+track`, `-track`, `left user`.
+    pub(super) lifecycle: Vec<String>,
 }
 
 pub(super) fn server_addr() -> SocketAddr {
@@ -70,6 +72,7 @@ impl Net {
             drop_upstream: None,
             dropped: 0,
             http_hosts: 0,
+            lifecycle: Vec::new(),
         }
     }
 
@@ -282,7 +285,15 @@ impl Net {
                             self.handle_signal(index, message);
                         }
                     }
-                    RoomOutput::Left { .. } => {}
+                    RoomOutput::TrackPublished { track, .. } => {
+                        self.lifecycle.push(format!("+{}", track.track_id));
+                    }
+                    RoomOutput::TrackUnpublished { track, .. } => {
+                        self.lifecycle.push(format!("-{}", track.track_id));
+                    }
+                    RoomOutput::Left { user_id, .. } => {
+                        self.lifecycle.push(format!("left {user_id}"));
+                    }
                 }
             }
             for index in 0..self.peers.len() {

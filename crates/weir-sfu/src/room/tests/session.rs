@@ -37,6 +37,34 @@ fn join_lists_existing_participants_and_announces_newcomers() {
 }
 
 #[test]
+fn publications_and_departures_are_reported_to_the_owner_in_order() {
+    let (mut net, _mid) = publisher_and_two_subscribers();
+    let published: Vec<String> = net
+        .lifecycle
+        .iter()
+        .filter(|e| e.starts_with('+'))
+        .cloned()
+        .collect();
+    assert_eq!(published.len(), 1, "{:?}", net.lifecycle);
+    let track_id = published[0].trim_start_matches('+').to_string();
+    let infos = net.room.participant_infos();
+    let publisher = &infos[0];
+    assert_eq!(publisher.tracks[0].track_id.to_string(), track_id);
+    net.lifecycle.clear();
+    let key = net.peers[0].key;
+    net.room.leave(net.now, key, LeaveReason::ClientLeft);
+    net.pump();
+    assert_eq!(
+        net.lifecycle,
+        vec![
+            format!("-{track_id}"),
+            format!("left {}", publisher.user_id)
+        ],
+        "the track is unpublished before its owner leaves"
+    );
+}
+
+#[test]
 fn a_removed_participant_is_told_over_dtls() {
     let (mut net, _mid) = publisher_and_two_subscribers();
     assert!(!net.peers[2].closed);
