@@ -133,6 +133,7 @@ async fn applications_are_created_read_listed_and_updated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_its_code() {
     let server = TestServer::start().await;
+    let refused_before = server.metrics().api_requests_refused.get();
     let long_name = "n".repeat(65);
     let many_tags: Vec<Value> = (0..21)
         .map(|i| json!({"key": format!("k{i}"), "value": "v"}))
@@ -251,6 +252,11 @@ async fn bad_input_is_refused_with_its_code() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{patch}: {body}");
     }
+    // Every refusal above was counted (11 bodies, 4 raw requests, 6 unknown
+    // ids, 6 queries, 4 patches), and none was a server error.
+    let metrics = server.metrics();
+    assert_eq!(metrics.api_requests_refused.get() - refused_before, 31);
+    assert_eq!(metrics.api_requests_failed.get(), 0);
     server.shutdown().await;
 }
 

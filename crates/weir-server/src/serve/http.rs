@@ -15,8 +15,9 @@ use super::ws::unix_now;
 use super::{whip, ws, AppState};
 
 pub fn router(state: AppState, api: Router<AppState>) -> Router {
+    let counted = axum::middleware::from_fn_with_state(state.clone(), count_api_outcomes);
     Router::new()
-        .merge(api)
+        .merge(api.layer(counted))
         .route("/api/v1/openapi.json", get(super::api::openapi_json))
         .route("/", get(index))
         .route("/static/app.js", get(app_js))
@@ -43,6 +44,22 @@ pub fn router(state: AppState, api: Router<AppState>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(whip::MAX_SDP_BYTES + 1))
         .with_state(state)
+}
+
+/// Counts the REST API's refusals (4xx) and failures (5xx).
+async fn count_api_outcomes(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() {
+        state.metrics.api_requests_refused.inc();
+    } else if status.is_server_error() {
+        state.metrics.api_requests_failed.inc();
+    }
+    response
 }
 
 pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {

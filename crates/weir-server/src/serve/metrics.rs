@@ -53,6 +53,10 @@ pub struct ServerMetrics {
     pub ws_messages_rejected: Counter,
     pub tokens_rejected: Counter,
     pub http_requests_rejected: Counter,
+    /// REST API requests answered 4xx (bad input, unknown ids, no key).
+    pub api_requests_refused: Counter,
+    /// REST API requests answered 5xx.
+    pub api_requests_failed: Counter,
     /// Events put into the callback outbox.
     pub callbacks_enqueued: Counter,
     /// Events emitted after the dispatcher stopped (not stored).
