@@ -49,7 +49,7 @@ status=0
     --phases examples,coverage,fuzzing,stateful \
     --max-examples 30 \
     --max-time "$SECONDS_BUDGET" \
-    --workers 2 \
+    --workers 1 \
     --seed 1 \
     --no-color || status=$?
 

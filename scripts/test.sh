@@ -116,6 +116,23 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# ensure_venv DIR REQUIREMENTS PROGRAM MODULE: (re)creates the Python venv
+# DIR from REQUIREMENTS unless it was made from the same file and has
+# PROGRAM and MODULE.
+ensure_venv() {
+    local dir=$1 requirements=$2 program=$3 module=$4
+    if cmp -s "$requirements" "$dir/weir-requirements.txt" && [ -x "$dir/$program" ] &&
+        "$dir/bin/python" -c "import $module" >/dev/null 2>&1; then
+        return 0
+    fi
+    log "creating the venv $dir from $requirements"
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3 python3-venv
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q -r "$requirements"
+    cp "$requirements" "$dir/weir-requirements.txt"
+}
+
 command -v unshare >/dev/null && command -v ip >/dev/null || apt_install iproute2 util-linux
 # The control-plane suites also run on PostgreSQL (scripts/with-postgres.sh).
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
@@ -131,33 +148,18 @@ if need_e2e; then
         log "installing the browser tests' node packages (npm ci)"
         (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
     fi
-    if ! cmp -s e2e/interop/requirements.txt "$VENV/weir-requirements.txt" ||
-        ! "$VENV/bin/python" -c 'import aiortc' >/dev/null 2>&1; then
-        log "creating the aiortc venv in $VENV"
-        python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3 python3-venv
-        rm -rf "$VENV"
-        python3 -m venv "$VENV"
-        "$VENV/bin/pip" install -q -r e2e/interop/requirements.txt
-        cp e2e/interop/requirements.txt "$VENV/weir-requirements.txt"
-    fi
+    ensure_venv "$VENV" e2e/interop/requirements.txt bin/python aiortc
 fi
 
 # schemathesis for the REST API fuzz run (its own venv: its pins are not
 # aiortc's).
-if ! cmp -s e2e/api/requirements.txt "$API_VENV/weir-requirements.txt" ||
-    ! [ -x "$API_VENV/bin/st" ]; then
-    log "creating the schemathesis venv in $API_VENV"
-    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3 python3-venv
-    rm -rf "$API_VENV"
-    python3 -m venv "$API_VENV"
-    "$API_VENV/bin/pip" install -q -r e2e/api/requirements.txt
-    cp e2e/api/requirements.txt "$API_VENV/weir-requirements.txt"
-fi
+ensure_venv "$API_VENV" e2e/api/requirements.txt bin/st schemathesis
 
 # ---------------------------------------------------------------- suites
-CONTROL_PLANE_TESTS='cargo test --locked --offline -p weir-store &&
-    cargo test --locked --offline -p weir-server --test api_apps --test api_rooms \
-        --test api_tokens --test api_callbacks --test callbacks_delivery'
+# (Selected as test targets of the whole workspace, so that the build of
+# the rust tests suite is reused: `-p` would resolve other features.)
+CONTROL_PLANE_TESTS='cargo test --workspace --locked --offline --test store --test outbox \
+    --test api_apps --test api_rooms --test api_tokens --test api_callbacks --test callbacks_delivery'
 suite "cargo fmt" 5m cargo fmt --all --check
 suite "cargo clippy" 20m cargo clippy --workspace --all-targets --locked -- -D warnings
 suite "cargo build" 20m cargo build --workspace --all-targets --locked

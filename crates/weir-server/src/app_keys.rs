@@ -119,6 +119,14 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
+    async fn create_app(store: &Store) -> weir_store::App {
+        let new = NewApp {
+            name: "a".into(),
+            ..NewApp::default()
+        };
+        store.create_app(new).await.expect("create").0
+    }
+
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::sqlite_in(dir.path()).await.expect("store");
@@ -132,13 +140,7 @@ mod tests {
     #[tokio::test]
     async fn verifies_against_the_database_and_sees_changes_after_invalidate() {
         let (_dir, store) = store().await;
-        let (app, _) = store
-            .create_app(NewApp {
-                name: "a".into(),
-                ..NewApp::default()
-            })
-            .await
-            .expect("create");
+        let app = create_app(&store).await;
         let keys = AppKeys::with_ttl(store.clone(), Duration::from_secs(3600));
         let key = keys.get(&app.app_id).await.expect("get").expect("known");
         let token = token::mint(&key, "lobby", "alice", &Grant::ALL, HOUR, now()).expect("mint");
@@ -177,13 +179,7 @@ mod tests {
     #[tokio::test]
     async fn entries_expire_after_the_ttl() {
         let (_dir, store) = store().await;
-        let (app, _) = store
-            .create_app(NewApp {
-                name: "a".into(),
-                ..NewApp::default()
-            })
-            .await
-            .expect("create");
+        let app = create_app(&store).await;
         let keys = AppKeys::with_ttl(store.clone(), Duration::from_millis(50));
         let key = keys.get(&app.app_id).await.expect("get").expect("known");
         assert!(!key.room_permission_required);

@@ -91,18 +91,7 @@ impl RoomRegistry {
         let mut inner = self.lock();
         let handle = match inner.rooms.get(room) {
             Some(handle) => handle.clone(),
-            None => {
-                inner.next_room_id += 1;
-                let handle = RoomTask::spawn(
-                    room.clone(),
-                    inner.next_room_id,
-                    factory,
-                    self.clone(),
-                    factory.default_settings.clone(),
-                );
-                inner.rooms.insert(room.clone(), handle.clone());
-                handle
-            }
+            None => self.open(&mut inner, room, factory, factory.default_settings.clone()),
         };
         let _ = handle.control.send(command);
     }
@@ -114,6 +103,18 @@ impl RoomRegistry {
         if inner.rooms.contains_key(room) {
             return false;
         }
+        self.open(&mut inner, room, factory, settings);
+        true
+    }
+
+    /// Starts the task of a room that is not open, under the registry lock.
+    fn open(
+        &self,
+        inner: &mut Inner,
+        room: &RoomKey,
+        factory: &RoomFactory,
+        settings: RoomSettings,
+    ) -> RoomHandle {
         inner.next_room_id += 1;
         let handle = RoomTask::spawn(
             room.clone(),
@@ -122,8 +123,8 @@ impl RoomRegistry {
             self.clone(),
             settings,
         );
-        inner.rooms.insert(room.clone(), handle);
-        true
+        inner.rooms.insert(room.clone(), handle.clone());
+        handle
     }
 
     /// Sends `command` to an existing room. False if there is no such room.
