@@ -25,6 +25,7 @@ pub mod room;
 pub mod sdp_order;
 pub mod sequence;
 pub mod stun;
+pub mod tap;
 pub mod track;
 
 pub use config::RoomConfig;
@@ -32,6 +33,7 @@ pub use counters::RoomCounters;
 pub use participant::{ParticipantKey, SessionKind};
 pub use room::admin::AdminError;
 pub use room::{JoinError, JoinRequest, Joined, Room, RoomOutput, TrackSnapshot};
+pub use tap::{TapCodec, TapSenderReport, TappedPacket};
 
 /// Installs str0m's crypto provider (aws-lc-rs). Call once at start; later
 /// calls are no-ops.

@@ -57,6 +57,8 @@ pub enum RoomOutput {
         owner: ParticipantKey,
         track: TrackInfo,
     },
+    /// A packet of a track whose recorder tap is on ([`Room::set_tap`]).
+    Tapped(crate::tap::TappedPacket),
     /// A participant has left (or was removed); close its session.
     Left {
         key: ParticipantKey,

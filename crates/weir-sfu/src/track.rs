@@ -35,6 +35,9 @@ pub struct PublishedTrack {
     pub ingress: HashMap<Option<String>, crate::link_stats::LinkStats>,
     /// Participants subscribed to this track (any negotiation state).
     pub subscribers: Vec<ParticipantKey>,
+    /// The recorder tap is on: packets are copied out as
+    /// [`crate::RoomOutput::Tapped`].
+    pub tapped: bool,
     /// Bytes per simulcast layer in the current measurement window.
     layer_bytes: HashMap<Option<String>, u64>,
     /// Bitrate per layer measured over the last full window (bits/s).
@@ -67,6 +70,7 @@ impl PublishedTrack {
             params_by_pt: HashMap::new(),
             keyframe_requests: KeyframeRequestThrottle::new(keyframe_interval),
             subscribers: Vec::new(),
+            tapped: false,
             ingress: HashMap::new(),
             layer_bytes: HashMap::new(),
             layer_bitrates: HashMap::new(),

@@ -57,6 +57,8 @@ pub struct ServerMetrics {
     pub api_requests_refused: Counter,
     /// REST API requests answered 5xx.
     pub api_requests_failed: Counter,
+    /// Tapped packets the recorder could not take (its queue was full).
+    pub recorder_packets_dropped: Counter,
     /// Events put into the callback outbox.
     pub callbacks_enqueued: Counter,
     /// Events emitted after the dispatcher stopped (not stored).

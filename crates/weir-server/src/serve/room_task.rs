@@ -332,6 +332,10 @@ impl RoomTask {
                         Some(event_track(&track)),
                     );
                 }
+                RoomOutput::Tapped(_) => {
+                    // Nothing turns a tap on before the recorder is attached.
+                    self.metrics.recorder_packets_dropped.inc();
+                }
                 RoomOutput::TrackUnpublished { track, .. } => {
                     self.emit(
                         EventType::TrackUnpublished,

@@ -86,6 +86,25 @@ impl Room {
         Ok(())
     }
 
+    /// Turns the recorder tap of a track on or off: while on, every packet
+    /// of the track (its best layer, if simulcast) is also output as
+    /// [`crate::RoomOutput::Tapped`]. When turned on for video, the
+    /// publisher is asked for a keyframe so that recording can start at
+    /// once.
+    pub fn set_tap(&mut self, now: Instant, track_id: &str, on: bool) -> Result<(), AdminError> {
+        self.last_now = now;
+        let id = TrackId::new(track_id);
+        let Some(track) = self.tracks.values_mut().find(|t| t.id == id) else {
+            return Err(AdminError::NoSuchTrack(track_id.to_string()));
+        };
+        let was_on = std::mem::replace(&mut track.tapped, on);
+        let key = track.key;
+        if on && !was_on {
+            self.request_keyframe(now, key, None, str0m::media::KeyframeRequestKind::Pli);
+        }
+        Ok(())
+    }
+
     /// Mutes (or unmutes) a track from the server side: forwarding to every
     /// subscriber pauses (resuming at a keyframe), and everyone, the
     /// publisher included, gets `track_muted`.

@@ -36,6 +36,11 @@ impl Room {
             None
         };
         self.counters.rtp_received += 1;
+        // The recorder gets the layer subscribers are sent (or the only one).
+        if track.tapped && (layer.is_none() || best_layer.as_ref() == Some(&layer)) {
+            let tapped = tapped_packet(track, from, &packet, params, now);
+            self.outputs.push_back(super::RoomOutput::Tapped(tapped));
+        }
         let video = video_codec(params.spec().codec);
         let is_video = track.kind == weir_protocol::TrackKind::Video;
         let ext_vals = forwardable_extensions(&packet.header.ext_vals);
@@ -222,6 +227,43 @@ fn forwardable_extensions(incoming: &ExtensionValues) -> ExtensionValues {
         play_delay_min: incoming.play_delay_min,
         play_delay_max: incoming.play_delay_max,
         ..Default::default()
+    }
+}
+
+fn tapped_packet(
+    track: &crate::track::PublishedTrack,
+    owner: ParticipantKey,
+    packet: &RtpPacket,
+    params: PayloadParams,
+    now: Instant,
+) -> crate::tap::TappedPacket {
+    use crate::tap::{TapCodec, TapSenderReport, TappedPacket};
+    let spec = params.spec();
+    let codec = match spec.codec {
+        Codec::Opus => TapCodec::Opus,
+        Codec::Vp8 => TapCodec::Vp8,
+        Codec::Vp9 => TapCodec::Vp9,
+        Codec::H264 => TapCodec::H264,
+        Codec::Av1 => TapCodec::Av1,
+        _ => TapCodec::Other,
+    };
+    TappedPacket {
+        owner,
+        track_id: track.id.clone(),
+        kind: track.kind,
+        codec,
+        clock_rate: spec.clock_rate.get(),
+        ssrc: *packet.header.ssrc,
+        payload_type: *packet.header.payload_type,
+        sequence_number: packet.header.sequence_number,
+        rtp_timestamp: packet.header.timestamp,
+        marker: packet.header.marker,
+        payload: packet.payload.clone(),
+        arrival: now,
+        sender_report: packet.last_sender_info.map(|info| TapSenderReport {
+            ntp_time: info.ntp_time,
+            rtp_time: info.rtp_time.numer() as u32,
+        }),
     }
 }
 

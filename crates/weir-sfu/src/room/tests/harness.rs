@@ -54,6 +54,8 @@ pub(super) struct Net {
     pub(super) http_hosts: u8,
     /// The room's lifecycle outputs, in order: `+track`, `-track`, `left user`.
     pub(super) lifecycle: Vec<String>,
+    /// Packets of tapped tracks, in output order.
+    pub(super) tapped: Vec<crate::tap::TappedPacket>,
 }
 
 pub(super) fn server_addr() -> SocketAddr {
@@ -73,6 +75,7 @@ impl Net {
             dropped: 0,
             http_hosts: 0,
             lifecycle: Vec::new(),
+            tapped: Vec::new(),
         }
     }
 
@@ -291,6 +294,7 @@ impl Net {
                     RoomOutput::TrackUnpublished { track, .. } => {
                         self.lifecycle.push(format!("-{}", track.track_id));
                     }
+                    RoomOutput::Tapped(packet) => self.tapped.push(packet),
                     RoomOutput::Left { user_id, .. } => {
                         self.lifecycle.push(format!("left {user_id}"));
                     }

@@ -427,3 +427,51 @@ fn a_whep_answer_lists_the_publishers_codec_first() {
         "the publisher's codec comes first"
     );
 }
+
+#[test]
+fn the_recorder_tap_copies_a_tracks_packets_only_while_on() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    let track_id = net.room.participant_infos()[0].tracks[0]
+        .track_id
+        .to_string();
+    for seq in 1..=10u64 {
+        net.send_vp8(0, mid, seq, seq == 1, false);
+        net.advance(Duration::from_millis(10));
+    }
+    net.run_for(Duration::from_millis(100));
+    assert!(net.tapped.is_empty(), "off by default");
+
+    net.room
+        .set_tap(net.now, &track_id, true)
+        .expect("the track exists");
+    for seq in 11..=40u64 {
+        net.send_vp8(0, mid, seq, seq == 11, seq % 5 == 0);
+        net.advance(Duration::from_millis(10));
+    }
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.tapped.len(), 30);
+    let first = &net.tapped[0];
+    assert_eq!(first.track_id.to_string(), track_id);
+    assert_eq!(first.codec, crate::tap::TapCodec::Vp8);
+    assert_eq!(first.clock_rate, 90_000);
+    for pair in net.tapped.windows(2) {
+        assert_eq!(
+            pair[1].sequence_number,
+            pair[0].sequence_number.wrapping_add(1),
+            "the publisher's own numbering, in order"
+        );
+    }
+    assert!(net.tapped.iter().all(|p| !p.payload.is_empty()));
+
+    net.room
+        .set_tap(net.now, &track_id, false)
+        .expect("the track exists");
+    net.tapped.clear();
+    for seq in 41..=50u64 {
+        net.send_vp8(0, mid, seq, false, false);
+        net.advance(Duration::from_millis(10));
+    }
+    net.run_for(Duration::from_millis(100));
+    assert!(net.tapped.is_empty(), "off again");
+    assert!(net.room.set_tap(net.now, "TR_nope", true).is_err());
+}
