@@ -155,11 +155,21 @@ fi
 # aiortc's).
 ensure_venv "$API_VENV" e2e/api/requirements.txt bin/st schemathesis
 
+# s3s-fs, a real S3-compatible server on 127.0.0.1 for the recording storage
+# tests (they skip, saying so, without it). About 7.5 min to build, once;
+# 0.15+ needs a newer rustc. Built outside the shared target dir.
+if [ ! -x "$WEIR_CACHE/bin/s3s-fs" ]; then
+    log "installing s3s-fs into $WEIR_CACHE/bin"
+    env -u CARGO_TARGET_DIR cargo install s3s-fs --version 0.14.1 --features binary --locked \
+        --root "$WEIR_CACHE" --quiet
+fi
+
 # ---------------------------------------------------------------- suites
 # (Selected as test targets of the whole workspace, so that the build of
 # the rust tests suite is reused: `-p` would resolve other features.)
 CONTROL_PLANE_TESTS='cargo test --workspace --locked --offline --test store --test outbox \
-    --test api_apps --test api_rooms --test api_tokens --test api_callbacks --test callbacks_delivery'
+    --test recording --test api_apps --test api_rooms --test api_tokens --test api_callbacks \
+    --test callbacks_delivery --test api_recording'
 suite "cargo fmt" 5m cargo fmt --all --check
 suite "cargo clippy" 20m cargo clippy --workspace --all-targets --locked -- -D warnings
 suite "cargo build" 20m cargo build --workspace --all-targets --locked

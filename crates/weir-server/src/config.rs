@@ -26,8 +26,8 @@ pub const MAX_PING_SECONDS: u64 = 3600;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where the server keeps its state (`apps.json`). Relative paths are
-    /// relative to the working directory.
+    /// Where the server keeps its state (the SQLite database, recordings).
+    /// Relative paths are relative to the working directory.
     pub data_dir: PathBuf,
     /// Development mode: enables the dev token endpoint of the join page.
     pub dev: bool,
@@ -39,6 +39,23 @@ pub struct Config {
     pub admin: AdminConfig,
     pub database: DatabaseConfig,
     pub callbacks: CallbacksConfig,
+    pub recording: RecordingConfig,
+}
+
+/// Server-wide recording settings (the rules themselves are per
+/// application, in the database).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// While a room is recorded, new video publications are asked to send
+    /// H.264 when they offer it, so that recordings play in browsers.
+    pub prefer_h264: bool,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig { prefer_h264: true }
+    }
 }
 
 /// The REST API's administrator credential.
@@ -156,6 +173,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             database: DatabaseConfig::default(),
             callbacks: CallbacksConfig::default(),
+            recording: RecordingConfig::default(),
         }
     }
 }

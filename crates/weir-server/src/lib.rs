@@ -14,5 +14,6 @@ pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod database;
+pub mod recording;
 pub mod serve;
 pub mod token;

@@ -24,6 +24,7 @@ use crate::config::Config;
 mod api;
 mod http;
 pub mod metrics;
+pub mod recorder;
 mod room_task;
 mod rooms;
 mod udp;
@@ -32,6 +33,9 @@ mod ws;
 
 use metrics::ServerMetrics;
 use rooms::{RoomFactory, RoomRegistry};
+
+/// Where recordings are written while they run (inside the data dir).
+pub const RECORDING_SPOOL_DIR: &str = "recordings-spool";
 
 /// Shared by every HTTP handler.
 #[derive(Clone)]
@@ -71,6 +75,7 @@ pub struct RunningServer {
     stop_http: watch::Sender<bool>,
     http_task: JoinHandle<()>,
     udp_task: JoinHandle<()>,
+    finisher_task: JoinHandle<()>,
 }
 
 /// Binds the sockets and starts serving in the background.
@@ -121,6 +126,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     )
     .await
     .context("starting the event callback dispatcher")?;
+    let (recorders, stream_events) =
+        recorder::Recorders::new(config.data_dir.join(RECORDING_SPOOL_DIR), metrics.clone());
+    let finisher = recorder::finisher::Finisher {
+        store: store.clone(),
+        recorders: recorders.clone(),
+        events: events.clone(),
+        data_dir: config.data_dir.clone(),
+        metrics: metrics.clone(),
+    };
+    let finisher_task = tokio::spawn(finisher.run(stream_events));
     let rooms = RoomRegistry::new();
     let state = AppState {
         room_factory: RoomFactory {
@@ -128,6 +143,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             socket: socket.clone(),
             metrics: metrics.clone(),
             events: events.clone(),
+            store: store.clone(),
+            recorders: recorders.clone(),
+            prefer_h264_while_recording: config.recording.prefer_h264,
             default_settings: default_room_settings,
         },
         config: Arc::new(config),
@@ -169,6 +187,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         stop_http: stop_tx,
         http_task,
         udp_task,
+        finisher_task,
     })
 }
 
@@ -195,6 +214,21 @@ impl RunningServer {
         let _ = self.stop_http.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http_task).await;
         self.udp_task.abort();
+        // Finalize and store the recordings in progress (their callbacks
+        // are emitted before the dispatcher stops below).
+        let recorders = &self.state.room_factory.recorders;
+        recorders.stop_all();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while recorders.active() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if recorders.active() > 0 {
+            tracing::warn!(
+                streams = recorders.active(),
+                "recordings still finishing at shutdown; the next start recovers them"
+            );
+        }
+        self.finisher_task.abort();
         // Store every event emitted so far; the next start sends what is left.
         let events = self.state.events.shutdown();
         if tokio::time::timeout(Duration::from_secs(10), events)

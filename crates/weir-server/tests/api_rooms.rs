@@ -261,6 +261,13 @@ async fn the_openapi_document_describes_every_route() {
             "/api/v1/apps/{app_id}/callbacks/deliveries/{event_id}/retry",
             vec!["post"],
         ),
+        ("/api/v1/apps/{app_id}/recording-rule", vec!["get", "put"]),
+        ("/api/v1/apps/{app_id}/storage/test", vec!["post"]),
+        ("/api/v1/apps/{app_id}/recordings", vec!["get", "post"]),
+        (
+            "/api/v1/apps/{app_id}/recordings/{job_id}",
+            vec!["get", "patch", "delete"],
+        ),
         ("/api/v1/tokens/verify", vec!["post"]),
     ];
     assert_eq!(

@@ -144,6 +144,9 @@ pub struct Room {
     counters: RoomCounters,
     /// The `now` of the latest input, for work triggered without one.
     last_now: Instant,
+    /// A video codec new publications are asked to send (e.g. `H264` while
+    /// the room is recorded, so recordings play in browsers).
+    preferred_video_codec: Option<String>,
 }
 
 impl Room {
@@ -160,7 +163,16 @@ impl Room {
             next_key: 1,
             counters: RoomCounters::default(),
             last_now: now,
+            preferred_video_codec: None,
         }
+    }
+
+    /// Asks new video publications to send `codec` (an encoding name such
+    /// as `H264`) when they offer it, ahead of their own order; `None`
+    /// returns to the publishers' order. Running publications keep their
+    /// codec.
+    pub fn set_preferred_video_codec(&mut self, codec: Option<&str>) {
+        self.preferred_video_codec = codec.map(|c| c.to_ascii_uppercase());
     }
 
     pub fn name(&self) -> &str {

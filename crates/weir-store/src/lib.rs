@@ -18,6 +18,7 @@ mod callbacks;
 mod error;
 mod model;
 mod outbox;
+mod recording;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 pub mod validate;
@@ -36,6 +37,11 @@ pub use error::StoreError;
 pub use model::{App, AppPatch, AppSecret, AppStatus, AppType, LegacyApp, NewApp, Page, Tag};
 pub use outbox::{
     AttemptFailure, NewOutboxEvent, OutboxEvent, OutboxSequencer, OutboxStatus, RetryOutcome,
+};
+pub use recording::{
+    NewRecordingFile, NewRecordingJob, RecordFormat, RecordingFile, RecordingFilePatch,
+    RecordingFileStatus, RecordingJob, RecordingJobOrigin, RecordingJobPatch, RecordingJobStatus,
+    StoredRecordingRule, MAX_RULE_JSON_LEN,
 };
 
 /// The SQLite file's name inside the data dir.

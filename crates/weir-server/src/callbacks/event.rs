@@ -13,16 +13,25 @@ pub enum EventType {
     ParticipantLeft,
     TrackPublished,
     TrackUnpublished,
+    /// A recording file got its first media (issue 4).
+    RecordNewFileStart,
+    /// A recording file is finalized and stored.
+    RecordFileComplete,
+    /// A recording file could not be stored.
+    RecordFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 9] = [
         EventType::RoomCreated,
         EventType::RoomDissolved,
         EventType::ParticipantJoined,
         EventType::ParticipantLeft,
         EventType::TrackPublished,
         EventType::TrackUnpublished,
+        EventType::RecordNewFileStart,
+        EventType::RecordFileComplete,
+        EventType::RecordFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +42,9 @@ impl EventType {
             EventType::ParticipantLeft => "PARTICIPANT_LEFT",
             EventType::TrackPublished => "TRACK_PUBLISHED",
             EventType::TrackUnpublished => "TRACK_UNPUBLISHED",
+            EventType::RecordNewFileStart => "RECORD_NEW_FILE_START",
+            EventType::RecordFileComplete => "RECORD_FILE_COMPLETE",
+            EventType::RecordFailed => "RECORD_FAILED",
         }
     }
 

@@ -79,6 +79,10 @@ pub(crate) const VARIABLES: &[(&str, Setter)] = &[
         c.callbacks.retention_days = parse_number(v)?;
         Ok(())
     }),
+    ("WEIR_RECORDING_PREFER_H264", |c, v| {
+        c.recording.prefer_h264 = parse_bool(v)?;
+        Ok(())
+    }),
     ("WEIR_LOG", |c, v| {
         c.log.filter = v.to_string();
         Ok(())

@@ -193,6 +193,7 @@ fn every_env_variable_is_applied() {
         ("WEIR_CALLBACKS_RETRY_MAX_DELAY_SECONDS", "2"),
         ("WEIR_CALLBACKS_GIVE_UP_AFTER_SECONDS", "120"),
         ("WEIR_CALLBACKS_RETENTION_DAYS", "0"),
+        ("WEIR_RECORDING_PREFER_H264", "false"),
     ]);
     let c = Config::load(None, &env, &CliOverrides::default()).expect("loads");
     let expected = Config {
@@ -230,6 +231,7 @@ fn every_env_variable_is_applied() {
             give_up_after_seconds: 120,
             retention_days: 0,
         },
+        recording: RecordingConfig { prefer_h264: false },
     };
     assert_eq!(c, expected);
     // The table and the list of documented names agree.

@@ -19,6 +19,8 @@ use super::AppState;
 
 mod apps;
 mod callbacks;
+mod recording;
+mod recordings;
 mod rooms;
 mod tokens;
 
@@ -43,8 +45,16 @@ pub enum ApiErrorCode {
     RoomNotFound,
     /// A room with this id is already open.
     RoomExists,
+    /// Another recording job records the room.
+    RecordingActive,
+    /// No recording job has this id.
+    JobNotFound,
+    /// The job is not recording a live room.
+    JobNotActive,
     ParticipantNotFound,
     TrackNotFound,
+    /// The application has no recording rule.
+    RecordingRuleNotConfigured,
     /// The database (or another dependency) is not answering; retry later.
     Unavailable,
     Internal,
@@ -300,7 +310,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             apps::routes()
                 .merge(rooms::routes())
                 .merge(tokens::routes())
-                .merge(callbacks::routes()),
+                .merge(callbacks::routes())
+                .merge(recording::routes())
+                .merge(recordings::routes()),
         )
         .split_for_parts();
     document_body_errors(&mut openapi);
@@ -342,8 +354,14 @@ fn document_body_errors(openapi: &mut utoipa::openapi::OpenApi) {
             };
             add("401", "UNAUTHORIZED: no or a wrong admin key");
             add("503", "UNAVAILABLE: the database is not answering");
-            if operation.request_body.is_some() {
+            let has_query = operation.parameters.iter().flatten().any(|p| {
+                matches!(p, utoipa::openapi::RefOr::T(p)
+                    if matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
+            });
+            if has_query || operation.request_body.is_some() {
                 add("400", "INVALID_ARGUMENT");
+            }
+            if operation.request_body.is_some() {
                 add("413", "BODY_TOO_LARGE");
                 add("415", "UNSUPPORTED_MEDIA_TYPE");
             }

@@ -59,6 +59,12 @@ pub struct ServerMetrics {
     pub api_requests_failed: Counter,
     /// Tapped packets the recorder could not take (its queue was full).
     pub recorder_packets_dropped: Counter,
+    /// Spool writes that failed (the file is closed early).
+    pub recorder_write_errors: Counter,
+    /// Recording files finished and stored.
+    pub recordings_completed: Counter,
+    /// Recording files that could not be stored.
+    pub recordings_failed: Counter,
     /// Events put into the callback outbox.
     pub callbacks_enqueued: Counter,
     /// Events emitted after the dispatcher stopped (not stored).

@@ -16,8 +16,11 @@ use weir_protocol::{ClientMessage, ErrorCode, Grant, LeaveReason, ParticipantInf
 use weir_sfu::{AdminError, JoinError, JoinRequest, Joined, ParticipantKey, Room, RoomOutput};
 
 use super::metrics::ServerMetrics;
+use super::recorder::room::{ActiveJob, RoomRecording};
 use super::rooms::{RoomFactory, RoomKey, RoomRegistry};
 use crate::callbacks::{Dispatcher, EventTrack, EventType, NewEvent};
+use crate::recording::rule::RecordingRule;
+use weir_store::{NewRecordingJob, RecordingJobOrigin, RecordingJobPatch, RecordingJobStatus};
 
 /// Capacity of a room's datagram queue; beyond it datagrams are dropped
 /// (and counted) rather than slowing the UDP reader.
@@ -63,16 +66,37 @@ pub enum RoomCommand {
 #[derive(Debug, Clone)]
 pub enum AdminAction {
     Describe,
-    Kick { user_id: String },
-    UpdateGrants { user_id: String, grants: Vec<Grant> },
-    MuteTrack { track_id: String, muted: bool },
+    Kick {
+        user_id: String,
+    },
+    UpdateGrants {
+        user_id: String,
+        grants: Vec<Grant>,
+    },
+    MuteTrack {
+        track_id: String,
+        muted: bool,
+    },
     Close,
+    /// Start recording (refused while another job records the room).
+    StartRecording(ActiveJob),
+    /// Stop the job (refused if it is not this room's job).
+    StopRecording {
+        job_id: String,
+    },
+    /// Record these publishers from now on.
+    SetRecordedUsers {
+        job_id: String,
+        user_ids: std::collections::HashSet<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum AdminOutcome {
     Done,
     Description(RoomDescription),
+    /// The room could not do it (the reason, for a 409).
+    Refused(String),
 }
 
 /// A room as the REST API shows it.
@@ -82,6 +106,8 @@ pub struct RoomDescription {
     pub created_at_ms: u64,
     pub participants: Vec<ParticipantInfo>,
     pub settings: RoomSettings,
+    /// The recording job in progress and the users it records.
+    pub recording: Option<(String, Vec<String>)>,
 }
 
 /// What may differ between rooms (set when a room is pre-created through
@@ -122,6 +148,8 @@ pub struct RoomTask {
     pub metrics: Arc<ServerMetrics>,
     pub events: Dispatcher,
     pub settings: RoomSettings,
+    pub store: weir_store::Store,
+    pub recording: RoomRecording,
 }
 
 impl RoomTask {
@@ -148,6 +176,14 @@ impl RoomTask {
             metrics: factory.metrics.clone(),
             events: factory.events.clone(),
             settings,
+            store: factory.store.clone(),
+            recording: RoomRecording::new(
+                &key.app_id,
+                &key.room,
+                factory.recorders.clone(),
+                factory.metrics.clone(),
+                factory.prefer_h264_while_recording,
+            ),
         };
         let span = info_span!("room", room = %key);
         tokio::spawn(task.run().instrument(span));
@@ -156,6 +192,76 @@ impl RoomTask {
             control: control_tx,
             media: media_tx,
         }
+    }
+
+    /// Starts recording when the application's rule says `auto_record`.
+    /// Decided once, when the room opens: rooms that were open before
+    /// auto-recording was switched on are not recorded (seed rule).
+    async fn start_auto_recording(&mut self) {
+        let stored = match self.store.recording_rule(&self.key.app_id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the recording rule failed");
+                return;
+            }
+        };
+        let rule: RecordingRule = match serde_json::from_str(&stored.rule) {
+            Ok(rule) => rule,
+            Err(e) => {
+                tracing::error!(error = %e, "the stored recording rule does not parse");
+                return;
+            }
+        };
+        if !rule.auto_record {
+            return;
+        }
+        let created = self
+            .store
+            .create_recording_job(NewRecordingJob {
+                app_id: self.key.app_id.clone(),
+                room_id: self.key.room.clone(),
+                user_ids: Vec::new(),
+                formats: rule.formats.iter().map(|f| f.store_format()).collect(),
+                origin: RecordingJobOrigin::Auto,
+                rule: stored.rule,
+                created_at_ms: i64::try_from(super::ws::unix_now_ms()).unwrap_or(i64::MAX),
+            })
+            .await;
+        match created {
+            Ok(job) => {
+                info!(job = %job.job_id, "auto-recording the room");
+                let job = ActiveJob {
+                    job_id: job.job_id,
+                    user_ids: None,
+                    rule: Arc::new(rule),
+                };
+                self.recording.start(&mut self.room, Instant::now(), job);
+            }
+            Err(e) => tracing::error!(error = %e, "creating the auto-recording job failed"),
+        }
+    }
+
+    /// The room is dissolving: its recording job is over (streams in a
+    /// gap-merge window still finish their files).
+    fn end_recording_job(&mut self) {
+        let Some(job_id) = self.recording.job().map(|job| job.job_id.clone()) else {
+            return;
+        };
+        self.recording.stop(&mut self.room, Instant::now());
+        let store = self.store.clone();
+        let app_id = self.key.app_id.clone();
+        tokio::spawn(async move {
+            let patch = RecordingJobPatch {
+                status: Some(RecordingJobStatus::Stopped),
+                detail: Some("the room closed".to_string()),
+                stopped_at_ms: Some(i64::try_from(super::ws::unix_now_ms()).unwrap_or(i64::MAX)),
+                ..RecordingJobPatch::default()
+            };
+            if let Err(e) = store.update_recording_job(&app_id, &job_id, patch).await {
+                tracing::error!(error = %e, "marking a recording job stopped failed");
+            }
+        });
     }
 
     /// Emits an event of this room for the application's callbacks.
@@ -170,6 +276,7 @@ impl RoomTask {
         self.metrics.rooms.inc();
         info!("room opened");
         self.emit(EventType::RoomCreated, None, None);
+        self.start_auto_recording().await;
         let mut sessions: HashMap<ParticipantKey, Session> = HashMap::new();
         let mut empty_since: Option<Instant> = Some(Instant::now());
         // Set by a close (admin or shutdown): end as soon as everyone left.
@@ -224,6 +331,7 @@ impl RoomTask {
                 empty_since = None;
             }
         }
+        self.end_recording_job();
         self.emit(EventType::RoomDissolved, None, None);
         self.metrics.rooms.dec();
         info!("room closed");
@@ -282,7 +390,41 @@ impl RoomTask {
                         created_at_ms: self.created_at_ms,
                         participants: self.room.participant_infos(),
                         settings: self.settings.clone(),
+                        recording: self.recording.job().map(|job| {
+                            (job.job_id.clone(), self.recording.recorded_users().to_vec())
+                        }),
                     })),
+                    AdminAction::StartRecording(job) => {
+                        if let Some(active) = self.recording.job() {
+                            Ok(AdminOutcome::Refused(format!(
+                                "job {} already records this room",
+                                active.job_id
+                            )))
+                        } else {
+                            self.recording.start(&mut self.room, now, job);
+                            Ok(AdminOutcome::Done)
+                        }
+                    }
+                    AdminAction::StopRecording { job_id } => {
+                        if self.recording.job().is_some_and(|job| job.job_id == job_id) {
+                            self.recording.stop(&mut self.room, now);
+                            Ok(AdminOutcome::Done)
+                        } else {
+                            Ok(AdminOutcome::Refused(format!(
+                                "job {job_id} does not record this room"
+                            )))
+                        }
+                    }
+                    AdminAction::SetRecordedUsers { job_id, user_ids } => {
+                        if self.recording.job().is_some_and(|job| job.job_id == job_id) {
+                            self.recording.set_users(&mut self.room, now, user_ids);
+                            Ok(AdminOutcome::Done)
+                        } else {
+                            Ok(AdminOutcome::Refused(format!(
+                                "job {job_id} does not record this room"
+                            )))
+                        }
+                    }
                     AdminAction::Kick { user_id } => {
                         self.room.kick(now, &user_id).map(|_| AdminOutcome::Done)
                     }
@@ -326,17 +468,20 @@ impl RoomTask {
                     }
                 }
                 RoomOutput::TrackPublished { track, .. } => {
+                    self.recording
+                        .track_published(&mut self.room, Instant::now(), &track);
                     self.emit(
                         EventType::TrackPublished,
                         Some(&track.user_id),
                         Some(event_track(&track)),
                     );
                 }
-                RoomOutput::Tapped(_) => {
-                    // Nothing turns a tap on before the recorder is attached.
-                    self.metrics.recorder_packets_dropped.inc();
+                RoomOutput::Tapped(packet) => {
+                    self.recording
+                        .tapped(&mut self.room, Instant::now(), packet);
                 }
                 RoomOutput::TrackUnpublished { track, .. } => {
+                    self.recording.track_unpublished(&track);
                     self.emit(
                         EventType::TrackUnpublished,
                         Some(&track.user_id),
@@ -350,6 +495,7 @@ impl RoomTask {
                     user_id,
                 } => {
                     debug!(participant = %participant_id, ?reason, "session closed");
+                    self.recording.participant_left(&user_id);
                     let mut event = NewEvent::room(
                         EventType::ParticipantLeft,
                         &self.key.app_id,

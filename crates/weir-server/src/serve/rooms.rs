@@ -67,6 +67,12 @@ pub struct RoomFactory {
     pub socket: Arc<UdpSocket>,
     pub metrics: Arc<ServerMetrics>,
     pub events: crate::callbacks::Dispatcher,
+    /// The control plane's database (recording rules and jobs).
+    pub store: weir_store::Store,
+    /// The streams being recorded.
+    pub recorders: super::recorder::Recorders,
+    /// `recording.prefer_h264`.
+    pub prefer_h264_while_recording: bool,
     /// The settings of rooms opened by a join.
     pub default_settings: RoomSettings,
 }

@@ -105,6 +105,22 @@ impl Room {
         Ok(())
     }
 
+    /// Asks the publisher of a video track for a keyframe (merged with other
+    /// requests like a subscriber's PLI).
+    pub fn request_track_keyframe(
+        &mut self,
+        now: Instant,
+        track_id: &str,
+    ) -> Result<(), AdminError> {
+        self.last_now = now;
+        let id = TrackId::new(track_id);
+        let Some(key) = self.tracks.values().find(|t| t.id == id).map(|t| t.key) else {
+            return Err(AdminError::NoSuchTrack(track_id.to_string()));
+        };
+        self.request_keyframe(now, key, None, str0m::media::KeyframeRequestKind::Pli);
+        Ok(())
+    }
+
     /// Mutes (or unmutes) a track from the server side: forwarding to every
     /// subscriber pauses (resuming at a keyframe), and everyone, the
     /// publisher included, gets `track_muted`.

@@ -107,9 +107,14 @@ impl Room {
                     .map_err(|e| JoinError::SdpInvalid(e.to_string()))?;
                 // A WHEP viewer's answer lists the publisher's codecs first:
                 // players that look only at the first codec get the right one.
-                let preferences = whep_publisher
+                let mut preferences = whep_publisher
                     .map(|publisher| self.codec_preferences_for(publisher, offer_text))
                     .unwrap_or_default();
+                // A WHIP publisher of a room that prefers a video codec
+                // (while it is recorded) sends that codec if it offered it.
+                if participant.kind == SessionKind::Whip {
+                    self.prefer_video_codec(offer_text, &[], &mut preferences);
+                }
                 Some(order_answer_codecs(
                     &answer.to_sdp_string(),
                     offer_text,
@@ -298,6 +303,29 @@ impl Room {
 
     /// Per mid of `offer`: the codec `publisher` sends for that kind, when
     /// its media has started (so the codec is known).
+    /// Adds the room's preferred video codec ([`Room::set_preferred_video_codec`])
+    /// to the preferences of `offer`'s video m-lines that carry no
+    /// publication yet (`published`) and have no preference of their own:
+    /// new video publications send it (a running one never switches codec).
+    pub(super) fn prefer_video_codec(
+        &self,
+        offer: &str,
+        published: &[String],
+        preferences: &mut HashMap<String, Vec<String>>,
+    ) {
+        let Some(codec) = &self.preferred_video_codec else {
+            return;
+        };
+        for mid in crate::sdp_order::mids_of_kind(offer, "video") {
+            if published.contains(&mid) {
+                continue;
+            }
+            preferences
+                .entry(mid)
+                .or_insert_with(|| vec![codec.clone()]);
+        }
+    }
+
     fn codec_preferences_for(
         &self,
         publisher: ParticipantKey,

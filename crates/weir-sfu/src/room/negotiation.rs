@@ -323,6 +323,15 @@ impl Room {
                 .filter(|(_, request)| !request.codecs.is_empty())
                 .map(|(mid, request)| (mid.clone(), request.codecs.clone())),
         );
+        let published: Vec<String> = participant
+            .published
+            .keys()
+            .map(|m| m.to_string())
+            .collect();
+        self.prefer_video_codec(sdp, &published, &mut preferences);
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
         match participant.rtc.sdp_api().accept_offer(offer) {
             Ok(answer) => {
                 let answer_sdp = order_answer_codecs(&answer.to_sdp_string(), sdp, &preferences);

@@ -59,6 +59,17 @@ pub struct RoomView {
     /// What the application attached when it pre-created the room.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
+    /// The recording job in progress, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RoomRecordingView>,
+}
+
+/// Which streams of a room are being recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomRecordingView {
+    pub job_id: String,
+    /// The publishers being recorded.
+    pub user_ids: Vec<String>,
 }
 
 /// Longest `metadata` of a pre-created room, as compact JSON.
@@ -132,6 +143,9 @@ fn view(description: RoomDescription) -> RoomView {
         max_participants: description.settings.max_participants,
         empty_timeout_seconds: description.settings.empty_timeout.as_secs(),
         metadata: description.settings.metadata,
+        recording: description
+            .recording
+            .map(|(job_id, user_ids)| RoomRecordingView { job_id, user_ids }),
         participants: description
             .participants
             .into_iter()
@@ -191,7 +205,7 @@ async fn run(
 async fn describe(state: &AppState, key: &RoomKey) -> Result<RoomView, ApiError> {
     match run(state, key, AdminAction::Describe).await? {
         AdminOutcome::Description(d) => Ok(view(d)),
-        AdminOutcome::Done => Err(ApiError::new(
+        AdminOutcome::Done | AdminOutcome::Refused(_) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ApiErrorCode::Internal,
             "the room did not describe itself",

@@ -475,6 +475,24 @@ impl Net {
     }
 }
 
+/// The encoding name of the first payload type of `sdp`'s video m-line.
+pub(super) fn first_video_codec(sdp: &str) -> String {
+    let m_line = sdp
+        .lines()
+        .find(|l| l.starts_with("m=video"))
+        .expect("video m-line");
+    let pt = m_line
+        .split(' ')
+        .nth(3)
+        .expect("a payload type")
+        .to_string();
+    sdp.lines()
+        .find_map(|l| l.strip_prefix(&format!("a=rtpmap:{pt} ")))
+        .and_then(|e| e.split('/').next())
+        .expect("rtpmap")
+        .to_string()
+}
+
 pub(super) fn is_rtp(datagram: &[u8]) -> bool {
     datagram.len() >= 2 && (128..=191).contains(&datagram[0]) && !(192..=223).contains(&datagram[1])
 }

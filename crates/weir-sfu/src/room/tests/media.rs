@@ -387,23 +387,11 @@ fn a_whep_answer_lists_the_publishers_codec_first() {
     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     let (offer, _pending) = api.apply().expect("offer");
     let offer = offer.to_sdp_string();
-    let first_codec = |sdp: &str| -> String {
-        let m_line = sdp
-            .lines()
-            .find(|l| l.starts_with("m=video"))
-            .expect("video m-line");
-        let pt = m_line
-            .split(' ')
-            .nth(3)
-            .expect("a payload type")
-            .to_string();
-        sdp.lines()
-            .find_map(|l| l.strip_prefix(&format!("a=rtpmap:{pt} ")))
-            .and_then(|e| e.split('/').next())
-            .expect("rtpmap")
-            .to_string()
-    };
-    assert_eq!(first_codec(&offer), "H264", "the viewer prefers H.264");
+    assert_eq!(
+        first_video_codec(&offer),
+        "H264",
+        "the viewer prefers H.264"
+    );
     let joined = net
         .room
         .join(
@@ -422,7 +410,7 @@ fn a_whep_answer_lists_the_publishers_codec_first() {
         .expect("WHEP join");
     let answer = joined.answer.expect("an answer");
     assert_eq!(
-        first_codec(&answer),
+        first_video_codec(&answer),
         "VP8",
         "the publisher's codec comes first"
     );
@@ -474,4 +462,54 @@ fn the_recorder_tap_copies_a_tracks_packets_only_while_on() {
     net.run_for(Duration::from_millis(100));
     assert!(net.tapped.is_empty(), "off again");
     assert!(net.room.set_tap(net.now, "TR_nope", true).is_err());
+}
+
+#[test]
+fn a_preferred_video_codec_goes_first_for_new_whip_publishers() {
+    let answer_for = |net: &mut Net, user: &str, host: u8| -> String {
+        let mut publisher = Rtc::builder()
+            .clear_codecs()
+            .enable_vp8(true)
+            .enable_h264(true)
+            .set_rtp_mode(true)
+            .build(net.now);
+        publisher.add_local_candidate(
+            Candidate::host(format!("10.0.4.{host}:5000").parse().expect("addr"), "udp")
+                .expect("candidate"),
+        );
+        let mut api = publisher.sdp_api();
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, _pending) = api.apply().expect("offer");
+        let offer = offer.to_sdp_string();
+        assert_eq!(
+            first_video_codec(&offer),
+            "VP8",
+            "the publisher prefers VP8"
+        );
+        let joined = net
+            .room
+            .join(
+                net.now,
+                JoinRequest {
+                    user_id: user.into(),
+                    grants: vec![Grant::Publish],
+                    kind: SessionKind::Whip,
+                    auto_subscribe: false,
+                    offer: Some(offer),
+                    wall_clock_ms: 0,
+                },
+            )
+            .expect("WHIP join");
+        joined.answer.expect("an answer")
+    };
+    let mut net = Net::new();
+    assert_eq!(first_video_codec(&answer_for(&mut net, "cam1", 1)), "VP8");
+    net.room.set_preferred_video_codec(Some("h264"));
+    assert_eq!(
+        first_video_codec(&answer_for(&mut net, "cam2", 2)),
+        "H264",
+        "while preferred, H.264 comes first"
+    );
+    net.room.set_preferred_video_codec(None);
+    assert_eq!(first_video_codec(&answer_for(&mut net, "cam3", 3)), "VP8");
 }

@@ -1,0 +1,487 @@
+//! [`Recorder`]: the sans-IO recorder of one publisher stream.
+//!
+//! Inputs carry `now` (the caller's clock); outputs are [`Command`]s taken
+//! with [`Recorder::poll_command`]; [`Recorder::poll_timeout`] says when to
+//! call [`Recorder::handle_timeout`]. Per track: reorder → depacketize →
+//! align on the recorder's timeline (RTCP SR or arrival) → the outputs'
+//! [`FileSeries`]. Audio is held until the first video keyframe (rule 4);
+//! a keyframe is requested at start, after loss and before planned cuts,
+//! at most every 500 ms.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::assembler::{Frame, FrameAssembler};
+use crate::config::{Command, MediaKind, RecorderConfig};
+use crate::depacketize::opus::packet_duration;
+use crate::depacketize::Codec;
+use crate::lane::{ticks_to_us, us_to_ticks, TimedFrame};
+use crate::rtp::{ExtTime, RtpPacket};
+use crate::sample_entry::TrackFormat;
+use crate::series::{FileSeries, Formats, SeriesLimits};
+use crate::sync::{SenderClock, SenderReport};
+
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Media time drifting this far from arrival time re-anchors the track.
+const MAX_DRIFT_US: i64 = 5_000_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    run: u32,
+    ts: ExtTime,
+    pts: i64,
+}
+
+#[derive(Debug)]
+struct Track {
+    codec: Codec,
+    kind: MediaKind,
+    assembler: FrameAssembler,
+    /// Frames waiting for a sender report (at most `sync_wait`).
+    waiting: VecDeque<Frame>,
+    /// Latest report: (NTP, RTP time, run it applies to; `u32::MAX` = the
+    /// next run to be anchored).
+    report: Option<(u64, u32, u32)>,
+    anchor: Option<Anchor>,
+    last_packet: Option<Instant>,
+    ended: bool,
+}
+
+/// Counters for monitoring.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Packets given to the recorder.
+    pub packets: u64,
+    /// Frames released to the outputs.
+    pub frames: u64,
+    /// Keyframe requests emitted.
+    pub keyframe_requests: u64,
+    /// Audio frames dropped from the pre-roll.
+    pub preroll_dropped: u64,
+    /// Writer errors (a file was closed early).
+    pub writer_errors: u64,
+}
+
+/// Records one publisher stream (one audio, one video track).
+#[derive(Debug)]
+pub struct Recorder {
+    config: RecorderConfig,
+    epoch: Instant,
+    tracks: [Option<Track>; 2],
+    clock: SenderClock,
+    formats: Formats,
+    preroll: VecDeque<TimedFrame>,
+    series: Vec<FileSeries>,
+    out: VecDeque<Command>,
+    last_keyframe_request: Option<Instant>,
+    keyframe_pending: bool,
+    interrupted: bool,
+    stats: RecorderStats,
+}
+
+fn slot(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+    }
+}
+
+impl Recorder {
+    /// A recorder whose timeline starts at `now` (= wall time `wall`).
+    pub fn new(config: RecorderConfig, now: Instant, wall: SystemTime) -> Self {
+        let limits = SeriesLimits {
+            content: config.content,
+            max_file_bytes: config.max_file_bytes,
+            fragment: config.fragment,
+            keyframe_lead: config.keyframe_lead,
+        };
+        let series = config
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, output)| {
+                FileSeries::new(
+                    output.clone(),
+                    i as u32,
+                    config.context.clone(),
+                    limits.clone(),
+                    wall,
+                )
+            })
+            .collect();
+        let formats = Formats {
+            video: None,
+            audio: Some(TrackFormat::opus(config.audio_channels)),
+        };
+        Self {
+            config,
+            epoch: now,
+            tracks: [None, None],
+            clock: SenderClock::default(),
+            formats,
+            preroll: VecDeque::new(),
+            series,
+            out: VecDeque::new(),
+            last_keyframe_request: None,
+            keyframe_pending: false,
+            interrupted: false,
+            stats: RecorderStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RecorderStats {
+        let mut stats = self.stats;
+        stats.writer_errors = self.series.iter().map(|s| s.errors).sum();
+        stats
+    }
+
+    /// Declares a published track and its codec (from the SDP). Media of an
+    /// undeclared kind is ignored.
+    pub fn add_track(&mut self, now: Instant, codec: Codec) {
+        let kind = if codec.is_video() {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        };
+        if !self.config.content.includes(kind) {
+            return;
+        }
+        self.tracks[slot(kind)] = Some(Track {
+            codec,
+            kind,
+            assembler: FrameAssembler::new(codec, self.config.reorder_window),
+            waiting: VecDeque::new(),
+            report: None,
+            anchor: None,
+            last_packet: None,
+            ended: false,
+        });
+        if kind == MediaKind::Video {
+            // Rule 4: ask for a keyframe at once.
+            self.want_keyframe(now);
+        }
+    }
+
+    fn us(&self, at: Instant) -> i64 {
+        at.saturating_duration_since(self.epoch).as_micros() as i64
+    }
+
+    /// One RTP packet of `kind` (after SRTP decryption).
+    pub fn handle_rtp(&mut self, now: Instant, kind: MediaKind, packet: RtpPacket) {
+        let Some(track) = self.tracks[slot(kind)].as_mut() else {
+            return;
+        };
+        self.stats.packets += 1;
+        if self.interrupted {
+            self.interrupted = false;
+        }
+        track.ended = false;
+        track.last_packet = Some(now);
+        let mut frames = Vec::new();
+        track.assembler.push(packet, &mut frames);
+        track.assembler.poll(now, &mut frames);
+        track.waiting.extend(frames);
+        self.after_input(now);
+    }
+
+    /// An RTCP Sender Report of `kind`'s track.
+    pub fn handle_sender_report(&mut self, now: Instant, kind: MediaKind, report: SenderReport) {
+        let arrival_us = self.us(now);
+        let Some(track) = self.tracks[slot(kind)].as_mut() else {
+            return;
+        };
+        self.clock.observe(&report, arrival_us);
+        let run = track.waiting.front().map_or(u32::MAX, |f| f.run);
+        track.report = Some((report.ntp_time, report.rtp_time.0, run));
+        self.after_input(now);
+    }
+
+    /// The publisher unpublished `kind` (an interruption once every
+    /// recorded track ended).
+    pub fn handle_track_ended(&mut self, now: Instant, kind: MediaKind) {
+        if let Some(track) = self.tracks[slot(kind)].as_mut() {
+            track.ended = true;
+        }
+        if self.tracks.iter().flatten().all(|t| t.ended) {
+            self.interrupt(now);
+        }
+    }
+
+    /// The publisher left (an interruption).
+    pub fn handle_publisher_left(&mut self, now: Instant) {
+        for track in self.tracks.iter_mut().flatten() {
+            track.ended = true;
+        }
+        self.interrupt(now);
+    }
+
+    /// Time passed: reorder windows, sync waits, interruptions, merge
+    /// windows, keyframe re-requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for track in self.tracks.iter_mut().flatten() {
+            let mut frames = Vec::new();
+            track.assembler.poll(now, &mut frames);
+            track.waiting.extend(frames);
+        }
+        self.after_input(now);
+        let silent = self.tracks.iter().flatten().all(|t| {
+            t.last_packet.is_none_or(|at| {
+                now.saturating_duration_since(at) >= self.config.interruption_timeout
+            })
+        });
+        let any_media = self
+            .tracks
+            .iter()
+            .flatten()
+            .any(|t| t.last_packet.is_some());
+        if silent && any_media && !self.interrupted {
+            self.interrupt(now);
+        }
+        let now_us = self.us(now);
+        let mut out = Vec::new();
+        for series in &mut self.series {
+            series.handle_timeout(now_us, &mut out);
+        }
+        self.out.extend(out);
+    }
+
+    /// Ends the recording: every open file is finalized.
+    pub fn stop(&mut self, now: Instant) {
+        self.interrupt(now);
+        let mut out = Vec::new();
+        for series in &mut self.series {
+            series.stop(&mut out);
+        }
+        self.out.extend(out);
+    }
+
+    /// The next command to carry out.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    /// When [`Recorder::handle_timeout`] must be called at the latest.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+        for track in self.tracks.iter().flatten() {
+            if let Some(at) = track.assembler.deadline() {
+                consider(at);
+            }
+            if let Some(first) = track.waiting.front() {
+                consider(first.arrival + self.config.sync_wait);
+            }
+        }
+        // An interruption: every track silent for the timeout.
+        let last_packet = self
+            .tracks
+            .iter()
+            .flatten()
+            .filter_map(|t| t.last_packet)
+            .max();
+        if let (Some(at), false) = (last_packet, self.interrupted) {
+            consider(at + self.config.interruption_timeout);
+        }
+        for series in &self.series {
+            if let Some(us) = series.deadline_us() {
+                consider(self.epoch + Duration::from_micros(us.max(0) as u64));
+            }
+        }
+        if self.keyframe_pending {
+            if let Some(at) = self.last_keyframe_request {
+                consider(at + KEYFRAME_REQUEST_INTERVAL);
+            }
+        }
+        next
+    }
+
+    fn want_keyframe(&mut self, now: Instant) {
+        let due = self
+            .last_keyframe_request
+            .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_REQUEST_INTERVAL);
+        if due {
+            self.last_keyframe_request = Some(now);
+            self.keyframe_pending = false;
+            self.stats.keyframe_requests += 1;
+            self.out.push_back(Command::RequestKeyframe);
+        } else {
+            self.keyframe_pending = true;
+        }
+    }
+
+    fn interrupt(&mut self, now: Instant) {
+        // Release what is held, then pause the files.
+        for i in 0..2 {
+            if let Some(track) = self.tracks[i].as_mut() {
+                let mut frames = Vec::new();
+                track.assembler.flush(&mut frames);
+                track.waiting.extend(frames);
+            }
+            self.release(i, now, true);
+        }
+        if self.interrupted {
+            return;
+        }
+        self.interrupted = true;
+        for track in self.tracks.iter_mut().flatten() {
+            track.assembler.restart();
+            track.anchor = None;
+            track.report = None;
+        }
+        let mut out = Vec::new();
+        for series in &mut self.series {
+            series.interrupt(&mut out);
+        }
+        self.out.extend(out);
+    }
+
+    fn after_input(&mut self, now: Instant) {
+        for i in 0..2 {
+            self.release(i, now, false);
+        }
+        let mut wanted = self.keyframe_pending;
+        for track in self.tracks.iter_mut().flatten() {
+            wanted |= track.assembler.take_keyframe_wanted();
+            if track.assembler.waiting_for_keyframe() && track.last_packet.is_some() {
+                wanted |= self
+                    .last_keyframe_request
+                    .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+            }
+        }
+        for series in &mut self.series {
+            wanted |= series.take_keyframe_wanted();
+        }
+        if wanted {
+            self.want_keyframe(now);
+        }
+    }
+
+    /// Anchors and releases a track's waiting frames once its sender report
+    /// is known, or they waited `sync_wait` (or `force`).
+    fn release(&mut self, i: usize, now: Instant, force: bool) {
+        loop {
+            let Some(track) = self.tracks[i].as_mut() else {
+                return;
+            };
+            let Some(frame) = track.waiting.front() else {
+                return;
+            };
+            let anchored = track.anchor.is_some_and(|a| a.run == frame.run);
+            let has_report = track
+                .report
+                .is_some_and(|r| r.2 == frame.run || r.2 == u32::MAX)
+                && self.clock.known();
+            let waited = now.saturating_duration_since(frame.arrival) >= self.config.sync_wait;
+            if !(anchored || has_report || waited || force) {
+                return;
+            }
+            let Some(frame) = track.waiting.pop_front() else {
+                return;
+            };
+            let timed = self.time_frame(i, frame);
+            self.deliver(timed);
+        }
+    }
+
+    fn time_frame(&mut self, i: usize, frame: Frame) -> Option<TimedFrame> {
+        let epoch = self.epoch;
+        let track = self.tracks[i].as_mut()?;
+        let kind = track.kind;
+        let rate = track.codec.clock_rate();
+        let arrival_us = frame.arrival.saturating_duration_since(epoch).as_micros() as i64;
+        let anchor = match track.anchor {
+            Some(a) if a.run == frame.run => a,
+            _ => {
+                let mapped = track.report.and_then(|(ntp, rtp, _)| {
+                    // The low 32 bits of an unwrapped timestamp are the RTP value.
+                    let delta = (frame.timestamp.0 as u32).wrapping_sub(rtp) as i32;
+                    self.clock.map(ntp, i64::from(delta), rate)
+                });
+                let anchor_us = mapped.unwrap_or(arrival_us);
+                let a = Anchor {
+                    run: frame.run,
+                    ts: frame.timestamp,
+                    pts: us_to_ticks(anchor_us, kind),
+                };
+                track.anchor = Some(a);
+                a
+            }
+        };
+        let mut pts = anchor.pts + frame.timestamp.since(anchor.ts);
+        if (ticks_to_us(pts, kind) - arrival_us).abs() > MAX_DRIFT_US {
+            // A timestamp jump: re-anchor on arrival.
+            pts = us_to_ticks(arrival_us, kind);
+            track.anchor = Some(Anchor {
+                run: frame.run,
+                ts: frame.timestamp,
+                pts,
+            });
+        }
+        let nominal = match track.codec {
+            Codec::Opus => packet_duration(&frame.data).unwrap_or(960),
+            _ => 0,
+        };
+        if let Some(config) = &frame.config {
+            if let Ok(format) = TrackFormat::video(config) {
+                let changed = self.formats.video.as_ref().map(|f| &f.entry) != Some(&format.entry);
+                if changed {
+                    self.formats.video = Some(format);
+                }
+            }
+        }
+        Some(TimedFrame {
+            kind,
+            pts,
+            keyframe: frame.keyframe,
+            data: frame.data,
+            nominal,
+            filler: false,
+        })
+    }
+
+    fn deliver(&mut self, frame: Option<TimedFrame>) {
+        let Some(frame) = frame else {
+            return;
+        };
+        self.stats.frames += 1;
+        let video_expected = self.tracks[slot(MediaKind::Video)].is_some();
+        let mut frames = Vec::new();
+        match frame.kind {
+            MediaKind::Audio if video_expected && self.formats.video.is_none() => {
+                // Rule 4: hold audio until the first video keyframe.
+                let newest = frame.pts_us();
+                self.preroll.push_back(frame);
+                let limit = self.config.preroll.as_micros() as i64;
+                while self
+                    .preroll
+                    .front()
+                    .is_some_and(|f| newest - f.pts_us() > limit)
+                {
+                    self.preroll.pop_front();
+                    self.stats.preroll_dropped += 1;
+                }
+                return;
+            }
+            MediaKind::Video if self.formats.video.is_none() => return,
+            MediaKind::Video if !self.preroll.is_empty() => {
+                let keyframe_us = frame.pts_us();
+                let limit = self.config.preroll.as_micros() as i64;
+                frames.extend(
+                    self.preroll
+                        .drain(..)
+                        .filter(|f| keyframe_us - f.pts_us() <= limit),
+                );
+                frames.push(frame);
+            }
+            _ => frames.push(frame),
+        }
+        let mut out = Vec::new();
+        for series in &mut self.series {
+            for f in &frames {
+                series.push(f.clone(), &self.formats, &mut out);
+            }
+        }
+        self.out.extend(out);
+    }
+}

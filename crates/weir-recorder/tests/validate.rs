@@ -1,0 +1,290 @@
+//! End-to-end through the core: ffmpeg-made H.264/VP8 + Opus, packetized
+//! into RTP, recorded on a simulated clock, then checked by ffprobe/ffmpeg.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use weir_recorder::{Codec, Format, GapMerge, NamingContext, OutputConfig, RecorderConfig};
+
+fn config(outputs: Vec<OutputConfig>) -> RecorderConfig {
+    RecorderConfig::new(
+        NamingContext {
+            app_id: "app".into(),
+            room_id: "room".into(),
+            user_id: "alice".into(),
+            stream: None,
+        },
+        outputs,
+    )
+}
+
+fn hls(slice: u64) -> OutputConfig {
+    let mut o = OutputConfig::new(Format::Hls);
+    o.slice = Duration::from_secs(slice);
+    o
+}
+
+#[test]
+fn h264_opus_to_mp4_and_hls_plays_in_ffmpeg() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = temp_dir();
+    let media = make_h264_opus(dir.path(), 8, "640x360", 30);
+    let mut sim = Sim::new(
+        config(vec![OutputConfig::new(Format::Mp4), hls(2)]),
+        Codec::H264,
+    );
+    let t0 = sim.t0;
+    sim.send(schedule(&media, &SendPlan::default(), t0));
+    // Crash safety: the file as it is mid-recording (no finalization) is a
+    // fragmented MP4 that plays up to its last flushed fragment.
+    let in_progress = dir.path().join("in_progress");
+    sim.write_to(&in_progress);
+    let started = sim
+        .started
+        .iter()
+        .find(|s| s.format == Format::Mp4)
+        .unwrap();
+    let partial = in_progress.join(&started.object);
+    decode_clean(&partial);
+    check_video_timeline(&partial);
+    assert!(ffprobe(&partial).duration > 6.0);
+
+    sim.stop_at(Duration::from_secs(9));
+    let out = dir.path().join("out");
+    sim.write_to(&out);
+
+    assert_eq!(sim.completed.len(), 2, "{:?}", sim.completed);
+    assert_eq!(sim.started.len(), 2);
+    assert!(sim.keyframe_requests >= 1, "a PLI at start");
+    for done in &sim.completed {
+        let path = out.join(&done.object);
+        decode_clean(&path);
+        let probe = ffprobe(&path);
+        assert_eq!((probe.width, probe.height), (640, 360), "{}", done.object);
+        assert_eq!((done.width, done.height), (640, 360));
+        assert_eq!(probe.audio_codec.as_deref(), Some("opus"));
+        assert_eq!(probe.video_codec.as_deref(), Some("h264"));
+        let reported = done.duration.as_secs_f64();
+        assert!(
+            (probe.duration - reported).abs() <= 0.1,
+            "{}: ffprobe {} vs reported {}",
+            done.object,
+            probe.duration,
+            reported
+        );
+        assert!((reported - 8.0).abs() < 0.25, "duration {reported}");
+        assert_eq!(
+            done.end_time.duration_since(done.start_time).unwrap(),
+            done.duration
+        );
+        check_video_timeline(&path);
+        let stored: u64 = done.paths.iter().map(|p| sim.files[p].len() as u64).sum();
+        assert_eq!(stored, done.size, "file_size == stored bytes");
+    }
+    // The finalized MP4 is a regular one: the fragments are hidden inside
+    // one big mdat, the sample tables are in a trailing moov.
+    let mp4 = sim
+        .completed
+        .iter()
+        .find(|c| c.format == Format::Mp4)
+        .unwrap();
+    assert_eq!(
+        top_level_boxes(&sim.files[&mp4.object]),
+        ["ftyp", "free", "mdat", "moov"]
+    );
+
+    // HLS: playlist rules and keyframe-aligned segments.
+    let hls = sim
+        .completed
+        .iter()
+        .find(|c| c.format == Format::Hls)
+        .unwrap();
+    let media_playlist = hls.object.replace(".m3u8", "_media.m3u8");
+    let text = String::from_utf8(sim.files[&media_playlist].clone()).unwrap();
+    for tag in [
+        "#EXT-X-VERSION:7",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXT-X-PLAYLIST-TYPE:EVENT",
+        "#EXT-X-MAP:URI=",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        "#EXT-X-ENDLIST",
+    ] {
+        assert!(text.contains(tag), "missing {tag} in\n{text}");
+    }
+    let target: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let extinf: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|v| v.trim_end_matches(',').parse().unwrap())
+        .collect();
+    assert!(extinf.len() >= 3, "{text}");
+    assert!(extinf.iter().all(|d| d.round() <= target), "{text}");
+    assert!((extinf.iter().sum::<f64>() - hls.duration.as_secs_f64()).abs() < 0.05);
+    let init = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .unwrap()
+        .trim_end_matches('"');
+    let dir_of = |p: &str| p.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap();
+    let base = dir_of(&hls.object);
+    let init_bytes = &sim.files[&format!("{base}/{init}")];
+    for seg in text.lines().filter(|l| l.ends_with(".m4s")) {
+        let mut joined = init_bytes.clone();
+        joined.extend_from_slice(&sim.files[&format!("{base}/{seg}")]);
+        let p = out.join(format!("joined_{seg}.mp4"));
+        std::fs::write(&p, joined).unwrap();
+        check_video_timeline(&p);
+    }
+    let multivariant = String::from_utf8(sim.files[&hls.object].clone()).unwrap();
+    assert!(
+        multivariant.contains("CODECS=\"avc1.42c01e,opus\""),
+        "{multivariant}"
+    );
+    assert!(
+        multivariant.contains("RESOLUTION=640x360"),
+        "{multivariant}"
+    );
+}
+
+#[test]
+fn vp8_opus_to_mp4_plays_in_ffmpeg() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = temp_dir();
+    let media = make_vp8_opus(dir.path(), 4);
+    let mut sim = Sim::new(config(vec![OutputConfig::new(Format::Mp4)]), Codec::Vp8);
+    let t0 = sim.t0;
+    sim.send(schedule(&media, &SendPlan::default(), t0));
+    sim.stop_at(Duration::from_secs(5));
+    let out = dir.path().join("out");
+    sim.write_to(&out);
+    assert_eq!(sim.completed.len(), 1);
+    let done = &sim.completed[0];
+    let path = out.join(&done.object);
+    decode_clean(&path);
+    let probe = ffprobe(&path);
+    assert_eq!(probe.video_codec.as_deref(), Some("vp8"));
+    assert_eq!((probe.width, probe.height), (320, 240));
+    assert!((probe.duration - done.duration.as_secs_f64()).abs() <= 0.1);
+    check_video_timeline(&path);
+}
+
+#[test]
+fn merged_gap_keeps_one_file_with_discontinuity_and_wall_clock() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = temp_dir();
+    let media = make_h264_opus(dir.path(), 12, "320x240", 30);
+    let mut mp4 = OutputConfig::new(Format::Mp4);
+    mp4.gap_merge = GapMerge::Window(Duration::from_secs(10));
+    let mut h = hls(4);
+    h.gap_merge = GapMerge::Window(Duration::from_secs(10));
+    let mut sim = Sim::new(config(vec![mp4, h]), Codec::H264);
+    let plan = SendPlan {
+        away: vec![(Duration::from_secs(4), Duration::from_secs(7))],
+        ..Default::default()
+    };
+    let t0 = sim.t0;
+    sim.send(schedule(&media, &plan, t0));
+    sim.stop_at(Duration::from_secs(13));
+    let out = dir.path().join("out");
+    sim.write_to(&out);
+    assert_eq!(
+        sim.completed.len(),
+        2,
+        "one file per format: {:?}",
+        sim.completed
+    );
+    for done in &sim.completed {
+        let path = out.join(&done.object);
+        decode_clean(&path);
+        check_video_timeline(&path);
+        let reported = done.duration.as_secs_f64();
+        assert!((reported - 12.0).abs() < 0.3, "{}: {reported}", done.object);
+        assert_eq!(
+            done.end_time.duration_since(done.start_time).unwrap(),
+            done.duration
+        );
+        let probe = ffprobe(&path);
+        if (probe.duration - reported).abs() > 0.1 {
+            for (p, b) in &sim.files {
+                if p.ends_with(".m3u8") {
+                    eprintln!("{p}:\n{}", String::from_utf8_lossy(b));
+                }
+            }
+        }
+        assert!(
+            (probe.duration - reported).abs() <= 0.1,
+            "{}: {} vs {reported}",
+            done.object,
+            probe.duration
+        );
+    }
+    let hls = sim
+        .completed
+        .iter()
+        .find(|c| c.format == Format::Hls)
+        .unwrap();
+    let text =
+        String::from_utf8(sim.files[&hls.object.replace(".m3u8", "_media.m3u8")].clone()).unwrap();
+    assert!(text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+}
+
+fn vp9_or_av1_to_mp4_and_hls(codec: Codec, name: &str) {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = temp_dir();
+    let media = make_ivf_opus(dir.path(), 4, codec);
+    let mut sim = Sim::new(config(vec![OutputConfig::new(Format::Mp4), hls(2)]), codec);
+    let t0 = sim.t0;
+    sim.send(schedule(&media, &SendPlan::default(), t0));
+    sim.stop_at(Duration::from_secs(5));
+    let out = dir.path().join("out");
+    sim.write_to(&out);
+    assert_eq!(sim.completed.len(), 2, "{:?}", sim.completed);
+    for done in &sim.completed {
+        let path = out.join(&done.object);
+        decode_clean(&path);
+        let probe = ffprobe(&path);
+        assert_eq!(probe.video_codec.as_deref(), Some(name));
+        assert_eq!((probe.width, probe.height), (320, 240));
+        assert_eq!((done.width, done.height), (320, 240));
+        assert!((probe.duration - done.duration.as_secs_f64()).abs() <= 0.1);
+        check_video_timeline(&path);
+    }
+    let hls = sim
+        .completed
+        .iter()
+        .find(|c| c.format == Format::Hls)
+        .unwrap();
+    let multivariant = String::from_utf8(sim.files[&hls.object].clone()).unwrap();
+    let prefix = if codec == Codec::Vp9 {
+        "CODECS=\"vp09."
+    } else {
+        "CODECS=\"av01."
+    };
+    assert!(multivariant.contains(prefix), "{multivariant}");
+}
+
+#[test]
+fn vp9_opus_to_mp4_and_hls_plays_in_ffmpeg() {
+    vp9_or_av1_to_mp4_and_hls(Codec::Vp9, "vp9");
+}
+
+#[test]
+fn av1_opus_to_mp4_and_hls_plays_in_ffmpeg() {
+    vp9_or_av1_to_mp4_and_hls(Codec::Av1, "av1");
+}

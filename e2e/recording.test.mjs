@@ -1,0 +1,282 @@
+// The embedded recorder end to end: a Chromium page publishes its fake
+// camera and microphone (H.264, then VP8); a recording job records it to
+// local storage; the stored files are checked by ffmpeg and ffprobe, not by
+// our own parser: they decode without a single error, the first video
+// packet is a keyframe, timestamps increase, and duration and resolution
+// match what the job reports.
+//
+// Runs inside a loopback-only network namespace (scripts/test.sh).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { existsSync, statSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { launchChromium, startServer, waitFor } from "./helpers.mjs";
+
+/** ffmpeg decodes the whole file with -xerror and prints nothing. (Frames
+ * keep their own timestamps: a camera's frame rate varies, and the default
+ * constant-rate conversion of the null output would collide them.) */
+function decodesCleanly(path) {
+  const run = spawnSync(
+    "ffmpeg",
+    ["-v", "error", "-xerror", "-i", path, "-fps_mode", "passthrough", "-f", "null", "-"],
+    { encoding: "utf8" },
+  );
+  return { ok: run.status === 0 && run.stderr.trim() === "", stderr: run.stderr };
+}
+
+/** The streams, the duration and the first video packets, per ffprobe. */
+function probe(path) {
+  const info = JSON.parse(
+    execFileSync("ffprobe", ["-v", "error", "-show_streams", "-show_format", "-of", "json", path], { encoding: "utf8" }),
+  );
+  const packets = JSON.parse(
+    execFileSync(
+      "ffprobe",
+      ["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,dts_time,flags", "-of", "json", path],
+      { encoding: "utf8" },
+    ),
+  ).packets;
+  return { info, packets };
+}
+
+const CALLBACK_KEY = "recordingCallbackKey0123456789abcdefXYZ";
+
+/** A callback receiver on 127.0.0.1 that checks each signature with
+ * node's own HMAC and keeps the bodies. */
+async function callbackReceiver() {
+  const bodies = [];
+  const badSignatures = [];
+  const server = createServer((req, res) => {
+    let raw = "";
+    req.on("data", (d) => (raw += d));
+    req.on("end", () => {
+      const timestamp = req.headers["x-weir-timestamp"];
+      const expected = createHmac("sha256", CALLBACK_KEY).update(`${timestamp}.${raw}`).digest("hex");
+      if (req.headers["x-weir-signature"] !== expected) badSignatures.push(raw);
+      bodies.push(JSON.parse(raw));
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/hook`, bodies, badSignatures, close: () => server.close() };
+}
+
+async function recordOnePublisher(codec, formats) {
+  const server = await startServer();
+  const browser = await launchChromium();
+  const receiver = await callbackReceiver();
+  const room = `rec-${codec.toLowerCase()}`;
+  try {
+    const app = server.appId;
+    const hook = await server.api("PUT", `/apps/${app}/callbacks`, { url: receiver.url, key: CALLBACK_KEY });
+    assert.equal(hook.status, 200, JSON.stringify(hook.body));
+    const rule = await server.api("PUT", `/apps/${app}/recording-rule`, {
+      formats,
+      storage: { kind: "local" },
+    });
+    assert.equal(rule.status, 200, JSON.stringify(rule.body));
+
+    const page = await (await browser.newContext()).newPage();
+    const token = server.token(room, "anchor");
+    await page.goto(`${server.base}/?room=${room}&token=${encodeURIComponent(token)}&codec=${codec}&autojoin=1`);
+    await waitFor(
+      async () => {
+        const r = await server.api("GET", `/apps/${app}/rooms/${room}`);
+        const tracks = r.status === 200 ? r.body.participants.flatMap((p) => p.tracks) : [];
+        return tracks.some((t) => t.kind === "video" && t.codec) && tracks.some((t) => t.kind === "audio");
+      },
+      15_000,
+      "the page to publish audio and video",
+    );
+
+    const started = await server.api("POST", `/apps/${app}/recordings`, { room_id: room });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const jobId = started.body.job_id;
+    const described = await server.api("GET", `/apps/${app}/rooms/${room}`);
+    assert.equal(described.body.recording.job_id, jobId, "the room shows its recording");
+    assert.deepEqual(described.body.recording.user_ids, ["anchor"]);
+    // A second job for the same room is refused.
+    const second = await server.api("POST", `/apps/${app}/recordings`, { room_id: room });
+    assert.equal(second.status, 409);
+    assert.equal(second.body.error.code, "RECORDING_ACTIVE");
+
+    await new Promise((r) => setTimeout(r, 6_000));
+    const stopped = await server.api("DELETE", `/apps/${app}/recordings/${jobId}`);
+    assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+    assert.equal(stopped.body.status, "stopped");
+
+    const job = await waitFor(
+      async () => {
+        const r = await server.api("GET", `/apps/${app}/recordings/${jobId}`);
+        const files = r.body.files;
+        const ok = files.length >= formats.length && files.every((f) => f.status === "complete");
+        return { ok, ...r.body };
+      },
+      20_000,
+      "the files to be finalized and stored",
+    );
+    for (const format of formats) {
+      assert.ok(job.files.some((f) => f.record_format === format), `a ${format} file: ${JSON.stringify(job.files)}`);
+    }
+    for (const file of job.files) {
+      const path = join(server.dataDir, "recordings", file.object);
+      assert.ok(existsSync(path), `${path} is stored`);
+      const decoded = decodesCleanly(path);
+      assert.ok(decoded.ok, `${file.object} decodes cleanly: ${decoded.stderr}`);
+      const { info, packets } = probe(path);
+      const video = info.streams.find((s) => s.codec_type === "video");
+      const audio = info.streams.find((s) => s.codec_type === "audio");
+      assert.ok(video && audio, `${file.object} has audio and video: ${JSON.stringify(info.streams.map((s) => s.codec_name))}`);
+      assert.equal(video.codec_name, codec === "H264" ? "h264" : "vp8");
+      assert.equal(audio.codec_name, "opus");
+      assert.equal(video.width, file.width, "width as reported");
+      assert.equal(video.height, file.height, "height as reported");
+      assert.ok(packets.length > 0 && packets[0].flags.startsWith("K"), `the first video packet is a keyframe`);
+      for (let i = 1; i < packets.length; i++) {
+        assert.ok(Number(packets[i].dts_time) > Number(packets[i - 1].dts_time), "video timestamps increase");
+      }
+      const duration = Number(info.format.duration);
+      assert.ok(
+        Math.abs(duration - file.duration_ms / 1000) <= 0.1,
+        `${file.object}: ffprobe says ${duration} s, the job ${file.duration_ms} ms`,
+      );
+      assert.ok(duration >= 4, `about 6 s were recorded (${duration} s)`);
+      console.log(`${codec} ${file.record_format}: ${file.object} ${duration.toFixed(2)} s ${video.width}x${video.height} ${file.size_bytes} bytes`);
+    }
+
+    // The seed's recording callbacks, signed, with fields that match the
+    // stored objects.
+    const complete = await waitFor(
+      () => {
+        const done = receiver.bodies.filter((b) => b.event_type === "RECORD_FILE_COMPLETE");
+        return { ok: done.length >= formats.length, done };
+      },
+      15_000,
+      "RECORD_FILE_COMPLETE for every file",
+    );
+    assert.deepEqual(receiver.badSignatures, [], "every callback's signature verifies");
+    const startsFor = (object) =>
+      receiver.bodies.filter((b) => b.event_type === "RECORD_NEW_FILE_START" && b.obs_object === object);
+    for (const body of complete.done) {
+      const file = job.files.find((f) => body.obs_object.endsWith(f.object));
+      assert.ok(file, `the callback names a file of the job: ${body.obs_object}`);
+      assert.equal(startsFor(file.object).length, 1, "RECORD_NEW_FILE_START once, before");
+      assert.equal(body.job_id, jobId);
+      assert.equal(body.room_id, room);
+      assert.equal(body.user_id, "anchor");
+      assert.equal(body.stream_name, `${room}_anchor`);
+      assert.equal(body.record_format, file.record_format);
+      assert.equal(body.file_size, file.size_bytes);
+      assert.equal(body.width, file.width);
+      assert.equal(body.height, file.height);
+      assert.equal(body.recovered, false);
+      assert.match(body.start_time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      assert.match(body.end_time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      assert.ok(Math.abs(body.record_duration - file.duration_ms / 1000) < 0.01);
+      assert.ok(body.download_url.startsWith("file://"), body.download_url);
+      // file_size counts every stored byte (HLS: playlists + segments).
+      const stored = join(server.dataDir, "recordings", file.object);
+      if (file.record_format === "MP4") {
+        assert.equal(statSync(stored).size, body.file_size, "file_size == bytes stored");
+      } else {
+        // The multivariant playlist names the media playlist, which is
+        // finished.
+        const multivariant = readFileSync(stored, "utf8");
+        assert.match(multivariant, /CODECS="avc1\.[0-9a-f]{6},opus",RESOLUTION=\d+x\d+/);
+        const media = multivariant.split("\n").find((line) => line.endsWith(".m3u8"));
+        const playlist = readFileSync(join(stored, "..", media), "utf8");
+        assert.match(playlist, /#EXT-X-ENDLIST/);
+        assert.match(playlist, /#EXT-X-MAP:URI=/);
+      }
+    }
+  } catch (e) {
+    console.log(server.logs().split("\n").slice(-80).join("\n"));
+    throw e;
+  } finally {
+    receiver.close();
+    await browser.close();
+    const status = await server.stop();
+    assert.equal(status.code, 0, `the server exits 0 on SIGTERM (got ${JSON.stringify(status)})`);
+  }
+}
+
+test("a recording job records an H.264 publisher as MP4 and HLS that ffmpeg decodes", { timeout: 90_000 }, () =>
+  recordOnePublisher("H264", ["MP4", "HLS"]),
+);
+test("a recording job records a VP8 publisher as MP4 that ffmpeg decodes", { timeout: 90_000 }, () =>
+  recordOnePublisher("VP8", ["MP4"]),
+);
+
+test("auto_record records rooms opened after it was switched on, not those already open", { timeout: 90_000 }, async () => {
+  const server = await startServer();
+  const browser = await launchChromium();
+  try {
+    const app = server.appId;
+    const publish = async (room, user) => {
+      const page = await (await browser.newContext()).newPage();
+      const token = server.token(room, user);
+      await page.goto(`${server.base}/?room=${room}&token=${encodeURIComponent(token)}&codec=H264&autojoin=1`);
+      await waitFor(
+        async () => {
+          const r = await server.api("GET", `/apps/${app}/rooms/${room}`);
+          return r.status === 200 && r.body.participants.some((p) => p.tracks.some((t) => t.kind === "video" && t.codec));
+        },
+        15_000,
+        `${user} to publish in ${room}`,
+      );
+      return page;
+    };
+    // A room open before auto-recording is switched on.
+    const early = await publish("before", "early");
+    const rule = await server.api("PUT", `/apps/${app}/recording-rule`, {
+      formats: ["MP4"],
+      mp4: { cycle_minutes: 60, gap_merge: { mode: "new_file" } },
+      storage: { kind: "local" },
+      auto_record: true,
+    });
+    assert.equal(rule.status, 200, JSON.stringify(rule.body));
+    const late = await publish("after", "late");
+
+    const before = await server.api("GET", `/apps/${app}/rooms/before`);
+    assert.equal(before.body.recording, undefined, "the room open before is not recorded");
+    const after = await server.api("GET", `/apps/${app}/rooms/after`);
+    assert.ok(after.body.recording, "the room opened after is recorded");
+    assert.deepEqual(after.body.recording.user_ids, ["late"]);
+    const jobs = await server.api("GET", `/apps/${app}/recordings?room_id=after`);
+    assert.equal(jobs.status, 200);
+    assert.equal(jobs.body.jobs.length, 1);
+    assert.equal(jobs.body.jobs[0].origin, "auto");
+    const jobId = jobs.body.jobs[0].job_id;
+
+    await new Promise((r) => setTimeout(r, 5_000));
+    // The publisher leaves: with `new_file` the file is finished at once.
+    await late.evaluate(() => window.weir.leave());
+    const job = await waitFor(
+      async () => {
+        const r = await server.api("GET", `/apps/${app}/recordings/${jobId}`);
+        const files = r.body.files;
+        return { ok: files.length === 1 && files[0].status === "complete", ...r.body };
+      },
+      20_000,
+      "the auto-recorded file to be stored",
+    );
+    const path = join(server.dataDir, "recordings", job.files[0].object);
+    const decoded = decodesCleanly(path);
+    assert.ok(decoded.ok, decoded.stderr);
+    const { info } = probe(path);
+    assert.ok(Number(info.format.duration) >= 3, `recorded ${info.format.duration} s`);
+    assert.equal((await server.api("GET", `/apps/${app}/recordings?room_id=before`)).body.jobs.length, 0);
+    await early.close();
+  } catch (e) {
+    console.log(`failed: ${e.stack || e}`);
+    console.log(server.logs().split("\n").slice(-60).join("\n"));
+    throw e;
+  } finally {
+    await browser.close();
+    const status = await server.stop();
+    assert.equal(status.code, 0, `the server exits 0 on SIGTERM (got ${JSON.stringify(status)})`);
+  }
+});
