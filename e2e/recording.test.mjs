@@ -8,9 +8,10 @@
 // Runs inside a loopback-only network namespace (scripts/test.sh).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { existsSync, statSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { launchChromium, startServer, waitFor } from "./helpers.mjs";
@@ -278,5 +279,110 @@ test("auto_record records rooms opened after it was switched on, not those alrea
     await browser.close();
     const status = await server.stop();
     assert.equal(status.code, 0, `the server exits 0 on SIGTERM (got ${JSON.stringify(status)})`);
+  }
+});
+
+const S3S_FS = process.env.WEIR_S3S_FS || join(process.env.WEIR_CACHE || join(process.env.HOME, ".cache/weir"), "bin/s3s-fs");
+
+/** A real S3-compatible server (s3s-fs) on 127.0.0.1; a bucket is a folder. */
+async function s3sFs(bucket) {
+  const root = mkdtempSync(join(tmpdir(), "weir-s3-"));
+  mkdirSync(join(root, bucket));
+  const probe = createServer();
+  await new Promise((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const port = probe.address().port;
+  await new Promise((resolve) => probe.close(resolve));
+  const child = spawn(S3S_FS, ["--host", "127.0.0.1", "--port", String(port), "--access-key", "weiraccess", "--secret-key", "weir-secret-0123456789", root], {
+    stdio: "ignore",
+  });
+  await waitFor(
+    async () => {
+      try {
+        await fetch(`http://127.0.0.1:${port}/`);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    10_000,
+    "s3s-fs to listen",
+  );
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    root,
+    stop: () => {
+      child.kill();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+test("a recording is stored in S3-compatible storage (s3s-fs)", { timeout: 90_000, skip: !existsSync(S3S_FS) && "s3s-fs is not installed (scripts/test.sh installs it)" }, async () => {
+  const s3 = await s3sFs("rec-bucket");
+  const server = await startServer();
+  const browser = await launchChromium();
+  const receiver = await callbackReceiver();
+  try {
+    const app = server.appId;
+    await server.api("PUT", `/apps/${app}/callbacks`, { url: receiver.url, key: CALLBACK_KEY });
+    const rule = await server.api("PUT", `/apps/${app}/recording-rule`, {
+      formats: ["MP4"],
+      storage: {
+        kind: "s3",
+        endpoint: s3.endpoint,
+        region: "us-east-1",
+        bucket: "rec-bucket",
+        prefix: "weir",
+        access_key: "weiraccess",
+        secret_key: "weir-secret-0123456789",
+      },
+    });
+    assert.equal(rule.status, 200, JSON.stringify(rule.body));
+    const room = "rec-s3";
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${server.base}/?room=${room}&token=${encodeURIComponent(server.token(room, "anchor"))}&codec=H264&autojoin=1`);
+    await waitFor(
+      async () => {
+        const r = await server.api("GET", `/apps/${app}/rooms/${room}`);
+        return r.status === 200 && r.body.participants.some((p) => p.tracks.some((t) => t.kind === "video" && t.codec));
+      },
+      15_000,
+      "the page to publish",
+    );
+    const started = await server.api("POST", `/apps/${app}/recordings`, { room_id: room });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    await new Promise((r) => setTimeout(r, 4_000));
+    await server.api("DELETE", `/apps/${app}/recordings/${started.body.job_id}`);
+    const done = await waitFor(
+      () => {
+        const body = receiver.bodies.find((b) => b.event_type === "RECORD_FILE_COMPLETE");
+        return { ok: Boolean(body), body };
+      },
+      20_000,
+      "RECORD_FILE_COMPLETE",
+    );
+    const body = done.body;
+    assert.deepEqual(receiver.badSignatures, []);
+    assert.equal(body.obs_bucket, "rec-bucket");
+    assert.equal(body.obs_location, s3.endpoint);
+    assert.ok(body.obs_object.startsWith("weir/"), body.obs_object);
+    assert.equal(body.download_url, `${s3.endpoint}/rec-bucket/${body.obs_object}`);
+    // s3s-fs keeps objects as files under ROOT/BUCKET/KEY.
+    const stored = join(s3.root, "rec-bucket", body.obs_object);
+    assert.equal(statSync(stored).size, body.file_size, "file_size == bytes in the bucket");
+    const decoded = decodesCleanly(stored);
+    assert.ok(decoded.ok, decoded.stderr);
+    const fetched = await fetch(body.download_url);
+    assert.notEqual(fetched.status, 404, "the download URL names the object");
+    console.log(`S3: ${body.obs_object} ${body.file_size} bytes ${body.record_duration} s`);
+  } catch (e) {
+    console.log(`failed: ${e.stack || e}`);
+    console.log(server.logs().split("\n").slice(-60).join("\n"));
+    throw e;
+  } finally {
+    receiver.close();
+    await browser.close();
+    await server.stop();
+    s3.stop();
   }
 });
