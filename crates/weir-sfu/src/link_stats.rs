@@ -38,6 +38,17 @@ impl LinkStats {
         }
     }
 
+    /// Keeps the round-trip time of `previous` when this report could not
+    /// measure one: a receiver report sent at once after a sender report
+    /// (DLSR 0), or one that answers no sender report of ours, carries no
+    /// RTT, which does not mean the link has none.
+    pub fn keeping_rtt_of(mut self, previous: Option<&LinkStats>) -> Self {
+        if self.rtt.is_none() {
+            self.rtt = previous.and_then(|p| p.rtt);
+        }
+        self
+    }
+
     /// A subscriber's stream as the subscriber reports receiving it.
     pub fn from_egress(stats: &MediaEgressStats) -> Self {
         LinkStats {

@@ -446,7 +446,9 @@ impl Room {
                 };
                 if let Some(track) = self.tracks.get_mut(&track) {
                     let layer = stats.rid.map(|r| r.to_string());
-                    track.ingress.insert(layer, LinkStats::from_ingress(&stats));
+                    let fresh =
+                        LinkStats::from_ingress(&stats).keeping_rtt_of(track.ingress.get(&layer));
+                    track.ingress.insert(layer, fresh);
                 }
             }
             Event::MediaEgressStats(stats) => {
@@ -458,7 +460,8 @@ impl Room {
                     .iter_mut()
                     .find(|s| s.state.mid() == Some(stats.mid))
                 {
-                    s.egress = Some(LinkStats::from_egress(&stats));
+                    s.egress =
+                        Some(LinkStats::from_egress(&stats).keeping_rtt_of(s.egress.as_ref()));
                 }
             }
             Event::Connected => {
