@@ -65,44 +65,81 @@ async function callbackReceiver() {
   return { url: `http://127.0.0.1:${server.address().port}/hook`, bodies, badSignatures, close: () => server.close() };
 }
 
-/** Serves `root` on 127.0.0.1 and plays `object` in a <video> element;
- * resolves to the element's state after it played for a while. */
-async function playsInChromium(browser, root, object) {
+const VENV_PYTHON = join(process.env.WEIR_CACHE || join(process.env.HOME, ".cache/weir"), "venv/bin/python");
+const HLS_JS = new URL("./node_modules/hls.js/dist/hls.min.js", import.meta.url).pathname;
+
+/** Serves `root` (and hls.js) on 127.0.0.1 with the right media types. */
+async function serveRecordings(root) {
+  const types = { ".m3u8": "application/vnd.apple.mpegurl", ".mp4": "video/mp4", ".m4s": "video/mp4" };
   const files = createServer((req, res) => {
-    const path = join(root, decodeURIComponent(new URL(req.url, "http://x").pathname));
-    if (req.url === "/") {
+    const pathname = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    if (pathname === "/") {
       res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>player</title>");
       return;
     }
-    if (!path.startsWith(root) || !existsSync(path) || !statSync(path).isFile()) {
+    const path = pathname === "/hls.min.js" ? HLS_JS : join(root, pathname);
+    if ((path !== HLS_JS && !path.startsWith(root)) || !existsSync(path) || !statSync(path).isFile()) {
       res.writeHead(404).end();
       return;
     }
     const bytes = readFileSync(path);
-    res.writeHead(200, { "content-type": "video/mp4", "content-length": bytes.length }).end(bytes);
+    const ext = path.slice(path.lastIndexOf("."));
+    res.writeHead(200, { "content-type": types[ext] || "application/javascript", "content-length": bytes.length }).end(bytes);
   });
   await new Promise((resolve) => files.listen(0, "127.0.0.1", resolve));
-  const base = `http://127.0.0.1:${files.address().port}`;
-  try {
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(`${base}/`);
-    return await page.evaluate(async (src) => {
-      const video = document.createElement("video");
-      video.muted = true;
+  return { base: `http://127.0.0.1:${files.address().port}`, close: () => files.close() };
+}
+
+/** Plays `src` in a <video> (through hls.js for a playlist) for 2.5 s;
+ * resolves to the element's state and any fatal hls.js error. */
+async function playInChromium(browser, base, src) {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(`${base}/`);
+  if (src.endsWith(".m3u8")) await page.addScriptTag({ url: `${base}/hls.min.js` });
+  return await page.evaluate(async (src) => {
+    const video = document.createElement("video");
+    video.muted = true;
+    document.body.appendChild(video);
+    const fatal = [];
+    if (src.endsWith(".m3u8")) {
+      const hls = new window.Hls();
+      hls.on(window.Hls.Events.ERROR, (_, data) => data.fatal && fatal.push(`${data.type}: ${data.details}`));
+      hls.loadSource(src);
+      hls.attachMedia(video);
+      await new Promise((resolve) => hls.on(window.Hls.Events.MANIFEST_PARSED, resolve));
+    } else {
       video.src = src;
-      document.body.appendChild(video);
-      await video.play();
-      await new Promise((resolve) => setTimeout(resolve, 2500));
-      return {
-        currentTime: video.currentTime,
-        duration: video.duration,
-        error: video.error && video.error.message,
-        width: video.videoWidth,
-      };
-    }, `${base}/${object}`);
-  } finally {
-    files.close();
-  }
+    }
+    await video.play();
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    return { currentTime: video.currentTime, duration: video.duration, error: video.error && video.error.message, fatal };
+  }, src);
+}
+
+/** Lints an HLS recording with Python's `m3u8` package (not our parser). */
+function lintHls(multivariantPath) {
+  const script = `
+import json, sys, os, m3u8
+top = m3u8.load(sys.argv[1])
+assert top.is_variant, "a multivariant playlist"
+variant = top.playlists[0]
+media = m3u8.load(os.path.join(os.path.dirname(sys.argv[1]), variant.uri))
+durations = [s.duration for s in media.segments]
+print(json.dumps({
+    "codecs": variant.stream_info.codecs,
+    "resolution": list(variant.stream_info.resolution or []),
+    "version": media.version,
+    "endlist": media.is_endlist,
+    "independent": media.is_independent_segments,
+    "target": media.target_duration,
+    "segments": len(durations),
+    "max_rounded": max(round(d) for d in durations),
+    "total": sum(durations),
+    "map": bool(media.segments[0].init_section),
+    "program_date_time": media.segments[0].program_date_time is not None,
+}))
+`;
+  return JSON.parse(execFileSync(VENV_PYTHON, ["-c", script, multivariantPath], { encoding: "utf8" }));
 }
 
 async function recordOnePublisher(codec, formats) {
@@ -188,13 +225,32 @@ async function recordOnePublisher(codec, formats) {
       console.log(`${codec} ${file.record_format}: ${file.object} ${duration.toFixed(2)} s ${video.width}x${video.height} ${file.size_bytes} bytes`);
     }
 
-    // Chromium plays what it can play (H.264 + Opus MP4; not VP8 in MP4):
-    // a <video> element loads the recording and its time advances.
+    // Chromium plays what it can play (H.264 + Opus; not VP8 in MP4): a
+    // <video> plays the MP4 and, through hls.js, the HLS recording; an
+    // independent parser lints the playlists.
     if (codec === "H264") {
-      const mp4 = job.files.find((f) => f.record_format === "MP4");
-      const played = await playsInChromium(browser, join(server.dataDir, "recordings"), mp4.object);
-      assert.ok(played.currentTime >= 1.5, `Chromium played the MP4: ${JSON.stringify(played)}`);
-      assert.ok(Math.abs(played.duration - mp4.duration_ms / 1000) <= 0.2, `<video> duration ${played.duration}`);
+      const files = await serveRecordings(join(server.dataDir, "recordings"));
+      try {
+        for (const file of job.files) {
+          const played = await playInChromium(browser, files.base, `${files.base}/${file.object}`);
+          assert.ok(played.currentTime >= 1.5, `Chromium played the ${file.record_format}: ${JSON.stringify(played)}`);
+          assert.deepEqual(played.fatal || [], [], "no fatal hls.js error");
+          assert.ok(
+            Math.abs(played.duration - file.duration_ms / 1000) <= 0.2,
+            `<video> duration ${played.duration} for ${file.record_format}`,
+          );
+        }
+      } finally {
+        files.close();
+      }
+      const hls = job.files.find((f) => f.record_format === "HLS");
+      const lint = lintHls(join(server.dataDir, "recordings", hls.object));
+      assert.match(lint.codecs, /^avc1\.[0-9a-f]{6},opus$/);
+      assert.deepEqual(lint.resolution, [hls.width, hls.height]);
+      assert.equal(lint.version, 7);
+      assert.ok(lint.endlist && lint.independent && lint.map && lint.program_date_time, JSON.stringify(lint));
+      assert.ok(lint.max_rounded <= lint.target, `round(EXTINF) <= TARGETDURATION: ${JSON.stringify(lint)}`);
+      assert.ok(Math.abs(lint.total - hls.duration_ms / 1000) <= 0.1, `segments add up: ${JSON.stringify(lint)}`);
     }
 
     // The seed's recording callbacks, signed, with fields that match the
