@@ -17,6 +17,7 @@ pub mod lane;
 pub mod mp4;
 pub mod naming;
 pub mod recorder;
+pub mod recover;
 pub mod reorder;
 pub mod rtp;
 pub mod sample_entry;

@@ -288,3 +288,74 @@ fn vp9_opus_to_mp4_and_hls_plays_in_ffmpeg() {
 fn av1_opus_to_mp4_and_hls_plays_in_ffmpeg() {
     vp9_or_av1_to_mp4_and_hls(Codec::Av1, "av1");
 }
+
+#[test]
+fn a_crashed_mp4_is_recovered_into_a_regular_file_losing_at_most_the_torn_fragment() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = temp_dir();
+    let media = make_h264_opus(dir.path(), 8, "640x360", 30);
+    let mut sim = Sim::new(config(vec![OutputConfig::new(Format::Mp4)]), Codec::H264);
+    let t0 = sim.t0;
+    sim.send(schedule(&media, &SendPlan::default(), t0));
+    // The process dies here: no stop, no finalization; the last fragment
+    // was being written when it died (a torn box at the end).
+    let started = sim.started.first().expect("a file started").clone();
+    let mut bytes = sim.files.get(&started.object).expect("the file").clone();
+    let flushed = bytes.len() as u64;
+    bytes.extend_from_slice(&[0, 0, 0x40, 0, b'm', b'o', b'o', b'f']);
+    bytes.extend_from_slice(&[7u8; 300]);
+
+    let recovered = weir_recorder::recover::recover_mp4(
+        &mut std::io::Cursor::new(&bytes),
+        bytes.len() as u64,
+        &started.object,
+    )
+    .expect("recovers");
+    assert_eq!(recovered.keep_len, flushed, "exactly the torn tail is cut");
+    bytes.truncate(recovered.keep_len as usize);
+    for command in recovered.commands {
+        match command {
+            weir_recorder::config::Command::WriteAt {
+                offset, bytes: b, ..
+            } => {
+                let o = offset as usize;
+                bytes[o..o + b.len()].copy_from_slice(&b);
+            }
+            weir_recorder::config::Command::Append { bytes: b, .. } => bytes.extend(b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(bytes.len() as u64, recovered.size);
+    assert_eq!(
+        top_level_boxes(&bytes),
+        vec!["ftyp", "free", "mdat", "moov"],
+        "a regular MP4"
+    );
+    let path = dir.path().join("recovered.mp4");
+    std::fs::write(&path, &bytes).expect("write");
+    decode_clean(&path);
+    check_video_timeline(&path);
+    let probe = ffprobe(&path);
+    assert_eq!((probe.width, probe.height), (640, 360));
+    assert_eq!((recovered.width, recovered.height), (640, 360));
+    let reported = recovered.duration.as_secs_f64();
+    assert!(
+        (probe.duration - reported).abs() <= 0.1,
+        "ffprobe {} vs recovered {reported}",
+        probe.duration
+    );
+    // Sent 8 s; the unflushed last fragment (about 1 s) is what is lost.
+    assert!(reported > 6.5, "recovered {reported} s");
+
+    // Not a recording: refused, never a panic.
+    for junk in [&b""[..], &b"garbage"[..], &[0u8; 64][..]] {
+        assert!(weir_recorder::recover::recover_mp4(
+            &mut std::io::Cursor::new(junk),
+            junk.len() as u64,
+            "x.mp4"
+        )
+        .is_err());
+    }
+}

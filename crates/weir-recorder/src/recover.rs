@@ -1,0 +1,372 @@
+//! Crash recovery of MP4 recordings (recording.md, crash safety).
+//!
+//! While recording, an MP4 file is a valid fragmented MP4 flushed one
+//! fragment (about a second) at a time:
+//!
+//! ```text
+//! [ftyp][free ... padding][free 16][moov+mvex][moof][mdat][moof][mdat]...
+//! ```
+//!
+//! After a crash the file ends somewhere in the last fragment. Recovery keeps
+//! every complete `moof` + `mdat` pair, drops the torn tail, rebuilds the
+//! sample table from the fragments' `trun`s, and returns the commands that
+//! turn the file into the same regular MP4 the recorder's own finalization
+//! makes (a new head, then a regular `moov` appended at the end of the kept
+//! fragments). At most the fragment being written is lost.
+//!
+//! Only box headers, the `moov` and the `moof`s are read: media data is never
+//! loaded, so recovering a 2 GiB file needs little memory.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use shiguredo_mp4::boxes::{MoofBox, MoovBox, SampleEntry};
+use shiguredo_mp4::mux::{Mp4FileMuxer, Sample as MuxSample};
+use shiguredo_mp4::{Decode, TrackKind};
+
+use crate::config::Command;
+
+/// Why a file could not be recovered.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("reading the file: {0}")]
+    Io(#[from] io::Error),
+    /// Not the recorder's layout (no `ftyp` + `moov` at the start).
+    #[error("not a recording in progress: {0}")]
+    Layout(String),
+    /// No complete fragment: nothing to keep.
+    #[error("no complete fragment")]
+    Empty,
+    #[error("mp4: {0}")]
+    Mp4(String),
+}
+
+/// A recovered file: what to write, and what it holds.
+#[derive(Debug)]
+pub struct RecoveredMp4 {
+    /// Cut the file to this length first (the torn tail goes).
+    pub keep_len: u64,
+    /// Then carry out these (`WriteAt`, `Append`) on the file.
+    pub commands: Vec<Command>,
+    /// Bytes of the finished file.
+    pub size: u64,
+    /// The longest track's duration.
+    pub duration: Duration,
+    pub width: u16,
+    pub height: u16,
+    /// Complete fragments kept.
+    pub fragments: usize,
+}
+
+struct Track {
+    kind: TrackKind,
+    timescale: NonZeroU32,
+    entry: SampleEntry,
+    announced: bool,
+    default_duration: u32,
+    default_size: u32,
+    /// Sum of sample durations, in `timescale` units.
+    ticks: u64,
+}
+
+/// One sample of a fragment, at its absolute position in the file.
+struct Placed {
+    track_id: u32,
+    offset: u64,
+    size: u32,
+    duration: u32,
+    keyframe: bool,
+}
+
+/// Recovers the MP4 at `path` (the name used in the returned commands),
+/// `len` bytes long, read through `file`.
+pub fn recover_mp4<F: Read + Seek>(
+    file: &mut F,
+    len: u64,
+    path: &str,
+) -> Result<RecoveredMp4, RecoverError> {
+    let mut index = Mp4FileMuxer::new().map_err(mux_error)?;
+    let head_len = index.initial_boxes_bytes().len() as u64;
+
+    // The head: ftyp and padding up to the regular head's length, then the
+    // fragmented moov.
+    let first = header_at(file, 0, len)?.ok_or_else(|| layout("too short"))?;
+    if &first.kind != b"ftyp" {
+        return Err(layout("no ftyp"));
+    }
+    let mut pos = first.size;
+    let moov = loop {
+        let header = header_at(file, pos, len)?.ok_or_else(|| layout("no moov"))?;
+        if &header.kind == b"moov" {
+            break header;
+        }
+        if &header.kind != b"free" && &header.kind != b"skip" {
+            return Err(layout("unexpected box before moov"));
+        }
+        pos += header.size;
+    };
+    if pos != head_len {
+        return Err(layout("the moov is not where the recorder puts it"));
+    }
+    let moov_bytes = read_exact_at(file, pos, moov.size)?;
+    let (moov_box, _) =
+        MoovBox::decode(&moov_bytes).map_err(|e| RecoverError::Mp4(e.to_string()))?;
+    let mut tracks = tracks_of(&moov_box)?;
+    index.advance_position(moov.size).map_err(mux_error)?;
+    pos += moov.size;
+
+    let mut keep_len = pos;
+    let mut fragments = 0;
+    while let Some(moof) = header_at(file, pos, len)? {
+        if &moof.kind != b"moof" {
+            break;
+        }
+        let Some(mdat) = header_at(file, pos + moof.size, len)? else {
+            break;
+        };
+        if &mdat.kind != b"mdat" {
+            break;
+        }
+        let moof_bytes = read_exact_at(file, pos, moof.size)?;
+        let Ok((moof_box, _)) = MoofBox::decode(&moof_bytes) else {
+            break;
+        };
+        let mut placed = place_samples(&moof_box, pos, &tracks);
+        let data_end = pos + moof.size + mdat.size;
+        if placed
+            .iter()
+            .any(|p| p.offset + u64::from(p.size) > data_end)
+        {
+            break;
+        }
+        placed.sort_by_key(|p| p.offset);
+        index
+            .advance_position(moof.size + mdat.header_len)
+            .map_err(mux_error)?;
+        for sample in placed {
+            let Some(track) = tracks.get_mut(&sample.track_id) else {
+                continue;
+            };
+            let entry = if track.announced {
+                None
+            } else {
+                track.announced = true;
+                Some(track.entry.clone())
+            };
+            index
+                .append_sample(&MuxSample {
+                    track_kind: track.kind,
+                    sample_entry: entry,
+                    keyframe: sample.keyframe,
+                    timescale: track.timescale,
+                    duration: sample.duration,
+                    composition_time_offset: None,
+                    data_offset: sample.offset,
+                    data_size: sample.size as usize,
+                })
+                .map_err(mux_error)?;
+            track.ticks += u64::from(sample.duration);
+        }
+        pos = data_end;
+        keep_len = pos;
+        fragments += 1;
+    }
+    if fragments == 0 {
+        return Err(RecoverError::Empty);
+    }
+
+    let finalized = index.finalize().map_err(mux_error)?;
+    let mut commands = Vec::new();
+    let mut size = keep_len;
+    for (offset, bytes) in finalized.offset_and_bytes_pairs() {
+        if offset >= keep_len {
+            if offset != size {
+                return Err(layout("the index does not end where the fragments do"));
+            }
+            size += bytes.len() as u64;
+            commands.push(Command::Append {
+                path: path.to_string(),
+                bytes: bytes.to_vec(),
+            });
+        } else {
+            commands.push(Command::WriteAt {
+                path: path.to_string(),
+                offset,
+                bytes: bytes.to_vec(),
+            });
+        }
+    }
+    let duration = tracks
+        .values()
+        .map(|t| Duration::from_secs_f64(t.ticks as f64 / f64::from(t.timescale.get())))
+        .max()
+        .unwrap_or_default();
+    let (width, height) = tracks
+        .values()
+        .find_map(|t| video_size(&t.entry))
+        .unwrap_or((0, 0));
+    Ok(RecoveredMp4 {
+        keep_len,
+        commands,
+        size,
+        duration,
+        width,
+        height,
+        fragments,
+    })
+}
+
+fn tracks_of(moov: &MoovBox) -> Result<HashMap<u32, Track>, RecoverError> {
+    let mut tracks = HashMap::new();
+    for trak in &moov.trak_boxes {
+        let kind = match &trak.mdia_box.hdlr_box.handler_type {
+            b"vide" => TrackKind::Video,
+            b"soun" => TrackKind::Audio,
+            _ => continue,
+        };
+        let Some(entry) = trak.mdia_box.minf_box.stbl_box.stsd_box.entries.first() else {
+            continue;
+        };
+        let track_id = trak.tkhd_box.track_id;
+        let trex = moov
+            .mvex_box
+            .as_ref()
+            .and_then(|m| m.trex_boxes.iter().find(|t| t.track_id == track_id));
+        tracks.insert(
+            track_id,
+            Track {
+                kind,
+                timescale: trak.mdia_box.mdhd_box.timescale,
+                entry: entry.clone(),
+                announced: false,
+                default_duration: trex.map_or(0, |t| t.default_sample_duration),
+                default_size: trex.map_or(0, |t| t.default_sample_size),
+                ticks: 0,
+            },
+        );
+    }
+    if tracks.is_empty() {
+        return Err(layout("no audio or video track"));
+    }
+    Ok(tracks)
+}
+
+/// Every sample of a fragment with its absolute data offset.
+fn place_samples(moof: &MoofBox, moof_at: u64, tracks: &HashMap<u32, Track>) -> Vec<Placed> {
+    let mut placed = Vec::new();
+    for traf in &moof.traf_boxes {
+        let tfhd = &traf.tfhd_box;
+        let Some(track) = tracks.get(&tfhd.track_id) else {
+            continue;
+        };
+        let base = tfhd.base_data_offset.unwrap_or(moof_at);
+        let default_duration = tfhd
+            .default_sample_duration
+            .unwrap_or(track.default_duration);
+        let default_size = tfhd.default_sample_size.unwrap_or(track.default_size);
+        let default_flags = tfhd.default_sample_flags;
+        for trun in &traf.trun_boxes {
+            let mut offset = base.saturating_add_signed(i64::from(trun.data_offset.unwrap_or(0)));
+            for (i, sample) in trun.samples.iter().enumerate() {
+                let size = sample.size.unwrap_or(default_size);
+                let flags = sample
+                    .flags
+                    .or(if i == 0 {
+                        trun.first_sample_flags
+                    } else {
+                        None
+                    })
+                    .or(default_flags);
+                placed.push(Placed {
+                    track_id: tfhd.track_id,
+                    offset,
+                    size,
+                    duration: sample.duration.unwrap_or(default_duration),
+                    keyframe: match track.kind {
+                        TrackKind::Video => flags.is_none_or(|f| !f.sample_is_non_sync_sample()),
+                        _ => true,
+                    },
+                });
+                offset += u64::from(size);
+            }
+        }
+    }
+    placed
+}
+
+fn video_size(entry: &SampleEntry) -> Option<(u16, u16)> {
+    let visual = match entry {
+        SampleEntry::Avc1(b) => &b.visual,
+        SampleEntry::Vp08(b) => &b.visual,
+        SampleEntry::Vp09(b) => &b.visual,
+        SampleEntry::Av01(b) => &b.visual,
+        _ => return None,
+    };
+    Some((visual.width, visual.height))
+}
+
+struct Header {
+    kind: [u8; 4],
+    size: u64,
+    header_len: u64,
+}
+
+/// The complete box starting at `pos`, or `None` if the file ends inside it.
+fn header_at<F: Read + Seek>(
+    file: &mut F,
+    pos: u64,
+    len: u64,
+) -> Result<Option<Header>, RecoverError> {
+    if pos + 8 > len {
+        return Ok(None);
+    }
+    let bytes = read_exact_at(file, pos, 8)?;
+    let size32 = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let kind = [bytes[4], bytes[5], bytes[6], bytes[7]];
+    let (size, header_len) = match size32 {
+        0 => (len - pos, 8),
+        1 => {
+            if pos + 16 > len {
+                return Ok(None);
+            }
+            let large = read_exact_at(file, pos + 8, 8)?;
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&large);
+            (u64::from_be_bytes(raw), 16)
+        }
+        n => (u64::from(n), 8),
+    };
+    if size < header_len || pos + size > len {
+        return Ok(None);
+    }
+    Ok(Some(Header {
+        kind,
+        size,
+        header_len,
+    }))
+}
+
+fn read_exact_at<F: Read + Seek>(
+    file: &mut F,
+    pos: u64,
+    size: u64,
+) -> Result<Vec<u8>, RecoverError> {
+    const MAX_BOX: u64 = 64 * 1024 * 1024;
+    if size > MAX_BOX {
+        return Err(layout("a header box is implausibly large"));
+    }
+    file.seek(SeekFrom::Start(pos))?;
+    let mut bytes = vec![0; size as usize];
+    file.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn layout(reason: &str) -> RecoverError {
+    RecoverError::Layout(reason.to_string())
+}
+
+fn mux_error(e: shiguredo_mp4::mux::MuxError) -> RecoverError {
+    RecoverError::Mp4(e.to_string())
+}
