@@ -370,3 +370,96 @@ fn layout(reason: &str) -> RecoverError {
 fn mux_error(e: shiguredo_mp4::mux::MuxError) -> RecoverError {
     RecoverError::Mp4(e.to_string())
 }
+
+/// A recovered HLS recording: its media playlist finished with
+/// `EXT-X-ENDLIST`, and what it consists of.
+#[derive(Debug)]
+pub struct RecoveredHls {
+    /// The media playlist's URI, relative to the multivariant playlist.
+    pub media_uri: String,
+    /// The finished media playlist (write it over the old one).
+    pub media_playlist: Vec<u8>,
+    /// Every file of the recording, relative to the multivariant playlist:
+    /// the two playlists, the init segments and the media segments listed.
+    pub paths: Vec<String>,
+    /// Sum of the segments' durations.
+    pub duration: Duration,
+    pub width: u16,
+    pub height: u16,
+}
+
+/// Recovers an HLS recording from its multivariant playlist and (read by
+/// the caller from `media_uri`, see [`hls_media_uri`]) its media playlist:
+/// segments listed in the playlist were complete when it was written (the
+/// playlist is rewritten after each segment), so only the `EXT-X-ENDLIST`
+/// is missing; a segment being written when the process died is not listed
+/// and is left out.
+pub fn recover_hls(multivariant: &[u8], media: &[u8]) -> Result<RecoveredHls, RecoverError> {
+    let (media_uri, width, height) = variant_of(multivariant)?;
+    let mut playlist = match m3u8_rs::parse_playlist_res(media) {
+        Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
+        _ => return Err(layout("the media playlist does not parse")),
+    };
+    if playlist.segments.is_empty() {
+        return Err(RecoverError::Empty);
+    }
+    playlist.end_list = true;
+    let mut paths = vec![media_uri.clone()];
+    let dir = match media_uri.rfind('/') {
+        Some(i) => &media_uri[..=i],
+        None => "",
+    };
+    let mut seconds = 0.0f64;
+    let unsafe_uri = |uri: &str| uri.is_empty() || uri.contains("..") || uri.starts_with('/');
+    for segment in &playlist.segments {
+        if unsafe_uri(&segment.uri) || segment.map.as_ref().is_some_and(|m| unsafe_uri(&m.uri)) {
+            return Err(layout("unsafe segment URI"));
+        }
+        if let Some(map) = &segment.map {
+            let init = format!("{dir}{}", map.uri);
+            if !paths.contains(&init) {
+                paths.push(init);
+            }
+        }
+        paths.push(format!("{dir}{}", segment.uri));
+        seconds += f64::from(segment.duration);
+    }
+    let mut media_playlist = Vec::new();
+    playlist
+        .write_to(&mut media_playlist)
+        .map_err(|e| RecoverError::Mp4(e.to_string()))?;
+    Ok(RecoveredHls {
+        media_uri,
+        media_playlist,
+        paths,
+        duration: Duration::from_secs_f64(seconds),
+        width,
+        height,
+    })
+}
+
+/// The media playlist a multivariant playlist points at.
+pub fn hls_media_uri(multivariant: &[u8]) -> Result<String, RecoverError> {
+    variant_of(multivariant).map(|(uri, _, _)| uri)
+}
+
+fn variant_of(multivariant: &[u8]) -> Result<(String, u16, u16), RecoverError> {
+    let Ok(m3u8_rs::Playlist::MasterPlaylist(top)) = m3u8_rs::parse_playlist_res(multivariant)
+    else {
+        return Err(layout("not a multivariant playlist"));
+    };
+    let variant = top
+        .variants
+        .first()
+        .ok_or_else(|| layout("the multivariant playlist lists no variant"))?;
+    if variant.uri.is_empty() || variant.uri.contains("..") || variant.uri.starts_with('/') {
+        return Err(layout("unsafe media playlist URI"));
+    }
+    let (width, height) = variant.resolution.map_or((0, 0), |r| {
+        (
+            u16::try_from(r.width).unwrap_or(0),
+            u16::try_from(r.height).unwrap_or(0),
+        )
+    });
+    Ok((variant.uri.clone(), width, height))
+}

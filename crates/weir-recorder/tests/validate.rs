@@ -359,3 +359,57 @@ fn a_crashed_mp4_is_recovered_into_a_regular_file_losing_at_most_the_torn_fragme
         .is_err());
     }
 }
+
+#[test]
+fn a_crashed_hls_recording_is_finished_with_its_complete_segments() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = temp_dir();
+    let media = make_h264_opus(dir.path(), 8, "640x360", 30);
+    let mut sim = Sim::new(config(vec![hls(2)]), Codec::H264);
+    let t0 = sim.t0;
+    sim.send(schedule(&media, &SendPlan::default(), t0));
+    let started = sim.started.first().expect("a file started").clone();
+    let top = sim
+        .files
+        .get(&started.object)
+        .expect("multivariant")
+        .clone();
+    let base = match started.object.rfind('/') {
+        Some(i) => started.object[..=i].to_string(),
+        None => String::new(),
+    };
+    let media_uri = weir_recorder::recover::hls_media_uri(&top).expect("a variant");
+    let playlist = sim
+        .files
+        .get(&format!("{base}{media_uri}"))
+        .expect("media playlist")
+        .clone();
+    assert!(!String::from_utf8_lossy(&playlist).contains("#EXT-X-ENDLIST"));
+    let recovered = weir_recorder::recover::recover_hls(&top, &playlist).expect("recovers");
+    let text = String::from_utf8(recovered.media_playlist.clone()).expect("UTF-8");
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert_eq!((recovered.width, recovered.height), (640, 360));
+    for path in &recovered.paths {
+        assert!(
+            sim.files.contains_key(&format!("{base}{path}")),
+            "{path} exists"
+        );
+    }
+    sim.files
+        .insert(format!("{base}{media_uri}"), recovered.media_playlist);
+    let out = dir.path().join("out");
+    sim.write_to(&out);
+    let path = out.join(&started.object);
+    decode_clean(&path);
+    let probe = ffprobe(&path);
+    let reported = recovered.duration.as_secs_f64();
+    assert!(
+        (probe.duration - reported).abs() <= 0.2,
+        "ffprobe {} vs {reported}",
+        probe.duration
+    );
+    assert!(reported >= 5.5, "recovered {reported} s of 8");
+    assert!(weir_recorder::recover::recover_hls(b"junk", b"junk").is_err());
+}

@@ -40,6 +40,10 @@ pub struct NewEvent {
     /// More fields at the top level of the body (for event types that carry
     /// more). The body's own names (`event_id`, `room_id`, ...) are dropped.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// A fixed event id for an event that must be sent once even if it is
+    /// emitted again after a crash (the outbox skips an id it holds);
+    /// `None`: a fresh random id.
+    pub event_id: Option<String>,
 }
 
 impl NewEvent {
@@ -52,6 +56,7 @@ impl NewEvent {
             user_id: None,
             track: None,
             extra: serde_json::Map::new(),
+            event_id: None,
         }
     }
 
@@ -69,7 +74,7 @@ impl NewEvent {
             }
         }
         CallbackEvent {
-            event_id: new_event_id(),
+            event_id: self.event_id.unwrap_or_else(new_event_id),
             event_type: self.event_type,
             app_id: self.app_id,
             room_id: self.room_id,
