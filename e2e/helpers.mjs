@@ -13,13 +13,18 @@ export const WEIR_BIN =
 
 export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
-/** Starts the server; resolves once it printed its ready line. */
-export async function startServer(extraArgs = []) {
-  const dataDir = mkdtempSync(join(tmpdir(), "weir-e2e-"));
+/** Starts the server; resolves once it printed its ready line. With
+ * `options.dataDir` it starts on that data dir (a restart); `options.env`
+ * adds environment variables (e.g. WEIR_ADMIN_KEY). */
+export async function startServer(extraArgs = [], options = {}) {
+  const dataDir = options.dataDir || mkdtempSync(join(tmpdir(), "weir-e2e-"));
   const child = spawn(
     WEIR_BIN,
     ["serve", "--data-dir", dataDir, "--http-listen", "127.0.0.1:0", "--udp-listen", "127.0.0.1:0", ...extraArgs],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WEIR_LOG: process.env.WEIR_LOG || "info,str0m=warn" } },
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, WEIR_LOG: process.env.WEIR_LOG || "info,str0m=warn", ...(options.env || {}) },
+    },
   );
   let stderr = "";
   child.stderr.on("data", (d) => {
@@ -36,7 +41,12 @@ export async function startServer(extraArgs = []) {
         clearTimeout(timer);
         const app = out.match(/app_id=(\S+)/);
         const key = out.match(/generated admin key[^:]*: (\S+)/);
-        resolve({ http: m[1], udp: m[2], appId: app && app[1], adminKey: key && key[1] });
+        resolve({
+          http: m[1],
+          udp: m[2],
+          appId: app && app[1],
+          adminKey: (key && key[1]) || (options.env && options.env.WEIR_ADMIN_KEY),
+        });
       }
     });
     child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
@@ -63,6 +73,11 @@ export async function startServer(extraArgs = []) {
       return execFileSync(WEIR_BIN, ["token", "create", "--data-dir", dataDir, "--room", room, "--user", user, "--grants", grants], {
         encoding: "utf8",
       }).trim();
+    },
+    /** SIGKILL (a crash): the data dir stays for a restart. */
+    async crash() {
+      child.kill("SIGKILL");
+      return exited;
     },
     /** SIGTERM, then the exit status. */
     async stop() {

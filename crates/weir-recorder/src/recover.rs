@@ -145,10 +145,22 @@ pub fn recover_mp4<F: Read + Seek>(
         index
             .advance_position(moof.size + mdat.header_len)
             .map_err(mux_error)?;
+        // Where the index muxer is: bytes of the mdat no sample refers to
+        // are stepped over; overlapping samples are dropped.
+        let mut next = pos + moof.size + mdat.header_len;
         for sample in placed {
+            if sample.offset < next {
+                continue;
+            }
             let Some(track) = tracks.get_mut(&sample.track_id) else {
                 continue;
             };
+            if sample.offset > next {
+                index
+                    .advance_position(sample.offset - next)
+                    .map_err(mux_error)?;
+            }
+            next = sample.offset + u64::from(sample.size);
             let entry = if track.announced {
                 None
             } else {
@@ -168,6 +180,9 @@ pub fn recover_mp4<F: Read + Seek>(
                 })
                 .map_err(mux_error)?;
             track.ticks += u64::from(sample.duration);
+        }
+        if data_end > next {
+            index.advance_position(data_end - next).map_err(mux_error)?;
         }
         pos = data_end;
         keep_len = pos;
@@ -371,6 +386,92 @@ fn mux_error(e: shiguredo_mp4::mux::MuxError) -> RecoverError {
     RecoverError::Mp4(e.to_string())
 }
 
+/// The media segment that was being written at the crash: its complete
+/// fragments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecoveredSegment {
+    /// Cut the segment file to this length.
+    pub keep_len: u64,
+    /// The longest track's duration in the kept fragments.
+    pub duration: Duration,
+}
+
+/// Finds the complete `moof` + `mdat` pairs of a segment (no `ftyp`/`moov`
+/// of its own: `init` is its init segment); `None` if there is none.
+pub fn recover_segment<F: Read + Seek>(
+    init: &[u8],
+    segment: &mut F,
+    len: u64,
+) -> Result<Option<RecoveredSegment>, RecoverError> {
+    let mut init_reader = io::Cursor::new(init);
+    let init_len = init.len() as u64;
+    let mut pos = 0;
+    let moov = loop {
+        let header = header_at(&mut init_reader, pos, init_len)?
+            .ok_or_else(|| layout("no moov in the init segment"))?;
+        if &header.kind == b"moov" {
+            break header;
+        }
+        pos += header.size;
+    };
+    let moov_bytes = read_exact_at(&mut init_reader, pos, moov.size)?;
+    let (moov_box, _) =
+        MoovBox::decode(&moov_bytes).map_err(|e| RecoverError::Mp4(e.to_string()))?;
+    let mut tracks = tracks_of(&moov_box)?;
+    let mut pos = 0;
+    let mut keep_len = 0;
+    while let Some(moof) = header_at(segment, pos, len)? {
+        if &moof.kind != b"moof" {
+            break;
+        }
+        let Some(mdat) = header_at(segment, pos + moof.size, len)? else {
+            break;
+        };
+        if &mdat.kind != b"mdat" {
+            break;
+        }
+        let moof_bytes = read_exact_at(segment, pos, moof.size)?;
+        let Ok((moof_box, _)) = MoofBox::decode(&moof_bytes) else {
+            break;
+        };
+        let placed = place_samples(&moof_box, pos, &tracks);
+        let data_end = pos + moof.size + mdat.size;
+        if placed
+            .iter()
+            .any(|p| p.offset + u64::from(p.size) > data_end)
+        {
+            break;
+        }
+        for sample in placed {
+            if let Some(track) = tracks.get_mut(&sample.track_id) {
+                track.ticks += u64::from(sample.duration);
+            }
+        }
+        pos = data_end;
+        keep_len = pos;
+    }
+    if keep_len == 0 {
+        return Ok(None);
+    }
+    let duration = tracks
+        .values()
+        .map(|t| Duration::from_secs_f64(t.ticks as f64 / f64::from(t.timescale.get())))
+        .max()
+        .unwrap_or_default();
+    Ok(Some(RecoveredSegment { keep_len, duration }))
+}
+
+/// The segment that was being written when the process died.
+#[derive(Debug, Clone, Copy)]
+pub struct TrailingSegment<'a> {
+    /// Its URI, relative to the media playlist.
+    pub uri: &'a str,
+    /// What [`recover_segment`] kept of it.
+    pub duration: Duration,
+    /// Its init segment's URI (used when it is the first segment).
+    pub init_uri: &'a str,
+}
+
 /// A recovered HLS recording: its media playlist finished with
 /// `EXT-X-ENDLIST`, and what it consists of.
 #[derive(Debug)]
@@ -394,12 +495,38 @@ pub struct RecoveredHls {
 /// playlist is rewritten after each segment), so only the `EXT-X-ENDLIST`
 /// is missing; a segment being written when the process died is not listed
 /// and is left out.
-pub fn recover_hls(multivariant: &[u8], media: &[u8]) -> Result<RecoveredHls, RecoverError> {
+///
+/// `trailing` is the segment that was being written (its URI relative to the
+/// media playlist, and what [`recover_segment`] kept of it): it is listed
+/// last, so that at most the fragment being written is lost.
+pub fn recover_hls(
+    multivariant: &[u8],
+    media: &[u8],
+    trailing: Option<TrailingSegment<'_>>,
+) -> Result<RecoveredHls, RecoverError> {
     let (media_uri, width, height) = variant_of(multivariant)?;
     let mut playlist = match m3u8_rs::parse_playlist_res(media) {
         Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
         _ => return Err(layout("the media playlist does not parse")),
     };
+    if let Some(trailing) = trailing {
+        let listed = playlist.segments.iter().any(|s| s.uri == trailing.uri);
+        if !listed && !trailing.duration.is_zero() {
+            // The first segment names its init segment; later ones inherit.
+            let map = playlist.segments.is_empty().then(|| m3u8_rs::Map {
+                uri: trailing.init_uri.to_string(),
+                ..m3u8_rs::Map::default()
+            });
+            playlist.segments.push(m3u8_rs::MediaSegment {
+                uri: trailing.uri.to_string(),
+                duration: trailing.duration.as_secs_f32(),
+                map,
+                ..m3u8_rs::MediaSegment::default()
+            });
+            let longest = trailing.duration.as_secs_f64().round() as u64;
+            playlist.target_duration = playlist.target_duration.max(longest);
+        }
+    }
     if playlist.segments.is_empty() {
         return Err(RecoverError::Empty);
     }

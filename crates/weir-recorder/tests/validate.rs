@@ -367,9 +367,15 @@ fn a_crashed_hls_recording_is_finished_with_its_complete_segments() {
     }
     let dir = temp_dir();
     let media = make_h264_opus(dir.path(), 8, "640x360", 30);
-    let mut sim = Sim::new(config(vec![hls(2)]), Codec::H264);
+    let mut sim = Sim::new(config(vec![hls(4)]), Codec::H264);
     let t0 = sim.t0;
-    sim.send(schedule(&media, &SendPlan::default(), t0));
+    // The process dies 7.5 s in: the segment of [4 s, 8 s) is open, with
+    // its first fragments flushed.
+    let packets: Vec<_> = schedule(&media, &SendPlan::default(), t0)
+        .into_iter()
+        .filter(|p| p.at < Duration::from_millis(7500))
+        .collect();
+    sim.send(packets);
     let started = sim.started.first().expect("a file started").clone();
     let top = sim
         .files
@@ -387,7 +393,50 @@ fn a_crashed_hls_recording_is_finished_with_its_complete_segments() {
         .expect("media playlist")
         .clone();
     assert!(!String::from_utf8_lossy(&playlist).contains("#EXT-X-ENDLIST"));
-    let recovered = weir_recorder::recover::recover_hls(&top, &playlist).expect("recovers");
+    // The segment being written at the crash: not listed yet, its complete
+    // fragments are kept (plus a torn one appended here).
+    let listed = String::from_utf8_lossy(&playlist).to_string();
+    let open_path = sim
+        .files
+        .keys()
+        .find(|p| p.ends_with(".m4s") && !listed.contains(p.rsplit('/').next().unwrap_or("")))
+        .cloned()
+        .expect("a segment in progress");
+    let mut open_bytes = sim.files.get(&open_path).expect("segment").clone();
+    let flushed = open_bytes.len() as u64;
+    open_bytes.extend_from_slice(&[0, 0, 0x20, 0, b'm', b'o', b'o', b'f', 1, 2, 3]);
+    let init_path = sim
+        .files
+        .keys()
+        .find(|p| p.ends_with("_init1.mp4"))
+        .cloned()
+        .expect("an init segment");
+    let kept = weir_recorder::recover::recover_segment(
+        sim.files.get(&init_path).expect("init"),
+        &mut std::io::Cursor::new(&open_bytes),
+        open_bytes.len() as u64,
+    )
+    .expect("scans")
+    .expect("complete fragments");
+    assert_eq!(kept.keep_len, flushed, "only the torn fragment is cut");
+    open_bytes.truncate(kept.keep_len as usize);
+    sim.files.insert(open_path.clone(), open_bytes);
+    let open_uri = open_path.rsplit('/').next().unwrap_or_default().to_string();
+    let init_uri = init_path.rsplit('/').next().unwrap_or_default().to_string();
+    let recovered = weir_recorder::recover::recover_hls(
+        &top,
+        &playlist,
+        Some(weir_recorder::recover::TrailingSegment {
+            uri: &open_uri,
+            duration: kept.duration,
+            init_uri: &init_uri,
+        }),
+    )
+    .expect("recovers");
+    assert!(
+        recovered.paths.contains(&open_uri),
+        "the open segment is listed"
+    );
     let text = String::from_utf8(recovered.media_playlist.clone()).expect("UTF-8");
     assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
     assert_eq!((recovered.width, recovered.height), (640, 360));
@@ -410,6 +459,6 @@ fn a_crashed_hls_recording_is_finished_with_its_complete_segments() {
         "ffprobe {} vs {reported}",
         probe.duration
     );
-    assert!(reported >= 5.5, "recovered {reported} s of 8");
-    assert!(weir_recorder::recover::recover_hls(b"junk", b"junk").is_err());
+    assert!(reported >= 6.0, "recovered {reported} s of 7.5");
+    assert!(weir_recorder::recover::recover_hls(b"junk", b"junk", None).is_err());
 }
