@@ -167,7 +167,7 @@ fi
 # ---------------------------------------------------------------- suites
 # (Selected as test targets of the whole workspace, so that the build of
 # the rust tests suite is reused: `-p` would resolve other features.)
-CONTROL_PLANE_TESTS='cargo test --workspace --locked --offline --test store --test outbox \
+CONTROL_PLANE_TESTS='cargo test --workspace --locked --offline --test store --test admin_and_callbacks --test outbox \
     --test recording --test api_apps --test api_rooms --test api_tokens --test api_callbacks \
     --test callbacks_delivery --test api_recording'
 suite "cargo fmt" 5m cargo fmt --all --check

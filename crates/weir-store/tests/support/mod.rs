@@ -2,7 +2,9 @@
 //! fresh PostgreSQL database per test when `WEIR_TEST_POSTGRES_URL` is set
 //! (`scripts/with-postgres.sh` starts a throwaway server and sets it).
 
-use weir_store::{test_support, Store};
+#![allow(dead_code)] // each test file uses some of these helpers
+
+use weir_store::{test_support, App, NewApp, Store, StoreError, Tag};
 
 pub use test_support::POSTGRES_URL_ENV;
 
@@ -101,4 +103,43 @@ macro_rules! on_both_databases {
             )*
         }
     };
+}
+
+// ---- helpers shared by the test files
+
+pub fn named(name: &str) -> NewApp {
+    NewApp {
+        name: name.to_string(),
+        ..NewApp::default()
+    }
+}
+
+pub fn tag(key: &str, value: &str) -> Tag {
+    Tag {
+        key: key.to_string(),
+        value: value.to_string(),
+    }
+}
+
+#[track_caller]
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, expected_field: &str) {
+    match result {
+        Err(e @ StoreError::Invalid { field, .. }) => {
+            assert_eq!(field, expected_field, "{e}");
+            assert_eq!(e.code(), "INVALID_ARGUMENT");
+        }
+        other => panic!("expected Invalid {{ field: {expected_field:?} }}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+pub fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    match result {
+        Err(e @ StoreError::NotFound { .. }) => assert_eq!(e.code(), "APP_NOT_FOUND"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+pub async fn create(store: &Store, name: &str) -> App {
+    store.create_app(named(name)).await.expect("create app").0
 }
