@@ -2,10 +2,10 @@
 
 mod support;
 
-use support::TestDb;
+use support::{new_app_id, TestDb};
 use weir_store::{
-    AttemptFailure, NewApp, NewOutboxEvent, OutboxEvent, OutboxSequencer, OutboxStatus,
-    RetryOutcome, Store, StoreError,
+    AttemptFailure, NewOutboxEvent, OutboxEvent, OutboxSequencer, OutboxStatus, RetryOutcome,
+    Store, StoreError,
 };
 
 on_both_databases!(
@@ -22,18 +22,6 @@ on_both_databases!(
 );
 
 const T0: i64 = 1_700_000_000_000;
-
-async fn app(store: &Store, name: &str) -> String {
-    store
-        .create_app(NewApp {
-            name: name.to_string(),
-            ..NewApp::default()
-        })
-        .await
-        .expect("create app")
-        .0
-        .app_id
-}
 
 fn event(app_id: &str, room_id: &str, n: u32) -> NewOutboxEvent {
     let event_id = format!("ev_{app_id}_{room_id}_{n}");
@@ -84,8 +72,8 @@ fn failure(error: &str, status_code: Option<u16>) -> AttemptFailure {
 
 async fn only_the_oldest_pending_event_of_each_room_is_due(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
-    let b = app(store, "b").await;
+    let a = new_app_id(store, "a").await;
+    let b = new_app_id(store, "b").await;
     // Two apps may use the same room name: they are different rooms.
     enqueue(
         store,
@@ -125,7 +113,7 @@ async fn only_the_oldest_pending_event_of_each_room_is_due(db: &TestDb) {
 
 async fn a_later_event_waits_until_the_earlier_is_delivered(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
+    let a = new_app_id(store, "a").await;
     enqueue(store, &[event(&a, "r", 1), event(&a, "r", 2)]).await;
     let first = format!("ev_{a}_r_1");
     let second = format!("ev_{a}_r_2");
@@ -178,7 +166,7 @@ async fn a_later_event_waits_until_the_earlier_is_delivered(db: &TestDb) {
 
 async fn giving_up_lets_the_room_move_on(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
+    let a = new_app_id(store, "a").await;
     enqueue(store, &[event(&a, "r", 1), event(&a, "r", 2)]).await;
     let first = format!("ev_{a}_r_1");
     store
@@ -196,7 +184,7 @@ async fn giving_up_lets_the_room_move_on(db: &TestDb) {
 
 async fn claims_are_exclusive_and_hide_the_event_until_the_lease_ends(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
+    let a = new_app_id(store, "a").await;
     enqueue(store, &[event(&a, "r", 1), event(&a, "r", 2)]).await;
     let due = store.due_events(T0 + 10, 10).await.expect("due");
     assert_eq!(due.len(), 1);
@@ -245,7 +233,7 @@ async fn claims_are_exclusive_and_hide_the_event_until_the_lease_ends(db: &TestD
 
 async fn bodies_are_stored_byte_for_byte_and_enqueue_is_idempotent(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
+    let a = new_app_id(store, "a").await;
     let mut odd = event(&a, "r", 1);
     odd.body = "{\"user_id\": \"ünï\\u0000\",\n \"x\":  1.50e3 }".to_string();
     enqueue(store, std::slice::from_ref(&odd)).await;
@@ -266,7 +254,7 @@ async fn bodies_are_stored_byte_for_byte_and_enqueue_is_idempotent(db: &TestDb) 
 
 async fn sequence_resumes_above_stored_events(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
+    let a = new_app_id(store, "a").await;
     // Far in the future: the clock of the next start is behind it.
     let mut future = event(&a, "r", 1);
     future.created_at_ms = T0 + 86_400_000;
@@ -321,8 +309,8 @@ fn statuses_parse() {
 
 async fn listing_pages_and_filters_by_status(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
-    let other = app(store, "other").await;
+    let a = new_app_id(store, "a").await;
+    let other = new_app_id(store, "other").await;
     let events: Vec<NewOutboxEvent> = (1..=5).map(|n| event(&a, &format!("r{n}"), n)).collect();
     enqueue(store, &events).await;
     enqueue(store, &[event(&other, "r1", 1)]).await;
@@ -388,7 +376,7 @@ async fn listing_pages_and_filters_by_status(db: &TestDb) {
 
 async fn listing_refuses_unknown_apps_and_bad_paging(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
+    let a = new_app_id(store, "a").await;
     assert!(matches!(
         store.list_outbox_events("app_nope", None, 1, 10).await,
         Err(StoreError::NotFound { .. })
@@ -403,8 +391,8 @@ async fn listing_refuses_unknown_apps_and_bad_paging(db: &TestDb) {
 
 async fn failed_events_can_be_retried(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
-    let other = app(store, "other").await;
+    let a = new_app_id(store, "a").await;
+    let other = new_app_id(store, "other").await;
     enqueue(store, &[event(&a, "r", 1), event(&a, "r", 2)]).await;
     let first = format!("ev_{a}_r_1");
     let second = format!("ev_{a}_r_2");
@@ -462,7 +450,7 @@ async fn failed_events_can_be_retried(db: &TestDb) {
 
 async fn delivered_events_are_deleted_after_retention(db: &TestDb) {
     let store = &db.store;
-    let a = app(store, "a").await;
+    let a = new_app_id(store, "a").await;
     let events: Vec<NewOutboxEvent> = (1..=4).map(|n| event(&a, &format!("r{n}"), n)).collect();
     enqueue(store, &events).await;
     store

@@ -3,11 +3,10 @@
 
 mod support;
 
-use support::TestDb;
+use support::{new_app_id, TestDb};
 use weir_store::{
-    NewApp, NewRecordingFile, NewRecordingJob, RecordFormat, RecordingFilePatch,
-    RecordingFileStatus, RecordingJobOrigin, RecordingJobPatch, RecordingJobStatus, Store,
-    StoreError,
+    NewRecordingFile, NewRecordingJob, RecordFormat, RecordingFilePatch, RecordingFileStatus,
+    RecordingJobOrigin, RecordingJobPatch, RecordingJobStatus, Store, StoreError,
 };
 
 on_both_databases!(
@@ -24,18 +23,6 @@ on_both_databases!(
 
 const T0: i64 = 1_700_000_000_000;
 const RULE: &str = r#"{"formats":["MP4"],"storage":{"kind":"s3","secret_key":"s3cr3t"}}"#;
-
-async fn app(store: &Store, name: &str) -> String {
-    store
-        .create_app(NewApp {
-            name: name.to_string(),
-            ..NewApp::default()
-        })
-        .await
-        .expect("create app")
-        .0
-        .app_id
-}
 
 fn new_job(app_id: &str, room_id: &str, created_at_ms: i64) -> NewRecordingJob {
     NewRecordingJob {
@@ -66,7 +53,7 @@ fn new_file(app_id: &str, job_id: &str, index: u32) -> NewRecordingFile {
 
 async fn rules_round_trip_and_replace(db: &TestDb) {
     let store = &db.store;
-    let app_id = app(store, "rules").await;
+    let app_id = new_app_id(store, "rules").await;
     assert_eq!(store.recording_rule(&app_id).await.expect("read"), None);
     let saved = store.set_recording_rule(&app_id, RULE).await.expect("set");
     assert_eq!(saved.rule, RULE);
@@ -103,7 +90,7 @@ async fn rules_need_an_app_and_a_json_object(db: &TestDb) {
         "{missing:?}"
     );
 
-    let app_id = app(store, "bad-rules").await;
+    let app_id = new_app_id(store, "bad-rules").await;
     for bad in ["", "[]", "42", "{", "\"x\""] {
         let result = store.set_recording_rule(&app_id, bad).await;
         assert!(
@@ -121,7 +108,7 @@ async fn rules_need_an_app_and_a_json_object(db: &TestDb) {
 
 async fn rule_json_never_shows_in_debug(db: &TestDb) {
     let store = &db.store;
-    let app_id = app(store, "secret").await;
+    let app_id = new_app_id(store, "secret").await;
     let saved = store.set_recording_rule(&app_id, RULE).await.expect("set");
     assert!(!format!("{saved:?}").contains("s3cr3t"));
     let job = store
@@ -134,7 +121,7 @@ async fn rule_json_never_shows_in_debug(db: &TestDb) {
 
 async fn jobs_are_created_read_and_listed_newest_first(db: &TestDb) {
     let store = &db.store;
-    let app_id = app(store, "jobs").await;
+    let app_id = new_app_id(store, "jobs").await;
     let first = store
         .create_recording_job(new_job(&app_id, "room-a", T0))
         .await
@@ -161,7 +148,7 @@ async fn jobs_are_created_read_and_listed_newest_first(db: &TestDb) {
     assert_eq!(read.user_ids, vec!["alice", "bob"]);
 
     // Another application does not see it.
-    let other = app(store, "other").await;
+    let other = new_app_id(store, "other").await;
     assert_eq!(
         store
             .recording_job(&other, &first.job_id)
@@ -199,7 +186,7 @@ async fn jobs_are_created_read_and_listed_newest_first(db: &TestDb) {
 
 async fn jobs_are_updated_and_unfinished_ones_found(db: &TestDb) {
     let store = &db.store;
-    let app_id = app(store, "update").await;
+    let app_id = new_app_id(store, "update").await;
     let job = store
         .create_recording_job(new_job(&app_id, "room", T0))
         .await
@@ -279,7 +266,7 @@ async fn jobs_need_an_app_and_a_format(db: &TestDb) {
         matches!(result, Err(StoreError::NotFound { .. })),
         "{result:?}"
     );
-    let app_id = app(store, "formats").await;
+    let app_id = new_app_id(store, "formats").await;
     let mut job = new_job(&app_id, "room", T0);
     job.formats.clear();
     let result = store.create_recording_job(job).await;
@@ -302,7 +289,7 @@ async fn jobs_need_an_app_and_a_format(db: &TestDb) {
 
 async fn files_are_inserted_updated_and_listed(db: &TestDb) {
     let store = &db.store;
-    let app_id = app(store, "files").await;
+    let app_id = new_app_id(store, "files").await;
     let job = store
         .create_recording_job(new_job(&app_id, "room", T0))
         .await
@@ -368,7 +355,7 @@ async fn files_are_inserted_updated_and_listed(db: &TestDb) {
 
 async fn completion_is_notified_exactly_once(db: &TestDb) {
     let store = &db.store;
-    let app_id = app(store, "notify").await;
+    let app_id = new_app_id(store, "notify").await;
     let job = store
         .create_recording_job(new_job(&app_id, "room", T0))
         .await
@@ -445,7 +432,7 @@ async fn completion_is_notified_exactly_once(db: &TestDb) {
 /// the files still to announce.
 async fn state_survives_a_reconnect(db: &TestDb) {
     let store = &db.store;
-    let app_id = app(store, "restart").await;
+    let app_id = new_app_id(store, "restart").await;
     store.set_recording_rule(&app_id, RULE).await.expect("set");
     let job = store
         .create_recording_job(new_job(&app_id, "room", T0))

@@ -143,3 +143,8 @@ pub fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
 pub async fn create(store: &Store, name: &str) -> App {
     store.create_app(named(name)).await.expect("create app").0
 }
+
+/// The id of a new application named `name`.
+pub async fn new_app_id(store: &Store, name: &str) -> String {
+    create(store, name).await.app_id
+}
