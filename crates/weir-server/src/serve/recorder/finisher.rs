@@ -13,9 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
-use weir_recorder::config::{FileCompleted, FileStarted, Format};
+use weir_recorder::config::{Command, FileCompleted, FileStarted, Format};
 use weir_store::{NewRecordingFile, RecordFormat, RecordingFilePatch, RecordingFileStatus, Store};
 
+use super::spool::Spool;
 use super::stream::{StreamEvent, StreamKey};
 use super::Recorders;
 use crate::callbacks::{Dispatcher, EventType, NewEvent};
@@ -426,40 +427,35 @@ fn recover_spooled(
     spool: &Path,
     file: &weir_store::RecordingFile,
 ) -> Result<FileCompleted, String> {
-    use std::io::{Seek, SeekFrom, Write};
     let object = &file.object_key;
     let path = spool.join(object);
     let start_time = from_ms(file.started_at_ms);
     let (paths, size, duration, width, height) = match file.format {
         RecordFormat::Mp4 => {
-            let mut handle = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| format!("opening {}: {e}", path.display()))?;
-            let len = handle.metadata().map_err(|e| e.to_string())?.len();
-            let recovered = weir_recorder::recover::recover_mp4(&mut handle, len, object)
+            let recovered = {
+                let mut handle = std::fs::File::open(&path)
+                    .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                let len = handle.metadata().map_err(|e| e.to_string())?.len();
+                weir_recorder::recover::recover_mp4(&mut handle, len, object)
+                    .map_err(|e| e.to_string())?
+            };
+            // The same file commands a recording carries out, on its spool.
+            let mut writer = Spool::new(spool.to_path_buf());
+            writer
+                .truncate(object, recovered.keep_len)
                 .map_err(|e| e.to_string())?;
-            handle
-                .set_len(recovered.keep_len)
+            for command in &recovered.commands {
+                match command {
+                    Command::WriteAt {
+                        path,
+                        offset,
+                        bytes,
+                    } => writer.write_at(path, *offset, bytes),
+                    Command::Append { path, bytes } => writer.append(path, bytes),
+                    _ => Ok(()),
+                }
                 .map_err(|e| e.to_string())?;
-            for command in recovered.commands {
-                let (offset, bytes) = match command {
-                    weir_recorder::config::Command::WriteAt { offset, bytes, .. } => {
-                        (offset, bytes)
-                    }
-                    weir_recorder::config::Command::Append { bytes, .. } => {
-                        let end = handle.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-                        (end, bytes)
-                    }
-                    _ => continue,
-                };
-                handle
-                    .seek(SeekFrom::Start(offset))
-                    .map_err(|e| e.to_string())?;
-                handle.write_all(&bytes).map_err(|e| e.to_string())?;
             }
-            handle.sync_all().map_err(|e| e.to_string())?;
             (
                 vec![object.clone()],
                 recovered.size,

@@ -90,6 +90,13 @@ impl Spool {
         file.sync_data()
     }
 
+    /// Cuts `relative` to `len` bytes (crash recovery drops a torn tail).
+    pub fn truncate(&mut self, relative: &str, len: u64) -> io::Result<()> {
+        let file = self.handle(relative)?;
+        file.set_len(len)?;
+        file.sync_data()
+    }
+
     /// Closes the handles of finished files.
     pub fn close(&mut self, paths: &[String]) {
         for path in paths {
@@ -143,6 +150,10 @@ mod tests {
         spool.append("a/b/x.mp4", b"!").expect("append");
         let bytes = fs::read(dir.path().join("s1/a/b/x.mp4")).expect("read");
         assert_eq!(bytes, b"HEAD-body!");
+        spool.truncate("a/b/x.mp4", 4).expect("truncate");
+        spool.append("a/b/x.mp4", b"+tail").expect("append");
+        let bytes = fs::read(dir.path().join("s1/a/b/x.mp4")).expect("read");
+        assert_eq!(bytes, b"HEAD+tail");
         spool.write_file("a/b/x.m3u8", b"#EXTM3U 1").expect("write");
         spool
             .write_file("a/b/x.m3u8", b"#EXTM3U 2")
