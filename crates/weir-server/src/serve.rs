@@ -134,7 +134,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         events: events.clone(),
         data_dir: config.data_dir.clone(),
         metrics: metrics.clone(),
-        started_at_ms: i64::try_from(ws::unix_now_ms()).unwrap_or(i64::MAX),
+        started_at_ms: ws::unix_now_ms_i64(),
     };
     let finisher_task = tokio::spawn(finisher.run(stream_events));
     let rooms = RoomRegistry::new();

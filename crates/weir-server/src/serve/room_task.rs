@@ -225,7 +225,7 @@ impl RoomTask {
                 formats: rule.formats.iter().map(|f| f.store_format()).collect(),
                 origin: RecordingJobOrigin::Auto,
                 rule: stored.rule,
-                created_at_ms: i64::try_from(super::ws::unix_now_ms()).unwrap_or(i64::MAX),
+                created_at_ms: super::ws::unix_now_ms_i64(),
             })
             .await;
         match created {
@@ -255,7 +255,7 @@ impl RoomTask {
             let patch = RecordingJobPatch {
                 status: Some(RecordingJobStatus::Stopped),
                 detail: Some("the room closed".to_string()),
-                stopped_at_ms: Some(i64::try_from(super::ws::unix_now_ms()).unwrap_or(i64::MAX)),
+                stopped_at_ms: Some(super::ws::unix_now_ms_i64()),
                 ..RecordingJobPatch::default()
             };
             if let Err(e) = store.update_recording_job(&app_id, &job_id, patch).await {

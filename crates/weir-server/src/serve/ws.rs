@@ -299,3 +299,8 @@ pub fn unix_now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// [`unix_now_ms`] as the database stores times.
+pub fn unix_now_ms_i64() -> i64 {
+    i64::try_from(unix_now_ms()).unwrap_or(i64::MAX)
+}

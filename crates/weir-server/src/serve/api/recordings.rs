@@ -198,7 +198,7 @@ async fn start_job(
             formats: rule.formats.iter().map(|f| f.store_format()).collect(),
             origin: RecordingJobOrigin::Manual,
             rule: rule_json,
-            created_at_ms: now_ms(),
+            created_at_ms: crate::serve::ws::unix_now_ms_i64(),
         })
         .await
         .map_err(ApiError::from_store)?;
@@ -220,7 +220,7 @@ async fn start_job(
         let patch = RecordingJobPatch {
             status: Some(RecordingJobStatus::Failed),
             detail: Some(reason.clone()),
-            stopped_at_ms: Some(now_ms()),
+            stopped_at_ms: Some(crate::serve::ws::unix_now_ms_i64()),
             ..RecordingJobPatch::default()
         };
         let _ = state
@@ -315,7 +315,7 @@ async fn stop_job(
     let patch = RecordingJobPatch {
         status: Some(RecordingJobStatus::Stopped),
         detail: Some("stopped through the API".to_string()),
-        stopped_at_ms: Some(now_ms()),
+        stopped_at_ms: Some(crate::serve::ws::unix_now_ms_i64()),
         ..RecordingJobPatch::default()
     };
     let job = if job.status == RecordingJobStatus::Active {
@@ -505,8 +505,4 @@ fn job_not_active(job_id: &str) -> ApiError {
         ApiErrorCode::JobNotActive,
         format!("recording job `{job_id}` is not recording a live room"),
     )
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(crate::serve::ws::unix_now_ms()).unwrap_or(i64::MAX)
 }
