@@ -59,11 +59,50 @@ pub fn timescale(kind: MediaKind) -> u32 {
     }
 }
 
+/// Index of a track kind in per-kind arrays (audio 0, video 1).
+pub(crate) fn kind_slot(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+    }
+}
+
 pub(crate) fn track_kind(kind: MediaKind) -> TrackKind {
     match kind {
         MediaKind::Audio => TrackKind::Audio,
         MediaKind::Video => TrackKind::Video,
     }
+}
+
+/// Makes the muxer know a track before its first sample, so that an init
+/// segment written now declares it (the muxer otherwise adds a track at its
+/// first sample, and fragments of a track the init lacks do not play).
+///
+/// The muxer is fed one empty, zero-length sample per track and the
+/// fragment it makes is thrown away: `tfdt` stays at 0, and only the
+/// fragment sequence number moves on (it only has to increase).
+pub fn declare_tracks(
+    muxer: &mut Fmp4SegmentMuxer,
+    tracks: &[(MediaKind, &SampleEntry)],
+) -> Result<(), MuxError> {
+    if tracks.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<MuxSample> = tracks
+        .iter()
+        .map(|(kind, entry)| MuxSample {
+            track_kind: track_kind(*kind),
+            sample_entry: Some((*entry).clone()),
+            keyframe: true,
+            timescale: NonZeroU32::new(timescale(*kind)).unwrap_or(NonZeroU32::MIN),
+            duration: 0,
+            composition_time_offset: None,
+            data_offset: 0,
+            data_size: 0,
+        })
+        .collect();
+    muxer.create_media_segment_metadata(&placeholders)?;
+    Ok(())
 }
 
 /// Builds a fragment: video samples first, then audio, each track contiguous.

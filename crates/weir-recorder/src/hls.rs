@@ -22,7 +22,7 @@ use m3u8_rs::{
 use shiguredo_mp4::mux::Fmp4SegmentMuxer;
 
 use crate::config::{Command, MediaKind};
-use crate::fragment::{build_fragment, timescale, Sample};
+use crate::fragment::{build_fragment, declare_tracks, kind_slot, timescale, Sample};
 use crate::mp4::Mp4Error;
 use crate::sample_entry::TrackFormat;
 
@@ -52,6 +52,8 @@ pub struct HlsWriter {
     stem: String,
     target: u64,
     muxer: Option<Fmp4SegmentMuxer>,
+    /// Tracks the muxer knows (audio, video).
+    muxer_tracks: [bool; 2],
     video: Option<TrackFormat>,
     audio: Option<TrackFormat>,
     init_count: u32,
@@ -84,6 +86,7 @@ impl HlsWriter {
             stem,
             target: target_secs.max(1),
             muxer: None,
+            muxer_tracks: [false; 2],
             video: None,
             audio: None,
             init_count: 0,
@@ -181,6 +184,22 @@ impl HlsWriter {
         let Some(muxer) = self.muxer.as_mut() else {
             return Ok(());
         };
+        if self.init_uri.is_empty() {
+            // The init written below declares every track of the
+            // recording, including one whose first sample comes later.
+            let mut undeclared = Vec::new();
+            for (kind, entry) in [
+                (MediaKind::Video, video_entry.as_ref()),
+                (MediaKind::Audio, audio_entry.as_ref()),
+            ] {
+                let slot = &mut self.muxer_tracks[kind_slot(kind)];
+                if let Some(entry) = entry.filter(|_| !*slot) {
+                    *slot = true;
+                    undeclared.push((kind, entry));
+                }
+            }
+            declare_tracks(muxer, &undeclared)?;
+        }
         let fragment = build_fragment(muxer, samples, video_entry.as_ref(), audio_entry.as_ref())?;
         if fragment.placements.is_empty() {
             return Ok(());

@@ -18,7 +18,9 @@ use shiguredo_mp4::boxes::SampleEntry;
 use shiguredo_mp4::mux::{Fmp4SegmentMuxer, Mp4FileMuxer, MuxError, Sample as MuxSample};
 
 use crate::config::{Command, MediaKind};
-use crate::fragment::{build_fragment, split_init, timescale, track_kind, Sample};
+use crate::fragment::{
+    build_fragment, declare_tracks, kind_slot, split_init, timescale, track_kind, Sample,
+};
 
 /// Why the MP4 writer failed (a bug or an impossible input; the file is
 /// closed).
@@ -52,13 +54,6 @@ pub struct Mp4Writer {
     started: bool,
 }
 
-fn kind_index(kind: MediaKind) -> usize {
-    match kind {
-        MediaKind::Audio => 0,
-        MediaKind::Video => 1,
-    }
-}
-
 impl Mp4Writer {
     /// A writer for `path` with the tracks' sample entries.
     pub fn new(
@@ -66,9 +61,20 @@ impl Mp4Writer {
         video_entry: Option<SampleEntry>,
         audio_entry: Option<SampleEntry>,
     ) -> Result<Self, Mp4Error> {
+        // The fragmented head declares both tracks even if one of them
+        // starts later (crash recovery reads the fragments against it).
+        let mut fragments = Fmp4SegmentMuxer::new()?;
+        let declared: Vec<_> = [
+            (MediaKind::Video, video_entry.as_ref()),
+            (MediaKind::Audio, audio_entry.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, entry)| entry.map(|e| (kind, e)))
+        .collect();
+        declare_tracks(&mut fragments, &declared)?;
         Ok(Self {
             path,
-            fragments: Fmp4SegmentMuxer::new()?,
+            fragments,
             index: Mp4FileMuxer::new()?,
             video_entry,
             audio_entry,
@@ -125,7 +131,7 @@ impl Mp4Writer {
         let base = self.size;
         self.index.advance_position(fragment.header_len)?;
         for p in &fragment.placements {
-            let i = kind_index(p.kind);
+            let i = kind_slot(p.kind);
             let entry = if self.entries_announced[i] {
                 None
             } else {

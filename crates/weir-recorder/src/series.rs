@@ -22,7 +22,7 @@ use crate::config::{
     NEVER_SPLIT_MAX_AGE,
 };
 use crate::depacketize::opus::silence_packet;
-use crate::fragment::Sample;
+use crate::fragment::{kind_slot, Sample};
 use crate::hls::HlsWriter;
 use crate::lane::{ticks_to_us, us_to_ticks, Lane, LaneAdd, TimedFrame};
 use crate::mp4::{Mp4Error, Mp4Writer};
@@ -98,13 +98,6 @@ fn wall_at(epoch_wall: SystemTime, us: i64) -> SystemTime {
     }
 }
 
-fn lane_index(kind: MediaKind) -> usize {
-    match kind {
-        MediaKind::Audio => 0,
-        MediaKind::Video => 1,
-    }
-}
-
 impl OpenFile {
     fn has(&self, kind: MediaKind) -> bool {
         match &self.writer {
@@ -132,7 +125,7 @@ impl OpenFile {
     /// Media duration so far (primary lane, emitted samples).
     fn duration_us(&self) -> i64 {
         let kind = self.primary();
-        ticks_to_us(self.lanes[lane_index(kind)].next_dts, kind)
+        ticks_to_us(self.lanes[kind_slot(kind)].next_dts, kind)
     }
 
     fn buffered_us(&self) -> i64 {
@@ -262,10 +255,10 @@ impl FileSeries {
                     let Some(file) = self.open.as_ref() else {
                         break;
                     };
-                    if !file.has(kind) || !file.lanes[lane_index(kind)].started {
+                    if !file.has(kind) || !file.lanes[kind_slot(kind)].started {
                         continue;
                     }
-                    let from = file.lanes[lane_index(kind)].next_dts;
+                    let from = file.lanes[kind_slot(kind)].next_dts;
                     let to = us_to_ticks(until_us - file.origin_us - file.skip_us, kind);
                     if to > from {
                         frames.extend(self.filler(kind, from, to));
@@ -281,7 +274,7 @@ impl FileSeries {
         };
         // A hole (DTX, late track) is filled before the frame is looked at.
         let rel = file.rel(&frame);
-        if let Some((from, to)) = file.lanes[lane_index(frame.kind)].hole(rel, !file.frozen) {
+        if let Some((from, to)) = file.lanes[kind_slot(frame.kind)].hole(rel, !file.frozen) {
             let mut frames = self.filler(frame.kind, from, to);
             frames.push(frame);
             return frames;
@@ -301,7 +294,7 @@ impl FileSeries {
         let rel = file.rel(&frame);
         let fill = !file.frozen;
         let kind = frame.kind;
-        let lane = &mut file.lanes[lane_index(kind)];
+        let lane = &mut file.lanes[kind_slot(kind)];
         match lane.add(frame.clone(), rel, fill) {
             LaneAdd::Added(sample) => {
                 if let Some(sample) = sample {
@@ -344,7 +337,7 @@ impl FileSeries {
                 }
             }
             MediaKind::Video => {
-                let lane = &file.lanes[lane_index(kind)];
+                let lane = &file.lanes[kind_slot(kind)];
                 let Some(keyframe) = lane.last_keyframe.clone() else {
                     // Nothing to freeze: the hole becomes a long sample.
                     file.frozen = true;
@@ -382,7 +375,7 @@ impl FileSeries {
         let kind = frame.kind;
         let rel = file.rel(frame);
         // Close the primary lane's pending sample up to this frame.
-        if let Some(sample) = file.lanes[lane_index(kind)].close(Some(rel)) {
+        if let Some(sample) = file.lanes[kind_slot(kind)].close(Some(rel)) {
             file.buffer.push(sample);
         }
         let age_us = file.duration_us();
@@ -560,7 +553,7 @@ impl FileSeries {
         let mut carried = vec![frame.clone()];
         let cut_us = frame.pts_us();
         if let Some(file) = self.open.as_mut() {
-            let audio = &mut file.lanes[lane_index(MediaKind::Audio)];
+            let audio = &mut file.lanes[kind_slot(MediaKind::Audio)];
             if let Some(pending) = audio.pending() {
                 if pending.pts_us() >= cut_us {
                     carried.extend(audio.take_pending());

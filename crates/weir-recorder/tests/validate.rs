@@ -462,3 +462,40 @@ fn a_crashed_hls_recording_is_finished_with_its_complete_segments() {
     assert!(reported >= 6.0, "recovered {reported} s of 7.5");
     assert!(weir_recorder::recover::recover_hls(b"junk", b"junk", None).is_err());
 }
+
+#[test]
+fn a_microphone_coming_on_after_the_camera_is_declared_in_every_init() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = temp_dir();
+    let media = make_h264_opus(dir.path(), 8, "640x360", 30);
+    let mut sim = Sim::new(
+        config(vec![hls(2), OutputConfig::new(Format::Mp4)]),
+        Codec::H264,
+    );
+    let t0 = sim.t0;
+    // The publisher's microphone comes on 3 s after its camera.
+    let plan = SendPlan {
+        dtx: vec![(Duration::ZERO, Duration::from_secs(3))],
+        ..SendPlan::default()
+    };
+    sim.send(schedule(&media, &plan, t0));
+    sim.stop_at(Duration::from_secs(9));
+    let out = dir.path().join("out");
+    sim.write_to(&out);
+    assert_eq!(sim.completed.len(), 2, "{:?}", sim.completed);
+    for done in &sim.completed {
+        let path = out.join(&done.object);
+        decode_clean(&path);
+        let probe = ffprobe(&path);
+        assert_eq!(
+            probe.audio_codec.as_deref(),
+            Some("opus"),
+            "{}",
+            done.object
+        );
+        assert_eq!(probe.video_codec.as_deref(), Some("h264"));
+        check_video_timeline(&path);
+    }
+}
