@@ -511,3 +511,130 @@ async fn s3_uploads_multipart_and_checks_against_s3s_fs() {
     assert_eq!((status, &body), (StatusCode::OK, &json!({"ok": true})));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_stats_give_the_success_rate_of_a_window() {
+    use weir_store::{
+        NewRecordingFile, NewRecordingJob, RecordFormat, RecordingFilePatch, RecordingFileStatus,
+        RecordingJobOrigin,
+    };
+    let server = TestServer::start().await;
+    let app_id = server.app.app_id.clone();
+    let store = server.store();
+    let t0: i64 = 1_800_000_000_000;
+    let job = store
+        .create_recording_job(NewRecordingJob {
+            app_id: app_id.clone(),
+            room_id: "room".into(),
+            user_ids: Vec::new(),
+            formats: vec![RecordFormat::Hls, RecordFormat::Mp4],
+            origin: RecordingJobOrigin::Manual,
+            rule: "{}".into(),
+            created_at_ms: t0,
+        })
+        .await
+        .expect("job");
+    // Three MP4 files complete (one recovered after a crash), one failed;
+    // one HLS file still recording.
+    let outcomes = [
+        (
+            RecordFormat::Mp4,
+            Some((RecordingFileStatus::Complete, false)),
+        ),
+        (
+            RecordFormat::Mp4,
+            Some((RecordingFileStatus::Complete, true)),
+        ),
+        (
+            RecordFormat::Mp4,
+            Some((RecordingFileStatus::Complete, false)),
+        ),
+        (
+            RecordFormat::Mp4,
+            Some((RecordingFileStatus::Failed, false)),
+        ),
+        (RecordFormat::Hls, None),
+    ];
+    for (index, (format, outcome)) in outcomes.into_iter().enumerate() {
+        let file = store
+            .insert_recording_file(NewRecordingFile {
+                app_id: app_id.clone(),
+                job_id: job.job_id.clone(),
+                room_id: "room".into(),
+                user_id: "alice".into(),
+                stream: "room_alice".into(),
+                format,
+                file_index: index as u32,
+                object_key: format!("{app_id}/{index}"),
+                spool_path: None,
+                started_at_ms: t0 + index as i64 * 1000,
+            })
+            .await
+            .expect("file");
+        if let Some((status, recovered)) = outcome {
+            let stored = status == RecordingFileStatus::Complete;
+            store
+                .update_recording_file(
+                    &file.file_id,
+                    RecordingFilePatch {
+                        status: Some(status),
+                        size_bytes: stored.then_some(1_000_000),
+                        duration_ms: stored.then_some(60_000),
+                        recovered: Some(recovered),
+                        ..RecordingFilePatch::default()
+                    },
+                )
+                .await
+                .expect("update");
+        }
+    }
+    let path = |query: &str| format!("/apps/{app_id}/recording-stats{query}");
+    let (status, body) = server
+        .api(
+            Method::GET,
+            &path(&format!("?from={t0}&to={}", t0 + 60_000)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["total"],
+        json!({"files_started": 5, "files_complete": 3, "files_failed": 1,
+               "files_recording": 1, "files_recovered": 1, "success_rate": 0.75,
+               "stored_bytes": 3_000_000, "recorded_seconds": 180.0})
+    );
+    assert_eq!(body["hls"]["files_recording"], 1);
+    assert_eq!(body["hls"]["success_rate"], Value::Null);
+    assert_eq!(body["mp4"]["files_started"], 4);
+    // The window is [from, to): the file at t0 + 4 s is left out here.
+    let (_, body) = server
+        .api(
+            Method::GET,
+            &path(&format!("?from={t0}&to={}", t0 + 4_000)),
+            None,
+        )
+        .await;
+    assert_eq!(body["total"]["files_started"], 4);
+    // The default window is the last day: these files are from 2027.
+    let (status, body) = server.api(Method::GET, &path(""), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"]["files_started"], 0);
+    assert!(body["to"].as_i64().unwrap_or(0) - body["from"].as_i64().unwrap_or(0) == 86_400_000);
+
+    for bad in [
+        "?from=10&to=5",
+        "?from=-1",
+        "?to=abc",
+        "?from=0&to=40000000000000",
+    ] {
+        let (status, body) = server.api(Method::GET, &path(bad), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(error_code(&body), "INVALID_ARGUMENT", "{bad}");
+    }
+    let (status, body) = server
+        .api(Method::GET, "/apps/app_unknown/recording-stats", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(error_code(&body), "APP_NOT_FOUND");
+    server.shutdown().await;
+}

@@ -263,6 +263,7 @@ async fn the_openapi_document_describes_every_route() {
         ),
         ("/api/v1/apps/{app_id}/recording-rule", vec!["get", "put"]),
         ("/api/v1/apps/{app_id}/storage/test", vec!["post"]),
+        ("/api/v1/apps/{app_id}/recording-stats", vec!["get"]),
         ("/api/v1/apps/{app_id}/recordings", vec!["get", "post"]),
         (
             "/api/v1/apps/{app_id}/recordings/{job_id}",

@@ -19,6 +19,7 @@ mod error;
 mod model;
 mod outbox;
 mod recording;
+mod recording_stats;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 pub mod validate;
@@ -43,6 +44,7 @@ pub use recording::{
     RecordingFileStatus, RecordingJob, RecordingJobOrigin, RecordingJobPatch, RecordingJobStatus,
     StoredRecordingRule, MAX_RULE_JSON_LEN,
 };
+pub use recording_stats::{RecordingFileCounts, RecordingStats};
 
 /// The SQLite file's name inside the data dir.
 pub const SQLITE_FILE: &str = "weir.db";

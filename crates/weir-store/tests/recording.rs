@@ -19,6 +19,7 @@ on_both_databases!(
     files_are_inserted_updated_and_listed,
     completion_is_notified_exactly_once,
     state_survives_a_reconnect,
+    statistics_count_files_by_format_and_status,
 );
 
 const T0: i64 = 1_700_000_000_000;
@@ -462,4 +463,98 @@ async fn state_survives_a_reconnect(db: &TestDb) {
         vec![file]
     );
     reopened.close().await;
+}
+
+async fn statistics_count_files_by_format_and_status(db: &TestDb) {
+    let store = &db.store;
+    let app_id = new_app_id(store, "stats").await;
+    let other_app = new_app_id(store, "stats-other").await;
+    let job = store
+        .create_recording_job(new_job(&app_id, "room", T0))
+        .await
+        .expect("job");
+    let other_job = store
+        .create_recording_job(new_job(&other_app, "room", T0))
+        .await
+        .expect("job");
+    let finish = |status, size, recovered| RecordingFilePatch {
+        status: Some(status),
+        size_bytes: size,
+        duration_ms: size.map(|s| s / 100),
+        recovered: Some(recovered),
+        ..RecordingFilePatch::default()
+    };
+    // Files 0..=5 start at T0 + index s: three MP4s complete (one of them
+    // recovered), one MP4 failed, one HLS complete, one HLS recording.
+    let plan = [
+        (
+            RecordFormat::Mp4,
+            Some(finish(RecordingFileStatus::Complete, Some(1_000), false)),
+        ),
+        (
+            RecordFormat::Mp4,
+            Some(finish(RecordingFileStatus::Complete, Some(2_000), true)),
+        ),
+        (
+            RecordFormat::Mp4,
+            Some(finish(RecordingFileStatus::Failed, None, false)),
+        ),
+        (
+            RecordFormat::Hls,
+            Some(finish(RecordingFileStatus::Complete, Some(4_000), false)),
+        ),
+        (RecordFormat::Hls, None),
+        (
+            RecordFormat::Mp4,
+            Some(finish(RecordingFileStatus::Complete, Some(8_000), false)),
+        ),
+    ];
+    for (index, (format, patch)) in plan.into_iter().enumerate() {
+        let mut file = new_file(&app_id, &job.job_id, index as u32);
+        file.format = format;
+        let file = store.insert_recording_file(file).await.expect("insert");
+        if let Some(patch) = patch {
+            store
+                .update_recording_file(&file.file_id, patch)
+                .await
+                .expect("update");
+        }
+    }
+    // Another application's file is never counted.
+    store
+        .insert_recording_file(new_file(&other_app, &other_job.job_id, 0))
+        .await
+        .expect("insert");
+
+    // The window [T0, T0 + 5 s) leaves out file 5.
+    let stats = store
+        .recording_stats(&app_id, T0, T0 + 5_000)
+        .await
+        .expect("stats");
+    assert_eq!((stats.from_ms, stats.to_ms), (T0, T0 + 5_000));
+    assert_eq!(stats.total.started, 5);
+    assert_eq!(stats.total.complete, 3);
+    assert_eq!(stats.total.failed, 1);
+    assert_eq!(stats.total.recording, 1);
+    assert_eq!(stats.total.recovered, 1);
+    assert_eq!(stats.total.stored_bytes, 7_000);
+    assert_eq!(stats.total.recorded_ms, 70);
+    assert_eq!(stats.total.success_rate(), Some(0.75));
+    assert_eq!(stats.mp4.started, 3);
+    assert_eq!(stats.mp4.success_rate(), Some(2.0 / 3.0));
+    assert_eq!(stats.hls.started, 2);
+    assert_eq!(stats.hls.success_rate(), Some(1.0));
+
+    let all = store
+        .recording_stats(&app_id, T0, T0 + 60_000)
+        .await
+        .expect("stats");
+    assert_eq!(all.total.started, 6);
+    assert_eq!(all.total.stored_bytes, 15_000);
+    let none = store
+        .recording_stats(&app_id, T0 - 60_000, T0)
+        .await
+        .expect("stats");
+    assert_eq!(none.total, weir_store::RecordingFileCounts::default());
+    assert_eq!(none.total.success_rate(), None);
 }

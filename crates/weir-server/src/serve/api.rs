@@ -20,6 +20,7 @@ use super::AppState;
 mod apps;
 mod callbacks;
 mod recording;
+mod recording_stats;
 mod recordings;
 mod rooms;
 mod tokens;
@@ -312,7 +313,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .merge(tokens::routes())
                 .merge(callbacks::routes())
                 .merge(recording::routes())
-                .merge(recordings::routes()),
+                .merge(recordings::routes())
+                .merge(recording_stats::routes()),
         )
         .split_for_parts();
     document_body_errors(&mut openapi);
