@@ -115,8 +115,8 @@ pub struct RecordingRule {
     /// (`DATA_DIR/recordings`).
     #[serde(default)]
     pub storage: StorageTarget,
-    /// Rooms created while this is on are recorded (their first 25
-    /// publishers by join time); rooms that already existed are not.
+    /// Rooms created while this is on are recorded (the first 25
+    /// participants to publish); rooms that already existed are not.
     #[serde(default)]
     pub auto_record: bool,
 }
