@@ -126,6 +126,12 @@ pub struct RecorderConfig {
     pub preroll: Duration,
     /// Opus channel count written to `dOps`.
     pub audio_channels: u8,
+    /// The `file_index` of each output's first file, by position in
+    /// `outputs` (missing: 0). A recorder that takes over a publisher's
+    /// recording in the same job (the publisher came back after its last
+    /// file was finished) continues the numbering, with
+    /// [`crate::Recorder::next_file_indexes`] of the one before.
+    pub first_file_indexes: Vec<u32>,
 }
 
 impl RecorderConfig {
@@ -143,6 +149,7 @@ impl RecorderConfig {
             sync_wait: Duration::from_millis(1500),
             preroll: Duration::from_secs(5),
             audio_channels: 2,
+            first_file_indexes: Vec::new(),
         }
     }
 }

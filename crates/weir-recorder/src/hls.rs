@@ -366,9 +366,18 @@ impl HlsWriter {
     }
 }
 
-/// A segment lasts as long as its longer track.
+/// A segment lasts as long as its video (its audio without video).
+/// Segments are cut at video keyframes, so the video of consecutive
+/// segments abuts and their EXTINF add up to the recording. Not the longer
+/// track: the audio packet that straddles a cut (still pending in its lane
+/// when the keyframe came) starts the next segment, which then holds more
+/// audio than video (up to 20 ms, 120 ms of filler silence after a gap),
+/// and the playlist grew longer than the recording by that much per
+/// segment.
 fn segment_seconds(open: &OpenSegment) -> f64 {
-    let video = open.video_ticks as f64 / f64::from(timescale(MediaKind::Video));
-    let audio = open.audio_ticks as f64 / f64::from(timescale(MediaKind::Audio));
-    video.max(audio)
+    if open.video_ticks > 0 {
+        open.video_ticks as f64 / f64::from(timescale(MediaKind::Video))
+    } else {
+        open.audio_ticks as f64 / f64::from(timescale(MediaKind::Audio))
+    }
 }

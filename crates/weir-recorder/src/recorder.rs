@@ -100,13 +100,15 @@ impl Recorder {
             .iter()
             .enumerate()
             .map(|(i, output)| {
-                FileSeries::new(
+                let mut series = FileSeries::new(
                     output.clone(),
                     i as u32,
                     config.context.clone(),
                     limits.clone(),
                     wall,
-                )
+                );
+                series.set_next_index(config.first_file_indexes.get(i).copied().unwrap_or(0));
+                series
             })
             .collect();
         let formats = Formats {
@@ -134,6 +136,12 @@ impl Recorder {
         let mut stats = self.stats;
         stats.writer_errors = self.series.iter().map(|s| s.errors).sum();
         stats
+    }
+
+    /// The `file_index` the next file of each output gets (by position
+    /// in the configuration's outputs).
+    pub fn next_file_indexes(&self) -> Vec<u32> {
+        self.series.iter().map(FileSeries::next_index).collect()
     }
 
     /// Declares a published track and its codec (from the SDP). Media of an
@@ -312,14 +320,12 @@ impl Recorder {
 
     fn interrupt(&mut self, now: Instant) {
         // Release what is held, then pause the files.
-        for i in 0..2 {
-            if let Some(track) = self.tracks[i].as_mut() {
-                let mut frames = Vec::new();
-                track.assembler.flush(&mut frames);
-                track.waiting.extend(frames);
-            }
-            self.release(i, now, true);
+        for track in self.tracks.iter_mut().flatten() {
+            let mut frames = Vec::new();
+            track.assembler.flush(&mut frames);
+            track.waiting.extend(frames);
         }
+        self.release(now, true);
         if self.interrupted {
             return;
         }
@@ -337,9 +343,7 @@ impl Recorder {
     }
 
     fn after_input(&mut self, now: Instant) {
-        for i in 0..2 {
-            self.release(i, now, false);
-        }
+        self.release(now, false);
         let mut wanted = self.keyframe_pending;
         for track in self.tracks.iter_mut().flatten() {
             wanted |= track.assembler.take_keyframe_wanted();
@@ -357,31 +361,53 @@ impl Recorder {
         }
     }
 
-    /// Anchors and releases a track's waiting frames once its sender report
-    /// is known, or they waited `sync_wait` (or `force`).
-    fn release(&mut self, i: usize, now: Instant, force: bool) {
+    /// Anchors and releases the waiting frames of both tracks, merged in
+    /// arrival order: a frame is released once its track's sender report is
+    /// known, or it waited `sync_wait` (or `force`), and only after every
+    /// frame of the other track that arrived before it. So the outputs get
+    /// audio and video interleaved as they came, even when one track's first
+    /// report comes later than the other's: otherwise video released ahead
+    /// would cut an HLS segment at a keyframe before the audio in front of
+    /// that keyframe, which then lands in the next segment.
+    fn release(&mut self, now: Instant, force: bool) {
         loop {
-            let Some(track) = self.tracks[i].as_mut() else {
+            let next = self
+                .tracks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| Some((i, t.as_ref()?.waiting.front()?.arrival)))
+                .min_by_key(|(_, arrival)| *arrival)
+                .map(|(i, _)| i);
+            let Some(i) = next else {
                 return;
             };
-            let Some(frame) = track.waiting.front() else {
-                return;
-            };
-            let anchored = track.anchor.is_some_and(|a| a.run == frame.run);
-            let has_report = track
-                .report
-                .is_some_and(|r| r.2 == frame.run || r.2 == u32::MAX)
-                && self.clock.known();
-            let waited = now.saturating_duration_since(frame.arrival) >= self.config.sync_wait;
-            if !(anchored || has_report || waited || force) {
+            if !(force || self.ready(i, now)) {
                 return;
             }
-            let Some(frame) = track.waiting.pop_front() else {
+            let Some(frame) = self.tracks[i].as_mut().and_then(|t| t.waiting.pop_front()) else {
                 return;
             };
             let timed = self.time_frame(i, frame);
             self.deliver(timed);
         }
+    }
+
+    /// Whether track `i`'s first waiting frame can be timed: its run is
+    /// anchored, its sender report is known, or it waited `sync_wait`.
+    fn ready(&self, i: usize, now: Instant) -> bool {
+        let Some(track) = self.tracks[i].as_ref() else {
+            return false;
+        };
+        let Some(frame) = track.waiting.front() else {
+            return false;
+        };
+        let anchored = track.anchor.is_some_and(|a| a.run == frame.run);
+        let has_report = track
+            .report
+            .is_some_and(|r| r.2 == frame.run || r.2 == u32::MAX)
+            && self.clock.known();
+        let waited = now.saturating_duration_since(frame.arrival) >= self.config.sync_wait;
+        anchored || has_report || waited
     }
 
     fn time_frame(&mut self, i: usize, frame: Frame) -> Option<TimedFrame> {
@@ -485,3 +511,6 @@ impl Recorder {
         self.out.extend(out);
     }
 }
+
+#[cfg(test)]
+mod tests;

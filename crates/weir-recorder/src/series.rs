@@ -90,6 +90,15 @@ pub struct FileSeries {
     pub errors: u64,
 }
 
+/// The longest a file of `config` lasts, if it is cut by age.
+fn cycle_us(config: &OutputConfig) -> Option<i64> {
+    match (config.cycle, config.gap_merge) {
+        (Some(cycle), _) => Some(cycle.as_micros() as i64),
+        (None, GapMerge::NeverSplit) => Some(NEVER_SPLIT_MAX_AGE.as_micros() as i64),
+        (None, _) => None,
+    }
+}
+
 fn wall_at(epoch_wall: SystemTime, us: i64) -> SystemTime {
     if us >= 0 {
         epoch_wall + Duration::from_micros(us as u64)
@@ -180,6 +189,17 @@ impl FileSeries {
     /// The output's format.
     pub fn format(&self) -> Format {
         self.config.format
+    }
+
+    /// The `file_index` of the next file.
+    pub fn next_index(&self) -> u32 {
+        self.next_index
+    }
+
+    /// Numbers the next file `index` (a recording taken over from an
+    /// earlier recorder of the same publisher and job).
+    pub fn set_next_index(&mut self, index: u32) {
+        self.next_index = index;
     }
 
     /// Whether a keyframe should be requested (cleared by reading it).
@@ -282,11 +302,16 @@ impl FileSeries {
         let Some(file) = self.open.as_mut() else {
             return Vec::new();
         };
-        let cut_point = frame.kind == file.primary() && frame.keyframe;
-        if cut_point {
+        let primary = frame.kind == file.primary();
+        if primary && frame.keyframe {
             if let Some(carried) = self.at_cut_point(&frame, formats, out) {
                 return carried;
             }
+        } else if primary && self.cut_due() {
+            // A WebRTC publisher sends keyframes only when asked: ask for
+            // the one the cut waits for (again at every frame until it
+            // comes; the recorder rate-limits the requests).
+            self.keyframe_wanted = true;
         }
         let Some(file) = self.open.as_mut() else {
             return Vec::new();
@@ -379,11 +404,7 @@ impl FileSeries {
             file.buffer.push(sample);
         }
         let age_us = file.duration_us();
-        let cycle_us = match (self.config.cycle, self.config.gap_merge) {
-            (Some(cycle), _) => Some(cycle.as_micros() as i64),
-            (None, GapMerge::NeverSplit) => Some(NEVER_SPLIT_MAX_AGE.as_micros() as i64),
-            (None, _) => None,
-        };
+        let cycle_us = cycle_us(&self.config);
         let lead = self.limits.keyframe_lead.as_micros() as i64;
         let size = file.size() + Mp4Writer::estimate(&file.buffer);
         let format_changed = kind == MediaKind::Video
@@ -425,6 +446,23 @@ impl FileSeries {
             }
         }
         None
+    }
+
+    /// Whether the next keyframe of the primary track would cut the file
+    /// (cycle, size) or end the HLS segment, as decided in
+    /// [`FileSeries::at_cut_point`].
+    fn cut_due(&self) -> bool {
+        let Some(file) = self.open.as_ref() else {
+            return false;
+        };
+        let lead = self.limits.keyframe_lead.as_micros() as i64;
+        let cycle_due = cycle_us(&self.config).is_some_and(|c| file.duration_us() >= c - lead / 2);
+        let size = file.size() + Mp4Writer::estimate(&file.buffer);
+        let size_due = size >= self.limits.max_file_bytes / 4 * 3;
+        let segment_due = matches!(file.writer, Writer::Hls(_))
+            && file.segment_seconds() + file.buffered_us() as f64 / 1e6
+                >= self.config.slice.as_secs_f64() - 1.5;
+        cycle_due || size_due || segment_due
     }
 
     /// Flushes when the buffer holds twice the fragment length (no keyframe

@@ -67,7 +67,7 @@ impl Finisher {
                         .await;
                 }
                 StreamEvent::Ended { key, job_id, spool } => {
-                    self.recorders.ended(&key);
+                    self.recorders.thread_ended(&key);
                     remove_empty_dirs(&spool);
                     tracing::debug!(job = %job_id, user = %key.user_id, "stream ended");
                 }

@@ -13,7 +13,7 @@ use weir_recorder::config::{MediaKind, RecorderConfig};
 use weir_recorder::NamingContext;
 use weir_sfu::{Room, TappedPacket};
 
-use super::stream::{recorder_codec, StreamHandle, StreamInput, StreamKey};
+use super::stream::{recorder_codec, FileNumbering, StreamHandle, StreamInput, StreamKey};
 use super::{Recorders, MAX_AUTO_RECORDED};
 use crate::recording::rule::RecordingRule;
 use crate::serve::metrics::ServerMetrics;
@@ -49,6 +49,9 @@ pub struct RoomRecording {
     /// Users recorded by this job, in the order they were taken on.
     recorded_users: Vec<String>,
     streams: HashMap<String, StreamHandle>,
+    /// Per user recorded by this job: the numbering of their files, which
+    /// goes on when they come back after their stream ended.
+    numbering: HashMap<String, FileNumbering>,
     tracks: HashMap<String, TappedTrack>,
 }
 
@@ -69,6 +72,7 @@ impl RoomRecording {
             preferred_video_codec: prefer_h264.then_some("H264"),
             recorded_users: Vec::new(),
             streams: HashMap::new(),
+            numbering: HashMap::new(),
             tracks: HashMap::new(),
         }
     }
@@ -108,6 +112,7 @@ impl RoomRecording {
         }
         self.tracks.clear();
         self.streams.clear();
+        self.numbering.clear();
         self.recorded_users.clear();
         self.job = None;
         room.set_preferred_video_codec(None);
@@ -165,20 +170,8 @@ impl RoomRecording {
         if !selected {
             return;
         }
-        if !self.streams.contains_key(user) {
-            let key = self.key(user);
-            let started = self
-                .recorders
-                .stream(&key, &job.job_id, || recorder_config(&key, &job.rule));
-            match started {
-                Ok(stream) => {
-                    self.streams.insert(user.clone(), stream);
-                }
-                Err(e) => {
-                    tracing::error!(user = %user, error = %e, "cannot start a recording thread");
-                    return;
-                }
-            }
+        if !self.streams.contains_key(user) && !self.open_stream(user) {
+            return;
         }
         if !self.recorded_users.contains(user) {
             self.recorded_users.push(user.clone());
@@ -199,10 +192,58 @@ impl RoomRecording {
         }
     }
 
-    /// A packet of a tapped track: to its stream, without waiting.
+    /// The stream of `user` in the registry (the running one, or a new
+    /// one numbering its files on), into `streams`; false if no thread
+    /// could be started.
+    fn open_stream(&mut self, user: &str) -> bool {
+        let Some(job) = &self.job else { return false };
+        let key = self.key(user);
+        let numbering = self.numbering.entry(user.to_string()).or_default();
+        let started = self.recorders.stream(
+            &key,
+            &job.job_id,
+            || recorder_config(&key, &job.rule),
+            numbering,
+        );
+        match started {
+            Ok(stream) => {
+                self.streams.insert(user.to_string(), stream);
+                true
+            }
+            Err(e) => {
+                tracing::error!(user = %user, error = %e, "cannot start a recording thread");
+                false
+            }
+        }
+    }
+
+    /// A packet of a tapped track: to its stream, without waiting (and
+    /// without allocating: this runs for every packet of the room).
     pub fn tapped(&mut self, room: &mut Room, now: Instant, packet: TappedPacket) {
-        let track_id = packet.track_id.to_string();
-        let Some(track) = self.tracks.get_mut(&track_id) else {
+        let track_id = packet.track_id.as_str();
+        let ended = match self.tracks.get(track_id) {
+            Some(track) => self
+                .streams
+                .get(&track.user_id)
+                .is_some_and(StreamHandle::has_ended),
+            None => return,
+        };
+        if ended {
+            // The stream ended as its publisher came back (it had left and
+            // its files were finished): a new stream takes over, told the
+            // tracks' codecs again.
+            let Some(user) = self.tracks.get(track_id).map(|t| t.user_id.clone()) else {
+                return;
+            };
+            self.streams.remove(&user);
+            if !self.open_stream(&user) {
+                return;
+            }
+            for track in self.tracks.values_mut().filter(|t| t.user_id == user) {
+                track.declared = false;
+            }
+        }
+        let Some(track) = self.tracks.get_mut(track_id) else {
             return;
         };
         let Some(stream) = self.streams.get(&track.user_id) else {
@@ -218,12 +259,11 @@ impl RoomRecording {
             }
             track.declared = true;
         }
-        let video = track.kind == MediaKind::Video;
+        if track.kind == MediaKind::Video && stream.take_keyframe_request() {
+            let _ = room.request_track_keyframe(now, track_id);
+        }
         if !stream.offer(StreamInput::Packet(packet)) {
             self.metrics.recorder_packets_dropped.inc();
-        }
-        if video && stream.take_keyframe_request() {
-            let _ = room.request_track_keyframe(now, &track_id);
         }
     }
 

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -37,6 +37,30 @@ pub struct StreamKey {
     pub app_id: String,
     pub room_id: String,
     pub user_id: String,
+}
+
+/// The next `file_index` of each output of one publisher's recording in
+/// one job. A stream ends once its publisher left and its files are
+/// finished; if the publisher comes back, the next stream continues the
+/// numbering from here (shared by the room and the streams it starts).
+#[derive(Debug, Clone, Default)]
+pub struct FileNumbering(Arc<Mutex<Vec<u32>>>);
+
+impl FileNumbering {
+    /// The index of each output's next file (empty: from 0).
+    pub fn next(&self) -> Vec<u32> {
+        self.lock().clone()
+    }
+
+    fn set(&self, next: Vec<u32>) {
+        *self.lock() = next;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// What the room tells a stream.
@@ -83,9 +107,16 @@ pub enum StreamEvent {
 pub struct StreamHandle {
     input: SyncSender<StreamInput>,
     keyframe_wanted: Arc<AtomicBool>,
+    ended: Arc<AtomicBool>,
 }
 
 impl StreamHandle {
+    /// Whether the thread ended (or is ending): it takes no more input.
+    /// A publisher who left comes back to a new stream once this is set.
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
     /// Whether the recorder asked for a keyframe since the last call (the
     /// room then asks the publisher).
     pub fn take_keyframe_request(&self) -> bool {
@@ -102,17 +133,21 @@ impl StreamHandle {
     }
 }
 
-/// Starts the thread of one recorded stream.
+/// Starts the thread of one recorded stream; its files are numbered on
+/// from `numbering`, which it keeps up to date.
 pub fn spawn(
     key: StreamKey,
     job_id: String,
-    config: RecorderConfig,
+    mut config: RecorderConfig,
+    numbering: FileNumbering,
     spool: Spool,
     events: UnboundedSender<StreamEvent>,
     metrics: Arc<ServerMetrics>,
 ) -> std::io::Result<StreamHandle> {
+    config.first_file_indexes = numbering.next();
     let (input, queue) = std::sync::mpsc::sync_channel(INPUT_QUEUE);
     let keyframe_wanted = Arc::new(AtomicBool::new(false));
+    let ended = Arc::new(AtomicBool::new(false));
     let name = format!("rec-{}", key.user_id.chars().take(10).collect::<String>());
     let stream = Stream {
         recorder: Recorder::new(config, Instant::now(), SystemTime::now()),
@@ -121,7 +156,9 @@ pub fn spawn(
         spool,
         events,
         keyframe_wanted: keyframe_wanted.clone(),
+        ended: ended.clone(),
         metrics,
+        numbering,
         open_files: 0,
         publisher_present: true,
     };
@@ -131,6 +168,7 @@ pub fn spawn(
     Ok(StreamHandle {
         input,
         keyframe_wanted,
+        ended,
     })
 }
 
@@ -141,7 +179,9 @@ struct Stream {
     spool: Spool,
     events: UnboundedSender<StreamEvent>,
     keyframe_wanted: Arc<AtomicBool>,
+    ended: Arc<AtomicBool>,
     metrics: Arc<ServerMetrics>,
+    numbering: FileNumbering,
     /// Files started and not yet completed.
     open_files: usize,
     publisher_present: bool,
@@ -175,6 +215,7 @@ impl Stream {
                 break;
             }
         }
+        self.ended.store(true, Ordering::Release);
         tracing::info!(room = %self.key.room_id, user = %self.key.user_id, "recording ended");
         let _ = self.events.send(StreamEvent::Ended {
             key: self.key.clone(),
@@ -241,6 +282,7 @@ impl Stream {
                 } => self.spool.write_at(&path, offset, &bytes),
                 Command::FileStarted(file) => {
                     self.open_files += 1;
+                    self.numbering.set(self.recorder.next_file_indexes());
                     let _ = self.events.send(StreamEvent::Started {
                         key: self.key.clone(),
                         job_id: self.job_id.clone(),
