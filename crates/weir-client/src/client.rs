@@ -14,6 +14,7 @@ use weir_protocol::{
     PROTOCOL_VERSION,
 };
 
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::local_track::LocalTrack;
 use crate::peer::{Peer, PeerState};
@@ -224,17 +225,37 @@ impl Client {
         self.publish(TrackKind::Video, source).await
     }
 
+    /// Publishes an H.264 video track (packetization mode 1, profile-level-id
+    /// 42e01f, with RTX), e.g. for [`crate::media_file::FilePlayer`].
+    pub async fn publish_video_h264(&self, source: TrackSource) -> Result<LocalTrack> {
+        let mut tracks = self.publish_codecs(&[(Codec::H264, source)]).await?;
+        tracks
+            .pop()
+            .ok_or_else(|| Error::Protocol("no track published".to_string()))
+    }
+
     /// Publishes an Opus microphone track.
     pub async fn publish_audio_opus(&self) -> Result<LocalTrack> {
         self.publish(TrackKind::Audio, TrackSource::Microphone)
             .await
     }
 
-    /// Publishes several tracks in one offer, in order.
+    /// Publishes several tracks in one offer, in order (video as VP8,
+    /// audio as Opus).
     pub async fn publish_tracks(
         &self,
         tracks: &[(TrackKind, TrackSource)],
     ) -> Result<Vec<LocalTrack>> {
+        let tracks: Vec<(Codec, TrackSource)> = tracks
+            .iter()
+            .map(|(kind, source)| (Codec::default_for(*kind), *source))
+            .collect();
+        self.publish_codecs(&tracks).await
+    }
+
+    /// Publishes several tracks in one offer, in order, each sending the
+    /// given codec (its m-line offers only that codec).
+    pub async fn publish_codecs(&self, tracks: &[(Codec, TrackSource)]) -> Result<Vec<LocalTrack>> {
         let (reply, rx) = oneshot::channel();
         self.command(Command::Publish {
             tracks: tracks.to_vec(),

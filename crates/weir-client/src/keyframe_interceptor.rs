@@ -2,7 +2,8 @@
 //! application. webrtc-rs stops inbound RTCP at the end of the interceptor
 //! chain unless an interceptor marks it; a publisher needs PLI/FIR to answer
 //! a new subscriber with a keyframe. Everything else stays with the
-//! interceptors (NACK responder, reports).
+//! interceptors (NACK responder, reports). Tests may pick other RTCP to
+//! deliver as well ([`KeyframeRequestForwarder::delivering`]).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -13,10 +14,25 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
-#[derive(Default)]
+/// Picks the inbound RTCP packets the application gets.
+pub(crate) type RtcpSelector = fn(&dyn rtc::rtcp::Packet) -> bool;
+
 pub(crate) struct KeyframeRequestForwarder {
+    deliver: RtcpSelector,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
+}
+
+impl KeyframeRequestForwarder {
+    /// Delivers the RTCP packets `deliver` picks (instead of keyframe
+    /// requests only).
+    pub(crate) fn delivering(deliver: RtcpSelector) -> Self {
+        Self {
+            deliver,
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+        }
+    }
 }
 
 /// Whether an RTCP packet asks for a keyframe.
@@ -39,7 +55,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
                 self.reads.push_back(msg);
                 return Ok(());
             }
-            packets.retain(|p| is_keyframe_request(p.as_ref()));
+            packets.retain(|p| (self.deliver)(p.as_ref()));
             if packets.is_empty() {
                 return Ok(());
             }

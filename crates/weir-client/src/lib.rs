@@ -9,6 +9,9 @@
 //!   over one peer connection. Server messages arrive as [`Event`]s.
 //! - [`LocalTrack`]: write RTP, or frames of the [`synthetic`] sources, to a
 //!   published track.
+//! - [`media_file`]: an H.264 elementary stream and an Ogg Opus file played
+//!   in real time on H.264/Opus tracks ([`Client::publish_video_h264`]),
+//!   with a known audio/video alignment.
 //! - [`whip_publish`] / [`whep_subscribe`]: the HTTP ingest/egress paths.
 //! - [`lossy_proxy::LossyUdpProxy`]: a UDP relay that drops a seeded
 //!   fraction of the server's RTP toward a client
@@ -19,8 +22,10 @@
 //! nothing polls in a loop, and synthetic payloads come from a shared arena,
 //! so a load harness can run many clients in one process.
 //!
-//! The peer connection offers VP8 (+RTX) and Opus with webrtc-rs's default
-//! interceptors (NACK, reports, TWCC feedback), plus two of its own: RTX
+//! The peer connection knows VP8 (+RTX), H.264 (+RTX, packetization mode 1,
+//! 42e01f) and Opus; a published track offers only its own [`Codec`]. It
+//! runs webrtc-rs's default interceptors (NACK, reports, TWCC feedback),
+//! plus two of its own: RTX
 //! retransmissions are turned back into their original packets before the
 //! NACK generator sees them (webrtc-rs would otherwise NACK recovered packets
 //! forever), and PLI/FIR reach [`LocalTrack::take_keyframe_request`].
@@ -30,10 +35,12 @@
 //! loopback-only network namespace.
 
 mod client;
+mod codec;
 mod error;
 mod keyframe_interceptor;
 mod local_track;
 pub mod lossy_proxy;
+pub mod media_file;
 mod peer;
 mod receive;
 mod rtx_repair;
@@ -43,6 +50,7 @@ pub mod synthetic;
 mod whip;
 
 pub use client::{Client, Event, JoinOptions, JoinedInfo};
+pub use codec::{Codec, H264_FMTP};
 pub use error::{Error, Result};
 pub use local_track::LocalTrack;
 pub use peer::PeerState;

@@ -6,16 +6,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use weir_protocol::{TrackId, TrackKind, TrackSource};
 
+use crate::codec::Codec;
 use crate::error::Result;
 use crate::keyframe_interceptor::is_keyframe_request;
-use crate::peer::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
 use crate::synthetic::{now_us, OpusSource, SyntheticPacket, Vp8Source};
 
 /// Keyframe requests (PLI/FIR) the server sent about one of our tracks.
@@ -28,41 +26,40 @@ pub(crate) struct Feedback {
 /// The webrtc-rs side of a track before it is published.
 pub(crate) struct NewTrack {
     pub kind: TrackKind,
+    pub codec: Codec,
     pub source: TrackSource,
     pub ssrc: u32,
     pub track: Arc<TrackLocalStaticRTP>,
 }
 
 impl NewTrack {
-    pub fn new(kind: TrackKind, source: TrackSource) -> NewTrack {
+    /// A track sending `codec`. Its encoding names the codec, so webrtc-rs
+    /// offers only that codec (and its RTX) on the track's m-line.
+    pub fn new(codec: Codec, source: TrackSource) -> NewTrack {
         let ssrc = rand::random::<u32>() | 1;
-        let (rtc_kind, mime, clock_rate, channels, label) = match kind {
-            TrackKind::Video => (RtpCodecKind::Video, "video/VP8", 90_000, 0, "video"),
-            TrackKind::Audio => (RtpCodecKind::Audio, "audio/opus", 48_000, 2, "audio"),
+        let kind = codec.kind();
+        let label = match kind {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
         };
         let id = format!("weir-{label}-{:08x}", rand::random::<u32>());
         let track = MediaStreamTrack::new(
             format!("weir-stream-{:08x}", rand::random::<u32>()),
             id.clone(),
             id,
-            rtc_kind,
+            codec.rtc_kind(),
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
-                codec: RTCRtpCodec {
-                    mime_type: mime.to_string(),
-                    clock_rate,
-                    channels,
-                    sdp_fmtp_line: String::new(),
-                    rtcp_feedback: vec![],
-                },
+                codec: codec.rtp_codec(),
                 ..Default::default()
             }],
         );
         NewTrack {
             kind,
+            codec,
             source,
             ssrc,
             track: Arc::new(TrackLocalStaticRTP::new(track)),
@@ -73,18 +70,15 @@ impl NewTrack {
     pub fn into_local(self, mid: String, track_id: Option<TrackId>) -> LocalTrack {
         let feedback = Arc::new(Feedback::default());
         spawn_feedback_reader(Arc::clone(&self.track), Arc::clone(&feedback));
-        let payload_type = match self.kind {
-            TrackKind::Video => VP8_PAYLOAD_TYPE,
-            TrackKind::Audio => OPUS_PAYLOAD_TYPE,
-        };
         LocalTrack {
             inner: Arc::new(Inner {
                 kind: self.kind,
+                codec: self.codec,
                 source: self.source,
                 mid,
                 track_id,
                 ssrc: self.ssrc,
-                payload_type,
+                payload_type: self.codec.payload_type(),
                 track: self.track,
                 sequence: AtomicU32::new(u32::from(rand::random::<u16>())),
                 packets_sent: AtomicU64::new(0),
@@ -110,6 +104,7 @@ fn spawn_feedback_reader(track: Arc<TrackLocalStaticRTP>, feedback: Arc<Feedback
 
 struct Inner {
     kind: TrackKind,
+    codec: Codec,
     source: TrackSource,
     mid: String,
     track_id: Option<TrackId>,
@@ -133,6 +128,7 @@ impl std::fmt::Debug for LocalTrack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalTrack")
             .field("kind", &self.inner.kind)
+            .field("codec", &self.inner.codec)
             .field("mid", &self.inner.mid)
             .field("track_id", &self.inner.track_id)
             .field("ssrc", &self.inner.ssrc)
@@ -157,6 +153,11 @@ impl LocalTrack {
 
     pub fn source(&self) -> TrackSource {
         self.inner.source
+    }
+
+    /// The codec the track sends.
+    pub fn codec(&self) -> Codec {
+        self.inner.codec
     }
 
     /// The SSRC this track sends with.

@@ -8,12 +8,7 @@ use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
-use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
-};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
@@ -23,17 +18,11 @@ use webrtc::peer_connection::{
 };
 use webrtc::runtime::TokioRuntime;
 
+use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::keyframe_interceptor::KeyframeRequestForwarder;
+use crate::keyframe_interceptor::{is_keyframe_request, KeyframeRequestForwarder, RtcpSelector};
 use crate::rtx_repair::{RtxRepair, RTX_REPAIR_SLOT};
 use crate::sdp;
-
-/// Payload type of VP8 in the client's offers.
-pub(crate) const VP8_PAYLOAD_TYPE: u8 = 96;
-/// Payload type of VP8's RTX in the client's offers.
-pub(crate) const VP8_RTX_PAYLOAD_TYPE: u8 = 97;
-/// Payload type of Opus in the client's offers.
-pub(crate) const OPUS_PAYLOAD_TYPE: u8 = 111;
 
 /// The state of the client's peer connection (mirrors `RTCPeerConnectionState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,13 +91,26 @@ impl Peer {
         bind_ip: IpAddr,
         rewrite_server_candidate: Option<SocketAddr>,
     ) -> Result<Peer> {
+        Self::build_delivering(bind_ip, rewrite_server_candidate, is_keyframe_request).await
+    }
+
+    /// Like [`Peer::build`], handing the inbound RTCP that `deliver` picks
+    /// to the tracks' event streams (keyframe requests only, normally).
+    pub async fn build_delivering(
+        bind_ip: IpAddr,
+        rewrite_server_candidate: Option<SocketAddr>,
+        deliver: RtcpSelector,
+    ) -> Result<Peer> {
         let mut media_engine = MediaEngine::default();
         register_codecs(&mut media_engine)?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         // Before the NACK generator: RTX counts as the original packet.
         let registry = registry.with(Slot::from(RTX_REPAIR_SLOT), RtxRepair::default());
         // Application-most: after every interceptor has seen the RTCP.
-        let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
+        let registry = registry.with(
+            Slot::from(14_000),
+            KeyframeRequestForwarder::delivering(deliver),
+        );
         let setting_engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .build();
@@ -225,55 +227,28 @@ pub(crate) async fn wait_connected(
     }
 }
 
-/// VP8 (+RTX) and Opus, with the payload types the client offers.
+/// VP8 (+RTX), H.264 (+RTX) and Opus, with the payload types the client
+/// offers. Each published track offers only its own codec (see
+/// [`crate::local_track`]); receiving accepts any of them.
 fn register_codecs(media_engine: &mut MediaEngine) -> Result<()> {
-    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
-        typ: typ.to_string(),
-        parameter: parameter.to_string(),
-    };
-    media_engine.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: MIME_TYPE_VP8.to_string(),
-                clock_rate: 90_000,
-                channels: 0,
-                sdp_fmtp_line: String::new(),
-                rtcp_feedback: vec![
-                    feedback("ccm", "fir"),
-                    feedback("nack", ""),
-                    feedback("nack", "pli"),
-                ],
+    for codec in [Codec::Vp8, Codec::H264, Codec::Opus] {
+        media_engine.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: codec.rtp_codec(),
+                payload_type: codec.payload_type(),
             },
-            payload_type: VP8_PAYLOAD_TYPE,
-        },
-        RtpCodecKind::Video,
-    )?;
-    media_engine.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: MIME_TYPE_RTX.to_string(),
-                clock_rate: 90_000,
-                channels: 0,
-                sdp_fmtp_line: format!("apt={VP8_PAYLOAD_TYPE}"),
-                rtcp_feedback: vec![],
-            },
-            payload_type: VP8_RTX_PAYLOAD_TYPE,
-        },
-        RtpCodecKind::Video,
-    )?;
-    media_engine.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: MIME_TYPE_OPUS.to_string(),
-                clock_rate: 48_000,
-                channels: 2,
-                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_string(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: OPUS_PAYLOAD_TYPE,
-        },
-        RtpCodecKind::Audio,
-    )?;
+            codec.rtc_kind(),
+        )?;
+        if let (Some(rtx), Some(payload_type)) = (codec.rtx_codec(), codec.rtx_payload_type()) {
+            media_engine.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: rtx,
+                    payload_type,
+                },
+                codec.rtc_kind(),
+            )?;
+        }
+    }
     Ok(())
 }
 

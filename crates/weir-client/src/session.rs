@@ -23,10 +23,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpTransceiver};
 use weir_protocol::{
-    ClientMessage, ErrorCode, PublishRequest, ServerMessage, TrackId, TrackKind, TrackSource,
+    ClientMessage, ErrorCode, PublishRequest, ServerMessage, TrackId, TrackSource,
 };
 
 use crate::client::{encode, Event};
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::local_track::{LocalTrack, NewTrack};
 use crate::peer::Peer;
@@ -39,7 +40,7 @@ pub(crate) type WsSource = SplitStream<Ws>;
 
 pub(crate) enum Command {
     Publish {
-        tracks: Vec<(TrackKind, TrackSource)>,
+        tracks: Vec<(Codec, TrackSource)>,
         reply: oneshot::Sender<Result<Vec<LocalTrack>>>,
     },
     Unpublish {
@@ -55,7 +56,7 @@ pub(crate) enum Command {
 /// A `publish` request of the application, answered when all its tracks are
 /// published.
 struct Batch {
-    tracks: Vec<(TrackKind, TrackSource)>,
+    tracks: Vec<(Codec, TrackSource)>,
     published: Vec<Option<LocalTrack>>,
     reply: oneshot::Sender<Result<Vec<LocalTrack>>>,
 }
@@ -422,8 +423,8 @@ impl Session {
             let tracks = batch.tracks.clone();
             let mut added = Vec::new();
             let mut failure = None;
-            for (position, (kind, source)) in tracks.into_iter().enumerate() {
-                let track = NewTrack::new(kind, source);
+            for (position, (codec, source)) in tracks.into_iter().enumerate() {
+                let track = NewTrack::new(codec, source);
                 let init = RTCRtpTransceiverInit {
                     direction: RTCRtpTransceiverDirection::Sendonly,
                     streams: Vec::new(),
@@ -485,11 +486,18 @@ impl Session {
                     continue;
                 }
             };
+            // The m-line offers only the track's codec; naming a codec that
+            // is not the default one says so in the protocol too.
+            let codecs = if track.codec == Codec::default_for(track.kind) {
+                Vec::new()
+            } else {
+                vec![track.codec.name().to_string()]
+            };
             let request = PublishRequest {
                 mid: mid.clone(),
                 kind: track.kind,
                 source: Some(track.source),
-                codecs: Vec::new(),
+                codecs,
             };
             self.send(&ClientMessage::Publish(request)).await;
             self.in_flight.push(InFlight {

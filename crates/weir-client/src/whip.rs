@@ -21,6 +21,7 @@ use webrtc::peer_connection::PeerConnection;
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use weir_protocol::{HttpErrorBody, TrackKind, TrackSource};
 
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::local_track::{LocalTrack, NewTrack};
 use crate::peer::{Peer, PeerState};
@@ -33,6 +34,9 @@ pub struct HttpSessionOptions {
     pub video: bool,
     /// Publish / receive audio.
     pub audio: bool,
+    /// WHIP: the codec of the published video (VP8 or H.264; WHEP
+    /// receives whatever the publisher sends).
+    pub video_codec: Codec,
     /// See [`crate::JoinOptions::rewrite_server_candidate`].
     pub rewrite_server_candidate: Option<SocketAddr>,
     pub bind_ip: IpAddr,
@@ -46,6 +50,7 @@ impl Default for HttpSessionOptions {
         Self {
             video: true,
             audio: true,
+            video_codec: Codec::Vp8,
             rewrite_server_candidate: None,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             media_buffer: 8192,
@@ -92,15 +97,21 @@ pub async fn whip_publish(
 ) -> Result<WhipSession> {
     let peer = Peer::build(options.bind_ip, options.rewrite_server_candidate).await?;
     let mut added = Vec::new();
+    if options.video_codec.kind() != TrackKind::Video {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a video codec",
+            options.video_codec.name()
+        )));
+    }
     let kinds = [
-        (options.video, TrackKind::Video, TrackSource::Camera),
-        (options.audio, TrackKind::Audio, TrackSource::Microphone),
+        (options.video, options.video_codec, TrackSource::Camera),
+        (options.audio, Codec::Opus, TrackSource::Microphone),
     ];
-    for (wanted, kind, source) in kinds {
+    for (wanted, codec, source) in kinds {
         if !wanted {
             continue;
         }
-        let track = NewTrack::new(kind, source);
+        let track = NewTrack::new(codec, source);
         let local: Arc<dyn TrackLocal> = track.track.clone();
         let init = RTCRtpTransceiverInit {
             direction: RTCRtpTransceiverDirection::Sendonly,

@@ -27,7 +27,7 @@ async fn two_client_peers_exchange_synthetic_media_and_keyframe_requests() {
         (TrackKind::Video, TrackSource::Camera),
         (TrackKind::Audio, TrackSource::Microphone),
     ] {
-        let track = NewTrack::new(kind, source);
+        let track = NewTrack::new(crate::codec::Codec::default_for(kind), source);
         let local: Arc<dyn webrtc::media_stream::track_local::TrackLocal> = track.track.clone();
         let transceiver = sender
             .pc
@@ -112,7 +112,7 @@ async fn two_client_peers_exchange_synthetic_media_and_keyframe_requests() {
                     let stamp = verify_vp8(&packet.payload).expect("intact video");
                     assert_eq!(sent_video.get(&stamp.packet_id()), Some(&packet.payload));
                     assert_eq!(packet.ssrc, video.ssrc());
-                    assert_eq!(packet.payload_type, VP8_PAYLOAD_TYPE);
+                    assert_eq!(packet.payload_type, crate::codec::VP8_PAYLOAD_TYPE);
                     assert_eq!(
                         packet.track_id.as_deref().map(|t| t.as_str()),
                         Some("TR_video")
@@ -140,7 +140,7 @@ async fn two_client_peers_exchange_synthetic_media_and_keyframe_requests() {
             .await
             .expect("remote track in time")
             .expect("remote track");
-        if track.kind().await == RtpCodecKind::Video {
+        if track.kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
             break track;
         }
     };

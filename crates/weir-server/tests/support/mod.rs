@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub mod fixtures;
 pub mod media;
 
 use weir_protocol::Grant;
