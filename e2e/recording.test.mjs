@@ -3,144 +3,29 @@
 // local storage; the stored files are checked by ffmpeg and ffprobe, not by
 // our own parser: they decode without a single error, the first video
 // packet is a keyframe, timestamps increase, and duration and resolution
-// match what the job reports.
+// match what the job reports. (Gap merging and cycles:
+// recording_gaps.test.mjs.)
 //
 // Runs inside a loopback-only network namespace (scripts/test.sh).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { createHmac } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { launchChromium, startServer, waitFor } from "./helpers.mjs";
-
-/** ffmpeg decodes the whole file with -xerror and prints nothing. (Frames
- * keep their own timestamps: a camera's frame rate varies, and the default
- * constant-rate conversion of the null output would collide them.) */
-function decodesCleanly(path) {
-  const run = spawnSync(
-    "ffmpeg",
-    ["-v", "error", "-xerror", "-i", path, "-fps_mode", "passthrough", "-f", "null", "-"],
-    { encoding: "utf8" },
-  );
-  return { ok: run.status === 0 && run.stderr.trim() === "", stderr: run.stderr };
-}
-
-/** The streams, the duration and the first video packets, per ffprobe. */
-function probe(path) {
-  const info = JSON.parse(
-    execFileSync("ffprobe", ["-v", "error", "-show_streams", "-show_format", "-of", "json", path], { encoding: "utf8" }),
-  );
-  const packets = JSON.parse(
-    execFileSync(
-      "ffprobe",
-      ["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,dts_time,flags", "-of", "json", path],
-      { encoding: "utf8" },
-    ),
-  ).packets;
-  return { info, packets };
-}
-
-const CALLBACK_KEY = "recordingCallbackKey0123456789abcdefXYZ";
-
-/** A callback receiver on 127.0.0.1 that checks each signature with
- * node's own HMAC and keeps the bodies. */
-async function callbackReceiver() {
-  const bodies = [];
-  const badSignatures = [];
-  const server = createServer((req, res) => {
-    let raw = "";
-    req.on("data", (d) => (raw += d));
-    req.on("end", () => {
-      const timestamp = req.headers["x-weir-timestamp"];
-      const expected = createHmac("sha256", CALLBACK_KEY).update(`${timestamp}.${raw}`).digest("hex");
-      if (req.headers["x-weir-signature"] !== expected) badSignatures.push(raw);
-      bodies.push(JSON.parse(raw));
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/hook`, bodies, badSignatures, close: () => server.close() };
-}
-
-const VENV_PYTHON = join(process.env.WEIR_CACHE || join(process.env.HOME, ".cache/weir"), "venv/bin/python");
-const HLS_JS = new URL("./node_modules/hls.js/dist/hls.min.js", import.meta.url).pathname;
-
-/** Serves `root` (and hls.js) on 127.0.0.1 with the right media types. */
-async function serveRecordings(root) {
-  const types = { ".m3u8": "application/vnd.apple.mpegurl", ".mp4": "video/mp4", ".m4s": "video/mp4" };
-  const files = createServer((req, res) => {
-    const pathname = decodeURIComponent(new URL(req.url, "http://x").pathname);
-    if (pathname === "/") {
-      res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>player</title>");
-      return;
-    }
-    const path = pathname === "/hls.min.js" ? HLS_JS : join(root, pathname);
-    if ((path !== HLS_JS && !path.startsWith(root)) || !existsSync(path) || !statSync(path).isFile()) {
-      res.writeHead(404).end();
-      return;
-    }
-    const bytes = readFileSync(path);
-    const ext = path.slice(path.lastIndexOf("."));
-    res.writeHead(200, { "content-type": types[ext] || "application/javascript", "content-length": bytes.length }).end(bytes);
-  });
-  await new Promise((resolve) => files.listen(0, "127.0.0.1", resolve));
-  return { base: `http://127.0.0.1:${files.address().port}`, close: () => files.close() };
-}
-
-/** Plays `src` in a <video> (through hls.js for a playlist) for 2.5 s;
- * resolves to the element's state and any fatal hls.js error. */
-async function playInChromium(browser, base, src) {
-  const page = await (await browser.newContext()).newPage();
-  await page.goto(`${base}/`);
-  if (src.endsWith(".m3u8")) await page.addScriptTag({ url: `${base}/hls.min.js` });
-  return await page.evaluate(async (src) => {
-    const video = document.createElement("video");
-    video.muted = true;
-    document.body.appendChild(video);
-    const fatal = [];
-    if (src.endsWith(".m3u8")) {
-      const hls = new window.Hls();
-      hls.on(window.Hls.Events.ERROR, (_, data) => data.fatal && fatal.push(`${data.type}: ${data.details}`));
-      hls.loadSource(src);
-      hls.attachMedia(video);
-      await new Promise((resolve) => hls.on(window.Hls.Events.MANIFEST_PARSED, resolve));
-    } else {
-      video.src = src;
-    }
-    await video.play();
-    await new Promise((resolve) => setTimeout(resolve, 2500));
-    return { currentTime: video.currentTime, duration: video.duration, error: video.error && video.error.message, fatal };
-  }, src);
-}
-
-/** Lints an HLS recording with Python's `m3u8` package (not our parser). */
-function lintHls(multivariantPath) {
-  const script = `
-import json, sys, os, m3u8
-top = m3u8.load(sys.argv[1])
-assert top.is_variant, "a multivariant playlist"
-variant = top.playlists[0]
-media = m3u8.load(os.path.join(os.path.dirname(sys.argv[1]), variant.uri))
-durations = [s.duration for s in media.segments]
-print(json.dumps({
-    "codecs": variant.stream_info.codecs,
-    "resolution": list(variant.stream_info.resolution or []),
-    "version": media.version,
-    "endlist": media.is_endlist,
-    "independent": media.is_independent_segments,
-    "target": media.target_duration,
-    "segments": len(durations),
-    "max_rounded": max(round(d) for d in durations),
-    "total": sum(durations),
-    "map": bool(media.segments[0].init_section),
-    "program_date_time": media.segments[0].program_date_time is not None,
-}))
-`;
-  return JSON.parse(execFileSync(VENV_PYTHON, ["-c", script, multivariantPath], { encoding: "utf8" }));
-}
+import {
+  CALLBACK_KEY,
+  callbackReceiver,
+  decodesCleanly,
+  hlsFiles,
+  lintHls,
+  playInChromium,
+  probe,
+  serveRecordings,
+  storedBytes,
+} from "./recording_helpers.mjs";
 
 async function recordOnePublisher(codec, formats) {
   const server = await startServer();
@@ -285,17 +170,14 @@ async function recordOnePublisher(codec, formats) {
       assert.ok(body.download_url.startsWith("file://"), body.download_url);
       // file_size counts every stored byte (HLS: playlists + segments).
       const stored = join(server.dataDir, "recordings", file.object);
-      if (file.record_format === "MP4") {
-        assert.equal(statSync(stored).size, body.file_size, "file_size == bytes stored");
-      } else {
+      assert.equal(storedBytes(stored), body.file_size, "file_size == bytes stored (HLS: playlists + segments)");
+      if (file.record_format === "HLS") {
         // The multivariant playlist names the media playlist, which is
         // finished.
-        const multivariant = readFileSync(stored, "utf8");
+        const { multivariant, media } = hlsFiles(stored);
         assert.match(multivariant, /CODECS="avc1\.[0-9a-f]{6},opus",RESOLUTION=\d+x\d+/);
-        const media = multivariant.split("\n").find((line) => line.endsWith(".m3u8"));
-        const playlist = readFileSync(join(stored, "..", media), "utf8");
-        assert.match(playlist, /#EXT-X-ENDLIST/);
-        assert.match(playlist, /#EXT-X-MAP:URI=/);
+        assert.match(media, /#EXT-X-ENDLIST/);
+        assert.match(media, /#EXT-X-MAP:URI=/);
       }
     }
   } catch (e) {
@@ -492,19 +374,20 @@ test("a recording is stored in S3-compatible storage (s3s-fs)", { timeout: 90_00
   }
 });
 
-test("recordings survive kill -9: recovered, stored and announced once with recovered: true", { timeout: 120_000 }, async () => {
+test("recordings survive kill -9: MP4 and HLS recovered, stored and announced once with recovered: true", { timeout: 120_000 }, async () => {
   const env = { WEIR_ADMIN_KEY: "crashTestAdminKey0123456789abcdefXYZ" };
   const first = await startServer([], { env });
   const browser = await launchChromium();
   const receiver = await callbackReceiver();
+  const formats = ["HLS", "MP4"];
   let second = null;
   try {
     const app = first.appId;
     await first.api("PUT", `/apps/${app}/callbacks`, { url: receiver.url, key: CALLBACK_KEY });
-    // MP4 here; HLS crash recovery is covered by weir-recorder's tests (a
-    // late-starting audio track in a live HLS file is a known open bug).
     const rule = await first.api("PUT", `/apps/${app}/recording-rule`, {
-      formats: ["MP4"],
+      formats,
+      // Short segments: the crash leaves listed segments and an open one.
+      hls: { slice_seconds: 2 },
       storage: { kind: "local" },
     });
     assert.equal(rule.status, 200, JSON.stringify(rule.body));
@@ -523,47 +406,70 @@ test("recordings survive kill -9: recovered, stored and announced once with reco
     assert.equal(started.status, 201);
     const jobId = started.body.job_id;
     await waitFor(
-      () => ({ ok: receiver.bodies.filter((b) => b.event_type === "RECORD_NEW_FILE_START").length === 1 }),
+      () => ({ ok: receiver.events("RECORD_NEW_FILE_START").length === formats.length }),
       10_000,
-      "the file to start",
+      "the files to start",
     );
     await new Promise((r) => setTimeout(r, 5_000));
+    const crashedAt = Date.now();
     await first.crash();
     await page.close();
 
     second = await startServer([], { env, dataDir: first.dataDir });
     const complete = await waitFor(
       () => {
-        const done = receiver.bodies.filter((b) => b.event_type === "RECORD_FILE_COMPLETE");
-        return { ok: done.length >= 1, done };
+        const done = receiver.events("RECORD_FILE_COMPLETE");
+        return { ok: done.length >= formats.length, done };
       },
       30_000,
       "the recovered files to be announced",
     );
+    assert.deepEqual(complete.done.map((b) => b.record_format).sort(), formats, "one recovered file per format");
+    const job = await second.api("GET", `/apps/${app}/recordings/${jobId}`);
+    assert.equal(job.body.status, "stopped");
+    assert.equal(job.body.files.length, formats.length, JSON.stringify(job.body.files));
+    assert.ok(job.body.files.every((f) => f.status === "complete" && f.recovered), JSON.stringify(job.body.files));
     for (const body of complete.done) {
       assert.equal(body.recovered, true, "announced as recovered");
       assert.equal(body.job_id, jobId);
+      assert.equal(body.file_index, 0);
       const stored = join(second.dataDir, "recordings", body.obs_object);
       const decoded = decodesCleanly(stored);
       assert.ok(decoded.ok, `${body.obs_object}: ${decoded.stderr}`);
-      const { info } = probe(stored);
+      const { info, packets } = probe(stored);
+      assert.ok(packets.length > 0 && packets[0].flags.startsWith("K"), `${body.obs_object}: the first video packet is a keyframe`);
+      assert.ok(info.streams.some((s) => s.codec_type === "audio") && info.streams.some((s) => s.codec_type === "video"));
       const duration = Number(info.format.duration);
       assert.ok(duration >= 3, `${body.record_format}: ${duration} s recovered of about 5`);
-      assert.ok(Math.abs(duration - body.record_duration) <= 0.2, `${duration} vs ${body.record_duration}`);
+      assert.ok(Math.abs(duration - body.record_duration) <= 0.2, `${body.record_format}: ${duration} vs ${body.record_duration}`);
+      // file_size counts every stored byte (HLS: playlists + segments).
+      assert.equal(storedBytes(stored), body.file_size, `${body.record_format}: file_size == bytes stored`);
+      if (body.record_format === "HLS") {
+        const { media } = hlsFiles(stored);
+        assert.match(media, /#EXT-X-ENDLIST/, "the recovered media playlist is finished");
+        const lint = lintHls(stored);
+        assert.ok(lint.endlist && lint.map && lint.segments >= 1, JSON.stringify(lint));
+        assert.ok(lint.max_rounded <= lint.target, `round(EXTINF) <= TARGETDURATION: ${JSON.stringify(lint)}`);
+        assert.ok(Math.abs(lint.total - body.record_duration) <= 0.1, `segments add up: ${JSON.stringify(lint)}`);
+      }
+      const file = job.body.files.find((f) => f.record_format === body.record_format);
+      // What was recorded before the crash, less at most the fragment
+      // being written (about 1 s).
+      const recordedBeforeCrash = (crashedAt - file.started_at) / 1000;
+      console.log(`${body.record_format}: ${body.record_duration} s of ${recordedBeforeCrash} s, started ${file.started_at} ended ${file.ended_at}`);
+      assert.ok(
+        body.record_duration <= recordedBeforeCrash + 0.3 && body.record_duration >= recordedBeforeCrash - 2,
+        `${body.record_format}: ${body.record_duration} s recovered of ${recordedBeforeCrash} s recorded before the crash`,
+      );
+      assert.equal(file.size_bytes, body.file_size);
+      assert.ok(Math.abs(file.duration_ms / 1000 - body.record_duration) < 0.01);
       console.log(`recovered ${body.record_format}: ${duration.toFixed(2)} s, ${body.file_size} bytes`);
     }
-    const job = await second.api("GET", `/apps/${app}/recordings/${jobId}`);
-    assert.equal(job.body.status, "stopped");
-    assert.ok(job.body.files.every((f) => f.status === "complete" && f.recovered), JSON.stringify(job.body.files));
     // Exactly once: no other RECORD_FILE_COMPLETE comes later.
     await new Promise((r) => setTimeout(r, 2_000));
-    const ids = new Set(receiver.bodies.filter((b) => b.event_type === "RECORD_FILE_COMPLETE").map((b) => b.event_id));
-    assert.equal(ids.size, 1, "one RECORD_FILE_COMPLETE per file");
-    assert.equal(
-      receiver.bodies.filter((b) => b.event_type === "RECORD_FILE_COMPLETE").length,
-      1,
-      "and it came once",
-    );
+    const done = receiver.events("RECORD_FILE_COMPLETE");
+    assert.equal(new Set(done.map((b) => b.event_id)).size, formats.length, "one RECORD_FILE_COMPLETE per file");
+    assert.equal(done.length, formats.length, "and it came once");
     assert.deepEqual(receiver.badSignatures, []);
   } catch (e) {
     console.log(`failed: ${e.stack || e}`);
