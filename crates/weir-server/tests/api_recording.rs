@@ -625,7 +625,7 @@ async fn recording_stats_give_the_success_rate_of_a_window() {
         "?from=10&to=5",
         "?from=-1",
         "?to=abc",
-        "?from=0&to=40000000000000",
+        "?to=9007199254740992",
     ] {
         let (status, body) = server.api(Method::GET, &path(bad), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");

@@ -149,9 +149,17 @@ async fn verification_names_the_reason() {
         unix_now(),
     )
     .expect("mint");
-    let mut tampered = good.clone();
-    let last = tampered.pop().expect("non-empty");
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // Change the signature's first character: all six of its bits are
+    // signature bits (the last character's low bits are padding, and a
+    // strict decoder calls a change there malformed, not a bad signature).
+    let signature_at = good.rfind('.').expect("three parts") + 1;
+    let first = &good[signature_at..=signature_at];
+    let tampered = format!(
+        "{}{}{}",
+        &good[..signature_at],
+        if first == "A" { "B" } else { "A" },
+        &good[signature_at + 1..]
+    );
     for (token, reason) in [
         (expired, "expired"),
         (unknown, "unknown_app"),
