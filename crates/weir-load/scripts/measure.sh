@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs one weir-load scenario against a fresh release `weir serve` on
+# embedded defaults in a temporary data dir: the server pinned to core 0,
+# the harness to core 1. Everything stays on 127.0.0.1.
+#
+# Run it in a loopback-only network namespace (as root):
+#
+#   unshare -n bash -c 'ip link set lo up; exec crates/weir-load/scripts/measure.sh NAME OUT_DIR -- WEIR_LOAD_FLAGS...'
+#
+# Writes OUT_DIR/NAME.json (the report), NAME.txt (the summary),
+# NAME.server.log, and keeps the server's data dir as OUT_DIR/NAME.data
+# (recordings under NAME.data/recordings). Build first:
+#   cargo build --release -p weir-load --bin weir-load -p weir-server --bin weir
+set -euo pipefail
+
+if [[ $# -lt 3 || $2 == -- || $3 != -- ]]; then
+    echo "usage: $0 NAME OUT_DIR -- WEIR_LOAD_FLAGS..." >&2
+    exit 2
+fi
+name=$1
+out=$2
+shift 3
+
+bin=${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}/release
+for b in weir weir-load; do
+    [[ -x $bin/$b ]] || { echo "missing $bin/$b: build the release binaries first" >&2; exit 2; }
+done
+mkdir -p "$out"
+data=$out/$name.data
+rm -rf "$data"
+mkdir -p "$data"
+# The REST API's admin key (32+ letters and digits), for --record.
+admin_key=loadtestadminkey0123456789abcdefghij
+
+WEIR_ADMIN_KEY=$admin_key taskset -c 0 "$bin/weir" serve --data-dir "$data" \
+    --http-listen 127.0.0.1:7880 --udp-listen 127.0.0.1:7882 \
+    >"$out/$name.server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 100); do
+    curl -fsS http://127.0.0.1:7880/healthz >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -fsS http://127.0.0.1:7880/healthz >/dev/null
+
+status=0
+WEIR_ADMIN_KEY=$admin_key taskset -c 1 "$bin/weir-load" \
+    --url ws://127.0.0.1:7880/rtc/v1 --data-dir "$data" --server-pid "$server" \
+    --json "$out/$name.json" --no-progress "$@" >"$out/$name.txt" || status=$?
+cat "$out/$name.txt"
+
+kill -TERM "$server"
+wait "$server" || true
+trap - EXIT
+exit "$status"
