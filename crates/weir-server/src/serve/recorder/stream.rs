@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,8 +26,10 @@ use crate::serve::metrics::ServerMetrics;
 
 /// Packets (and other input) a stream may have queued before the room drops.
 pub const INPUT_QUEUE: usize = 2048;
-/// The longest the thread sleeps without a deadline from the recorder.
-const IDLE_WAKE: Duration = Duration::from_millis(500);
+/// The longest a stream thread sleeps: how long packets gather in its
+/// queue before it takes them (the queue holds far more than arrives in a
+/// tick).
+const TICK: Duration = Duration::from_millis(50);
 /// Seconds from 1900 (NTP) to 1970 (Unix).
 const NTP_UNIX_OFFSET_SECONDS: u64 = 2_208_988_800;
 
@@ -191,20 +193,28 @@ impl Stream {
     fn run(mut self, queue: Receiver<StreamInput>) {
         tracing::info!(room = %self.key.room_id, user = %self.key.user_id, "recording started");
         loop {
-            let now = Instant::now();
+            // Sleep until the recorder's next deadline, at most a tick, then
+            // take everything queued meanwhile. The thread never blocks on
+            // the queue, so the room's `try_send`s wake nobody: a recorded
+            // stream costs one wake-up per tick, not one (plus a futex call
+            // on the forwarding thread) per packet.
             let wait = self
                 .recorder
                 .poll_timeout()
-                .map_or(IDLE_WAKE, |at| at.saturating_duration_since(now))
-                .min(IDLE_WAKE);
-            let stop = match queue.recv_timeout(wait) {
-                Ok(input) => self.handle(input),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.recorder.handle_timeout(Instant::now());
-                    false
-                }
-                Err(RecvTimeoutError::Disconnected) => true,
-            };
+                .map_or(TICK, |at| at.saturating_duration_since(Instant::now()))
+                .min(TICK);
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            let stop = self.take_queued(&queue);
+            if !stop
+                && self
+                    .recorder
+                    .poll_timeout()
+                    .is_some_and(|at| at <= Instant::now())
+            {
+                self.recorder.handle_timeout(Instant::now());
+            }
             if stop {
                 self.recorder.stop(Instant::now());
             }
@@ -222,6 +232,22 @@ impl Stream {
             job_id: self.job_id.clone(),
             spool: self.spool.root().to_path_buf(),
         });
+    }
+
+    /// Feeds everything queued to the recorder; true when told to stop or
+    /// the room is gone.
+    fn take_queued(&mut self, queue: &Receiver<StreamInput>) -> bool {
+        loop {
+            match queue.try_recv() {
+                Ok(input) => {
+                    if self.handle(input) {
+                        return true;
+                    }
+                }
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
     }
 
     /// Feeds one input to the recorder; true for [`StreamInput::Stop`].
