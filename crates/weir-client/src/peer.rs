@@ -159,6 +159,22 @@ impl Peer {
         Ok(description.sdp)
     }
 
+    /// Adds `track` as a send-only transceiver (no stream ids, default
+    /// encodings).
+    pub(crate) async fn add_sendonly(
+        &self,
+        track: &crate::local_track::NewTrack,
+    ) -> std::result::Result<Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>, webrtc::error::Error>
+    {
+        let local: Arc<dyn webrtc::media_stream::track_local::TrackLocal> = track.track.clone();
+        let init = webrtc::rtp_transceiver::RTCRtpTransceiverInit {
+            direction: webrtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly,
+            streams: Vec::new(),
+            send_encodings: Vec::new(),
+        };
+        self.pc.add_transceiver_from_track(local, Some(init)).await
+    }
+
     /// Creates an offer, applies it and returns it complete.
     pub async fn offer(&self) -> Result<String> {
         let offer = self.pc.create_offer(None).await?;

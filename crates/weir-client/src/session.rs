@@ -20,8 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpTransceiver};
+use webrtc::rtp_transceiver::RtpTransceiver;
 use weir_protocol::{
     ClientMessage, ErrorCode, PublishRequest, ServerMessage, TrackId, TrackSource,
 };
@@ -425,18 +424,7 @@ impl Session {
             let mut failure = None;
             for (position, (codec, source)) in tracks.into_iter().enumerate() {
                 let track = NewTrack::new(codec, source);
-                let init = RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendonly,
-                    streams: Vec::new(),
-                    send_encodings: Vec::new(),
-                };
-                let local: Arc<dyn TrackLocal> = track.track.clone();
-                match self
-                    .peer
-                    .pc
-                    .add_transceiver_from_track(local, Some(init))
-                    .await
-                {
+                match self.peer.add_sendonly(&track).await {
                     Ok(transceiver) => added.push((position, track, transceiver)),
                     Err(e) => {
                         failure = Some(e);

@@ -16,7 +16,6 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::PeerConnection;
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use weir_protocol::{HttpErrorBody, TrackKind, TrackSource};
@@ -112,13 +111,7 @@ pub async fn whip_publish(
             continue;
         }
         let track = NewTrack::new(codec, source);
-        let local: Arc<dyn TrackLocal> = track.track.clone();
-        let init = RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Sendonly,
-            streams: Vec::new(),
-            send_encodings: Vec::new(),
-        };
-        let transceiver = match peer.pc.add_transceiver_from_track(local, Some(init)).await {
+        let transceiver = match peer.add_sendonly(&track).await {
             Ok(t) => t,
             Err(e) => {
                 let _ = peer.pc.close().await;

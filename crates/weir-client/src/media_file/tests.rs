@@ -11,9 +11,7 @@ use std::process::Command;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
-use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemoteEvent;
-use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use weir_protocol::TrackSource;
 
 use super::*;
@@ -243,19 +241,7 @@ async fn played_files_keep_their_alignment_in_rtp_and_sender_reports() {
     let mut added = Vec::new();
     for codec in [Codec::H264, Codec::Opus] {
         let track = NewTrack::new(codec, TrackSource::Camera);
-        let local: Arc<dyn TrackLocal> = track.track.clone();
-        let transceiver = sender
-            .pc
-            .add_transceiver_from_track(
-                local,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendonly,
-                    streams: Vec::new(),
-                    send_encodings: Vec::new(),
-                }),
-            )
-            .await
-            .expect("transceiver");
+        let transceiver = sender.add_sendonly(&track).await.expect("transceiver");
         added.push((track, transceiver));
     }
     let offer = sender.offer().await.expect("offer");

@@ -6,7 +6,6 @@
 use std::net::Ipv4Addr;
 
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use weir_protocol::{TrackKind, TrackSource};
 
 use super::*;
@@ -28,19 +27,7 @@ async fn two_client_peers_exchange_synthetic_media_and_keyframe_requests() {
         (TrackKind::Audio, TrackSource::Microphone),
     ] {
         let track = NewTrack::new(crate::codec::Codec::default_for(kind), source);
-        let local: Arc<dyn webrtc::media_stream::track_local::TrackLocal> = track.track.clone();
-        let transceiver = sender
-            .pc
-            .add_transceiver_from_track(
-                local,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendonly,
-                    streams: Vec::new(),
-                    send_encodings: Vec::new(),
-                }),
-            )
-            .await
-            .expect("transceiver");
+        let transceiver = sender.add_sendonly(&track).await.expect("transceiver");
         added.push((track, transceiver));
     }
     let offer = sender.offer().await.expect("offer");
