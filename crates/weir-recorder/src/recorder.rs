@@ -256,7 +256,7 @@ impl Recorder {
 
     /// Ends the recording: every open file is finalized.
     pub fn stop(&mut self, now: Instant) {
-        self.interrupt(now);
+        self.pause(now, true);
         let mut out = Vec::new();
         for series in &mut self.series {
             series.stop(&mut out);
@@ -319,7 +319,11 @@ impl Recorder {
     }
 
     fn interrupt(&mut self, now: Instant) {
-        // Release what is held, then pause the files.
+        self.pause(now, false);
+    }
+
+    /// Releases what is held, then pauses the files (`ending`: for good).
+    fn pause(&mut self, now: Instant, ending: bool) {
         for track in self.tracks.iter_mut().flatten() {
             let mut frames = Vec::new();
             track.assembler.flush(&mut frames);
@@ -337,7 +341,7 @@ impl Recorder {
         }
         let mut out = Vec::new();
         for series in &mut self.series {
-            series.interrupt(&mut out);
+            series.interrupt(ending, &mut out);
         }
         self.out.extend(out);
     }

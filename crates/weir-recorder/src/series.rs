@@ -626,7 +626,13 @@ impl FileSeries {
 
     /// Media stopped (publisher gone, track ended, or no RTP): flush and
     /// pause; `new_file` closes at once.
-    pub fn interrupt(&mut self, out: &mut Vec<Command>) {
+    ///
+    /// `ending`: the recording ends here (stopped), so both tracks end with
+    /// the video: audio after the last video frame is dropped. It would
+    /// make the file outlast its reported (video) duration, and the MP4
+    /// longer than the HLS of the same stretch (whose EXTINF follow the
+    /// video).
+    pub fn interrupt(&mut self, ending: bool, out: &mut Vec<Command>) {
         let Some(file) = self.open.as_mut() else {
             return;
         };
@@ -637,6 +643,12 @@ impl FileSeries {
             if let Some(sample) = lane.close(None) {
                 file.buffer.push(sample);
             }
+        }
+        if ending && file.lanes[kind_slot(MediaKind::Video)].started {
+            let video_end_us = file.origin_us + file.skip_us + file.duration_us();
+            file.buffer.retain(|s| {
+                s.kind == MediaKind::Video || ticks_to_us(s.pts, s.kind) < video_end_us
+            });
         }
         let end_us = file.origin_us + file.skip_us + file.duration_us();
         file.paused_at_us = Some(end_us);

@@ -7,7 +7,9 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use weir_recorder::{Codec, Format, GapMerge, NamingContext, OutputConfig, RecorderConfig};
+use weir_recorder::{
+    Codec, Format, GapMerge, MediaKind, NamingContext, OutputConfig, RecorderConfig,
+};
 
 fn config(outputs: Vec<OutputConfig>) -> RecorderConfig {
     RecorderConfig::new(
@@ -498,4 +500,55 @@ fn a_microphone_coming_on_after_the_camera_is_declared_in_every_init() {
         assert_eq!(probe.video_codec.as_deref(), Some("h264"));
         check_video_timeline(&path);
     }
+}
+
+#[test]
+fn audio_after_the_last_video_frame_is_cut_so_both_containers_end_together() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = temp_dir();
+    let media = make_h264_opus(dir.path(), 6, "320x240", 30);
+    let mut sim = Sim::new(
+        config(vec![hls(2), OutputConfig::new(Format::Mp4)]),
+        Codec::H264,
+    );
+    let t0 = sim.t0;
+    // The camera stops 300 ms before the microphone when the job stops.
+    let packets: Vec<_> = schedule(&media, &SendPlan::default(), t0)
+        .into_iter()
+        .filter(|p| {
+            let end = match p.kind {
+                MediaKind::Video => Duration::from_millis(4_000),
+                MediaKind::Audio => Duration::from_millis(4_300),
+            };
+            p.at < end
+        })
+        .collect();
+    sim.send(packets);
+    sim.stop_at(Duration::from_millis(4_350));
+    let out = dir.path().join("out");
+    sim.write_to(&out);
+    assert_eq!(sim.completed.len(), 2, "{:?}", sim.completed);
+    let probed: Vec<f64> = sim
+        .completed
+        .iter()
+        .map(|done| {
+            let path = out.join(&done.object);
+            decode_clean(&path);
+            let probe = ffprobe(&path);
+            let reported = done.duration.as_secs_f64();
+            assert!(
+                (probe.duration - reported).abs() <= 0.03,
+                "{}: ffprobe {} vs reported {reported}",
+                done.object,
+                probe.duration
+            );
+            probe.duration
+        })
+        .collect();
+    assert!(
+        (probed[0] - probed[1]).abs() <= 0.03,
+        "HLS and MP4 last the same: {probed:?}"
+    );
 }
