@@ -4,7 +4,8 @@
 //! (default `{room_id}_{user_id}`), `{room_id}`, `{user_id}`,
 //! `{file_start_time}` (UTC `YYYY-MM-DD-HH-MM-SS`). An unknown variable or
 //! an unsafe result (absolute, `..`, `.`, empty segments, control characters,
-//! backslashes) is an error, so the API can answer 400.
+//! backslashes, or `#`, `?`, `%`, `"`, which URLs and playlists give a
+//! meaning) is an error, so the API can answer 400.
 
 use std::time::SystemTime;
 
@@ -43,8 +44,8 @@ pub enum NamingError {
     /// A `{` without `}`, or a `}` alone.
     #[error("unbalanced braces in naming template")]
     Unbalanced,
-    /// The expanded path is absolute, has `.`/`..` or empty segments, or
-    /// control characters.
+    /// The expanded path is absolute, has `.`/`..` or empty segments,
+    /// control characters, or `#`, `?`, `%`, `"`.
     #[error("unsafe path {0:?}")]
     UnsafePath(String),
 }
@@ -104,6 +105,10 @@ fn check_safe(path: &str) -> Result<(), NamingError> {
     let unsafe_path = path.is_empty()
         || path.starts_with('/')
         || path.contains('\\')
+        // HLS playlists list files by relative URL: a line starting with
+        // `#` is a comment, `#` and `?` end a URL's path, `%` escapes, and
+        // `"` ends EXT-X-MAP's quoted URI.
+        || path.contains(['#', '?', '%', '"'])
         || path.chars().any(char::is_control)
         || path
             .split('/')
@@ -164,5 +169,24 @@ mod tests {
         evil.user_id = "a\nb".into();
         assert!(expand("{user_id}", &evil, "mp4", t).is_err());
         assert!(validate(DEFAULT_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn characters_with_a_meaning_in_playlists_are_refused() {
+        // Found by fuzz/ (segmenter): `{app_id}/#{stream}` was accepted and
+        // made HLS playlists whose entries are comments.
+        for bad in [
+            "{app_id}/#{stream}",
+            "{stream}#1",
+            "{stream}?v=1",
+            "50%/{stream}",
+            "a\"b/{stream}",
+        ] {
+            assert!(
+                matches!(validate(bad), Err(NamingError::UnsafePath(_))),
+                "{bad}"
+            );
+        }
+        assert!(validate("{app_id}/rec @{room_id}/{user_id}+{file_start_time}").is_ok());
     }
 }

@@ -353,7 +353,7 @@ fn header_at<F: Read + Seek>(
         }
         n => (u64::from(n), 8),
     };
-    if size < header_len || pos + size > len {
+    if size < header_len || size > len - pos {
         return Ok(None);
     }
     Ok(Some(Header {
@@ -589,4 +589,24 @@ fn variant_of(multivariant: &[u8]) -> Result<(String, u16, u16), RecoverError> {
         )
     });
     Ok((variant.uri.clone(), width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_box_larger_than_the_file_is_no_box() {
+        // Found by fuzz/ (recover): a 64-bit box size near u64::MAX made
+        // `pos + size` overflow (a panic, or a bogus box in release builds).
+        let mut file = vec![0, 0, 0, 16, b'f', b't', b'y', b'p', 0, 0, 0, 0, 0, 0, 0, 0];
+        file.extend_from_slice(&[0, 0, 0, 1, b'm', b'o', b'o', b'v']);
+        file.extend_from_slice(&(u64::MAX - 8).to_be_bytes());
+        let len = file.len() as u64;
+        let header = header_at(&mut io::Cursor::new(&file), 16, len).expect("readable");
+        assert!(header.is_none());
+        assert!(recover_mp4(&mut io::Cursor::new(&file), len, "a.mp4").is_err());
+        let segment = recover_segment(&file, &mut io::Cursor::new(&file[16..]), len - 16);
+        assert!(matches!(segment, Ok(None) | Err(_)));
+    }
 }

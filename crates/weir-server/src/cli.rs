@@ -223,7 +223,7 @@ fn init_tracing(log: &LogConfig, rust_log: Option<&str>) -> anyhow::Result<()> {
         Some(v) => (v, "RUST_LOG"),
         None => (log.filter.as_str(), "log.filter"),
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(directives)
+    let filter = crate::config::tracing_filter(directives)
         .with_context(|| format!("{source}={directives:?} is not a valid tracing filter"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

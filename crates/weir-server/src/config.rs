@@ -112,6 +112,18 @@ pub const MAX_CALLBACK_RETENTION_DAYS: u64 = 3650;
 /// Shortest accepted admin key.
 pub const MIN_ADMIN_KEY_LEN: usize = 32;
 
+/// Parses a `tracing` filter (`log.filter`, `RUST_LOG`) with each
+/// comma-separated directive trimmed: tracing-subscriber 0.3 reads an
+/// untrimmed directive at the trimmed one's offsets, which misreads
+/// `info, weir=debug` and panics on non-ASCII text after the space
+/// (tokio-rs/tracing#3297).
+pub fn tracing_filter(
+    directives: &str,
+) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
+    let trimmed: Vec<&str> = directives.split(',').map(str::trim).collect();
+    tracing_subscriber::EnvFilter::try_new(trimmed.join(","))
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -421,7 +433,7 @@ impl Config {
             );
         }
         self.validate_callbacks()?;
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+        if let Err(e) = tracing_filter(&self.log.filter) {
             return invalid(
                 "log.filter",
                 format!("({:?}) is not a valid tracing filter: {e}", self.log.filter),

@@ -185,10 +185,13 @@ impl SequenceRewriter {
     }
 
     /// Media-clock ticks for a wall-clock duration (at least 1 so timestamps
-    /// strictly advance across a switch).
+    /// strictly advance across a switch, at most 2^31 - 1: a longer step
+    /// reads as a step back).
     fn ticks(&self, elapsed: Duration) -> u32 {
         let ticks = elapsed.as_micros() * u128::from(self.clock_rate) / 1_000_000;
-        u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+        u32::try_from(ticks)
+            .unwrap_or(u32::MAX)
+            .clamp(1, i32::MAX as u32)
     }
 }
 

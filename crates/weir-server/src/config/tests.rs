@@ -469,3 +469,25 @@ fn admin_key_and_database_url_are_validated() {
     config.database.url = Some("postgres://weir@127.0.0.1/weir".into());
     assert!(config.validate().is_ok());
 }
+
+#[test]
+fn log_filters_may_have_spaces_after_commas() {
+    // Found by fuzz/ (config): tracing-subscriber panicked on non-ASCII
+    // text after the space, and misread the target of `info, weir=debug`.
+    for filter in [
+        "info, é=debug",
+        "info,\u{a0}é=debug",
+        " info ,  weir=debug ",
+    ] {
+        let config = Config {
+            log: LogConfig {
+                filter: filter.into(),
+                json: false,
+            },
+            ..Config::default()
+        };
+        config.validate().expect("a valid filter");
+    }
+    let filter = tracing_filter("info, weir=debug").expect("a valid filter");
+    assert!(filter.to_string().contains("weir=debug"), "{filter}");
+}

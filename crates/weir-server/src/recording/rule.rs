@@ -129,12 +129,13 @@ pub struct HlsRule {
     /// text and the variables `{app_id}`, `{record_format}` (hls/mp4),
     /// `{stream}` (`{room_id}_{user_id}`), `{room_id}`, `{user_id}`,
     /// `{file_start_time}` (UTC `YYYY-MM-DD-HH-MM-SS`); no empty, `.` or
-    /// `..` segment, no `\`, stray braces or control characters.
+    /// `..` segment, no `\`, `#`, `?`, `%`, `"`, stray braces or control
+    /// characters.
     #[serde(default = "default_naming")]
     #[schema(
         min_length = 1,
         max_length = 256,
-        pattern = r"^(?:(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\\u0000-\u001F\u007F-\u009F])*(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^./{}\\\u0000-\u001F\u007F-\u009F])(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\\u0000-\u001F\u007F-\u009F])*|\.{3,})(?:/(?:(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\\u0000-\u001F\u007F-\u009F])*(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^./{}\\\u0000-\u001F\u007F-\u009F])(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\\u0000-\u001F\u007F-\u009F])*|\.{3,}))*$"
+        pattern = r"^(?:(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\#?%\x22\u0000-\u001F\u007F-\u009F])*(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^./{}\\#?%\x22\u0000-\u001F\u007F-\u009F])(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\#?%\x22\u0000-\u001F\u007F-\u009F])*|\.{3,})(?:/(?:(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\#?%\x22\u0000-\u001F\u007F-\u009F])*(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^./{}\\#?%\x22\u0000-\u001F\u007F-\u009F])(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\#?%\x22\u0000-\u001F\u007F-\u009F])*|\.{3,}))*$"
     )]
     pub naming: String,
     /// 0–720; 0 records the whole stream in one playlist. Default 0.
@@ -158,12 +159,13 @@ pub struct Mp4Rule {
     /// text and the variables `{app_id}`, `{record_format}` (hls/mp4),
     /// `{stream}` (`{room_id}_{user_id}`), `{room_id}`, `{user_id}`,
     /// `{file_start_time}` (UTC `YYYY-MM-DD-HH-MM-SS`); no empty, `.` or
-    /// `..` segment, no `\`, stray braces or control characters.
+    /// `..` segment, no `\`, `#`, `?`, `%`, `"`, stray braces or control
+    /// characters.
     #[serde(default = "default_naming")]
     #[schema(
         min_length = 1,
         max_length = 256,
-        pattern = r"^(?:(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\\u0000-\u001F\u007F-\u009F])*(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^./{}\\\u0000-\u001F\u007F-\u009F])(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\\u0000-\u001F\u007F-\u009F])*|\.{3,})(?:/(?:(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\\u0000-\u001F\u007F-\u009F])*(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^./{}\\\u0000-\u001F\u007F-\u009F])(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\\u0000-\u001F\u007F-\u009F])*|\.{3,}))*$"
+        pattern = r"^(?:(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\#?%\x22\u0000-\u001F\u007F-\u009F])*(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^./{}\\#?%\x22\u0000-\u001F\u007F-\u009F])(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\#?%\x22\u0000-\u001F\u007F-\u009F])*|\.{3,})(?:/(?:(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\#?%\x22\u0000-\u001F\u007F-\u009F])*(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^./{}\\#?%\x22\u0000-\u001F\u007F-\u009F])(?:\{(?:app_id|record_format|stream|room_id|user_id|file_start_time)\}|[^/{}\\#?%\x22\u0000-\u001F\u007F-\u009F])*|\.{3,}))*$"
     )]
     pub naming: String,
     /// 1–180 minutes per file. Default 180.
@@ -229,7 +231,7 @@ pub struct S3Target {
     #[schema(
         min_length = 8,
         max_length = 2083,
-        pattern = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[^\s\u0000-\u001F\u007F-\u009F?#]*)?$"
+        pattern = r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::(?:[0-5]?[0-9]{1,4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[^\s\u0000-\u001F\u007F-\u009F?#]*)?$"
     )]
     pub endpoint: String,
     /// Default `us-east-1`.
@@ -622,7 +624,12 @@ fn check_endpoint(endpoint: &str) -> Result<(), RuleError> {
             "the path must not contain spaces, control characters, `?` or `#`",
         );
     }
-    Ok(())
+    // What the storage client requires too (the URL rules: a port up to
+    // 65535, a numeric last label is an IPv4 address, ...): an accepted
+    // rule's storage always opens.
+    super::storage::normalize_endpoint(endpoint)
+        .map(|_| ())
+        .or_else(|e| refuse(FIELD, e.to_string()))
 }
 
 fn check_bucket(bucket: &str) -> Result<(), RuleError> {

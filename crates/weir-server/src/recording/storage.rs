@@ -500,7 +500,7 @@ fn scrub(message: &str, secret: Option<&str>) -> String {
 /// The endpoint as an ASCII URL without a trailing `/` (hosts in
 /// punycode, paths percent-encoded): `object_store` builds request URIs by
 /// appending to it, and panics on one that does not parse.
-fn normalize_endpoint(endpoint: &str) -> Result<String, StorageError> {
+pub(super) fn normalize_endpoint(endpoint: &str) -> Result<String, StorageError> {
     let bad = |reason: &str| StorageError::Config(format!("endpoint {endpoint:?}: {reason}"));
     let url = reqwest::Url::parse(endpoint).map_err(|e| bad(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {

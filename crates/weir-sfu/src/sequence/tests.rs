@@ -45,6 +45,21 @@ fn a_new_source_continues_numbering_and_advances_time() {
 }
 
 #[test]
+fn a_new_source_after_hours_still_advances_time() {
+    // Found by fuzz/ (forwarder): after a pause of more than 2^31 ticks
+    // (6.6 h at 90 kHz) the new source's timestamp stepped backwards.
+    let start = Instant::now();
+    for hours in [7, 14, 1000] {
+        let mut rw = SequenceRewriter::new(90_000, 100, 0);
+        let first = rw.rewrite(packet(1, 10, 0, start)).expect("forwarded");
+        let later = start + Duration::from_secs(hours * 3600);
+        let out = rw.rewrite(packet(2, 500, 77, later)).expect("forwarded");
+        assert_eq!(out.seq, first.seq.next());
+        assert!(out.timestamp.delta_since(first.timestamp) > 0, "{hours} h");
+    }
+}
+
+#[test]
 fn late_packets_of_the_previous_source_are_dropped() {
     let now = Instant::now();
     let mut rw = SequenceRewriter::new(48_000, 0, 0);

@@ -250,6 +250,11 @@ fn bad_storage_fields_are_refused() {
         ("endpoint", json!("http://[::1]:9000")),
         ("endpoint", json!("http://host:")),
         ("endpoint", json!("http://host:123456")),
+        // Found by fuzz/ (recording_rule): accepted, then the storage
+        // client refused them at the first upload.
+        ("endpoint", json!("https://s3.example.com:90020")),
+        ("endpoint", json!("http://256.1.1.1")),
+        ("endpoint", json!("http://s3.example.1")),
         ("endpoint", json!("http://host/?x")),
         ("endpoint", json!("http://-host")),
         ("endpoint", json!("http://h\u{f6}st")),
