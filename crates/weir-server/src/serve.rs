@@ -31,6 +31,9 @@ mod udp;
 mod whip;
 mod ws;
 
+#[doc(hidden)]
+pub use api::fuzz_support;
+
 use metrics::ServerMetrics;
 use rooms::{RoomFactory, RoomRegistry};
 

@@ -19,6 +19,8 @@ use super::AppState;
 
 mod apps;
 mod callbacks;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod recording;
 mod recording_stats;
 mod recordings;

@@ -199,7 +199,10 @@ async fn test_storage(
 }
 
 /// The storage section of the body (JSON only), if it has one.
-fn parse_storage(headers: &HeaderMap, body: &Bytes) -> Result<Option<StorageTarget>, ApiError> {
+pub(super) fn parse_storage(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Option<StorageTarget>, ApiError> {
     if body.is_empty() {
         return Ok(None);
     }

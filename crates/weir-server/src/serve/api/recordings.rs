@@ -379,7 +379,7 @@ fn default_rule() -> RecordingRule {
     }
 }
 
-fn checked_users(users: Vec<String>) -> Result<HashSet<String>, ApiError> {
+pub(super) fn checked_users(users: Vec<String>) -> Result<HashSet<String>, ApiError> {
     if users.len() > MAX_JOB_USERS {
         return Err(ApiError::invalid(format!(
             "invalid user_ids: at most {MAX_JOB_USERS}"

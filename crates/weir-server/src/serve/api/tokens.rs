@@ -100,7 +100,7 @@ pub struct VerifyResponse {
     pub reason: Option<String>,
 }
 
-fn grants_for(role: Role, grants: Option<Vec<Grant>>) -> Result<Vec<Grant>, ApiError> {
+pub(super) fn grants_for(role: Role, grants: Option<Vec<Grant>>) -> Result<Vec<Grant>, ApiError> {
     let grants = match (role, grants) {
         (_, Some(grants)) if grants.is_empty() => {
             return Err(ApiError::invalid("`grants` must not be empty"));
