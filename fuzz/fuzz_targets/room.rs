@@ -28,6 +28,7 @@ use weir_protocol::{ClientMessage, Grant};
 use weir_sfu::stun::binding_request_with_username;
 
 fuzz_target!(|data: &[u8]| {
+    weir_fuzz::unwind_str0m_panics();
     let mut net = Net::new();
     let Some(observer) = net.join_signalling("observer") else {
         return;

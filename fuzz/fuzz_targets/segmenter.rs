@@ -123,8 +123,8 @@ impl Sim {
             .collect();
         let segment = names
             .iter()
-            .filter(|n| n.ends_with(".m4s") && !listed.contains(**n))
-            .last()
+            .rev()
+            .find(|n| n.ends_with(".m4s") && !listed.contains(**n))
             .map(|n| n.to_string());
         let init = names
             .iter()

@@ -98,6 +98,7 @@ fn codec_order(data: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    weir_fuzz::unwind_str0m_panics();
     let Some((&flags, offer)) = data.split_first() else {
         return;
     };

@@ -86,7 +86,7 @@ fn finish(codec: Codec, d: &mut Depacketizer) -> Result<AssembledFrame, Depacket
 pub fn run(codec: Codec, data: &[u8]) {
     let mut r = Reader::new(data);
     let mut d = Depacketizer::new(codec);
-    if r.u8() % 2 == 0 || codec == Codec::Opus {
+    if r.u8().is_multiple_of(2) || codec == Codec::Opus {
         while !r.is_empty() {
             let flags = r.u8();
             let payload = r.bytes();

@@ -11,6 +11,27 @@ pub mod media;
 pub mod net;
 pub mod recording;
 
+/// Lets a panic raised inside str0m unwind, as it does in the server (the
+/// room catches those of SDP steps and refuses the SDP), instead of
+/// libfuzzer-sys's abort on every panic. Any other panic, and a str0m panic
+/// nobody catches, still ends the run as a crash.
+pub fn unwind_str0m_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let abort = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info
+                .location()
+                .is_some_and(|l| l.file().contains("/str0m-"))
+            {
+                eprintln!("str0m {info}");
+                return;
+            }
+            abort(info);
+        }));
+    });
+}
+
 /// Reads a fuzz input front to back.
 pub struct Reader<'a> {
     data: &'a [u8],

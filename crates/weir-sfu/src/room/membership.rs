@@ -10,7 +10,7 @@ use weir_protocol::{
     Grant, LeaveReason, ParticipantId, ParticipantInfo, ServerMessage, TrackInfo, PROTOCOL_VERSION,
 };
 
-use super::sdp::offer_sends_nothing;
+use super::sdp::{offer_sends_nothing, without_panic};
 use super::{new_rtc, JoinError, JoinRequest, Joined, Room, RoomOutput};
 use crate::ids::random_id;
 use crate::participant::{Participant, ParticipantKey, SessionKind};
@@ -100,10 +100,8 @@ impl Room {
                         "a WHIP offer must send audio or video".to_string(),
                     ));
                 }
-                let answer = participant
-                    .rtc
-                    .sdp_api()
-                    .accept_offer(offer)
+                let answer = without_panic(|| participant.rtc.sdp_api().accept_offer(offer))
+                    .map_err(JoinError::SdpInvalid)?
                     .map_err(|e| JoinError::SdpInvalid(e.to_string()))?;
                 // A WHEP viewer's answer lists the publisher's codecs first:
                 // players that look only at the first codec get the right one.

@@ -9,7 +9,7 @@ use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, warn};
 use weir_protocol::{ErrorCode, ServerMessage, TrackKind};
 
-use super::sdp::{parse_answer, parse_offer, sends_media};
+use super::sdp::{parse_answer, parse_offer, sends_media, without_panic};
 use super::Room;
 use crate::forwarder::Forwarder;
 use crate::ids::random_u32;
@@ -235,7 +235,18 @@ impl Room {
                 return;
             }
         };
-        if let Err(e) = participant.rtc.sdp_api().accept_answer(pending, answer) {
+        let accepted =
+            match without_panic(|| participant.rtc.sdp_api().accept_answer(pending, answer)) {
+                Ok(accepted) => accepted,
+                Err(panic) => {
+                    self.end_session_after_panic(key, panic);
+                    return;
+                }
+            };
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if let Err(e) = accepted {
             warn!(participant = %participant.id, error = %e, "answer refused");
             // The offer is spent; return its changes to the queue.
             rollback_offered(participant);
@@ -332,8 +343,9 @@ impl Room {
         let Some(participant) = self.participants.get_mut(&key) else {
             return;
         };
-        match participant.rtc.sdp_api().accept_offer(offer) {
-            Ok(answer) => {
+        match without_panic(|| participant.rtc.sdp_api().accept_offer(offer)) {
+            Err(panic) => self.end_session_after_panic(key, panic),
+            Ok(Ok(answer)) => {
                 let answer_sdp = order_answer_codecs(&answer.to_sdp_string(), sdp, &preferences);
                 participant.codec_reference = Some((sdp.to_string(), preferences));
                 let sdp = answer_sdp;
@@ -341,12 +353,21 @@ impl Room {
                 let now = self.last_now;
                 self.wake(now, key);
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 warn!(participant = %participant.id, error = %e, "offer refused");
                 participant.needs_poll = true;
                 self.error(key, ErrorCode::SdpInvalid, format!("offer refused: {e}"));
             }
         }
+    }
+
+    /// str0m panicked applying a participant's SDP: its `Rtc` is unusable,
+    /// so the session ends with an error.
+    fn end_session_after_panic(&mut self, key: ParticipantKey, reason: String) {
+        warn!(room = %self.name, error = %reason, "SDP refused, session ended");
+        self.error(key, ErrorCode::SdpInvalid, reason);
+        let now = self.last_now;
+        self.remove_participant(now, key, weir_protocol::LeaveReason::Error);
     }
 
     /// WHEP: attach the chosen publisher's tracks to the viewer's m-lines.

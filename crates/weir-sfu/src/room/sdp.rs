@@ -44,3 +44,19 @@ pub(crate) fn with_bundle_group(sdp: &str) -> std::borrow::Cow<'_, str> {
         None => std::borrow::Cow::Borrowed(sdp),
     }
 }
+
+/// Runs one SDP step of str0m (accepting an offer or an answer), turning a
+/// panic into an error: str0m 0.25 asserts on some payload type mappings of
+/// the remote (one PT for two codecs across bundled m-lines: "Pt locked
+/// multiple times") instead of refusing them. After a panic the `Rtc` is
+/// inconsistent: the caller drops it (ends the session).
+pub(crate) fn without_panic<T>(step: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("the SDP cannot be applied ({reason})")
+    })
+}

@@ -162,3 +162,74 @@ fn an_answer_without_a_bundle_group_is_accepted() {
     );
     assert_eq!(with_bundle_group(&fixed), fixed, "idempotent");
 }
+
+#[test]
+fn an_offer_that_panics_str0m_is_refused() {
+    // Found by fuzz/ (whip_whep): one payload type for two codecs across
+    // bundled m-lines made str0m panic ("Pt locked multiple times") in the
+    // room's task, which ended the room for everyone.
+    let offer = [
+        "v=0",
+        "o=- 1 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0 1",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 102",
+        "c=IN IP4 0.0.0.0",
+        "a=mid:0",
+        "a=recvonly",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF",
+        "a=setup:actpass",
+        "a=rtcp-mux",
+        "a=rtpmap:102 H264/90000",
+        "m=video 9 UDP/TLS/RTP/SAVPF 102",
+        "c=IN IP4 0.0.0.0",
+        "a=mid:1",
+        "a=recvonly",
+        "a=rtcp-mux",
+        "a=rtpmap:102 H265/90000",
+        "",
+    ]
+    .join("\r\n");
+    let mut net = Net::new();
+    net.join_http(
+        "pub",
+        SessionKind::Whip,
+        Grant::Publish,
+        Direction::SendOnly,
+    );
+    let refused = net.room.join(
+        net.now,
+        JoinRequest {
+            user_id: "viewer".into(),
+            grants: vec![Grant::Subscribe],
+            kind: SessionKind::Whep { publisher: None },
+            auto_subscribe: false,
+            offer: Some(offer.clone()),
+            wall_clock_ms: 0,
+        },
+    );
+    match refused {
+        Err(JoinError::SdpInvalid(reason)) => assert!(reason.contains("Pt locked"), "{reason}"),
+        other => panic!("expected SDP_INVALID, got {other:?}"),
+    }
+    assert_eq!(net.room.participant_count(), 1);
+
+    // Over signalling: that session ends, the room goes on.
+    let alice = net.join_signalling("alice");
+    let key = net.peers[alice].key;
+    net.room
+        .handle_message(net.now, key, ClientMessage::Offer { sdp: offer });
+    net.pump();
+    assert!(net.peer_signals(alice).iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::SdpInvalid,
+            ..
+        }
+    )));
+    assert_eq!(net.room.participant_count(), 1);
+    assert!(net.room.participant_by_user("pub").is_some());
+}
