@@ -21,6 +21,10 @@ pub const MAX_EMPTY_TIMEOUT_SECONDS: u64 = 24 * 3600;
 /// Largest accepted `signalling.ping_interval_seconds` / `ping_timeout_seconds`: one hour.
 pub const MAX_PING_SECONDS: u64 = 3600;
 
+/// `media.nack_history_ms` by default (see `weir_sfu::RoomConfig`).
+pub const DEFAULT_NACK_HISTORY_MS: u64 = 500;
+const NACK_HISTORY_MS_RANGE: std::ops::RangeInclusive<u64> = 50..=10_000;
+
 /// The whole server configuration. Every field has a default, so an empty
 /// TOML file is a valid configuration.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -140,6 +144,10 @@ pub struct MediaConfig {
     /// loopback address if that is unspecified (`0.0.0.0` / `::`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_ip: Option<IpAddr>,
+    /// How long each subscriber's sent packets are kept to answer NACKs
+    /// (most of a subscriber's memory: ~110 kB per 500 ms of 1.5 Mbit/s
+    /// video).
+    pub nack_history_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -203,6 +211,7 @@ impl Default for MediaConfig {
         MediaConfig {
             udp_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7882),
             advertise_ip: None,
+            nack_history_ms: DEFAULT_NACK_HISTORY_MS,
         }
     }
 }
@@ -377,6 +386,17 @@ impl Config {
                     ),
                 );
             }
+        }
+        if !NACK_HISTORY_MS_RANGE.contains(&self.media.nack_history_ms) {
+            return invalid(
+                "media.nack_history_ms",
+                format!(
+                    "({}) must be between {} and {}",
+                    self.media.nack_history_ms,
+                    NACK_HISTORY_MS_RANGE.start(),
+                    NACK_HISTORY_MS_RANGE.end()
+                ),
+            );
         }
         if let Some(key) = &self.admin.key {
             if key.len() < MIN_ADMIN_KEY_LEN || !key.chars().all(|c| c.is_ascii_alphanumeric()) {

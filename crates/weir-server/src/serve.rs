@@ -23,10 +23,12 @@ use crate::config::Config;
 
 mod api;
 mod http;
+mod media_socket;
 pub mod metrics;
 pub mod recorder;
 mod room_task;
 mod rooms;
+mod send_batch;
 mod udp;
 mod whip;
 mod ws;
@@ -112,10 +114,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let advertised = SocketAddr::new(config.advertised_ip(), udp_addr.port());
     let mut room_config = RoomConfig::new(advertised).with_generated_dtls_cert();
     room_config.max_participants = config.rooms.max_participants;
+    room_config.nack_cache_age = Duration::from_millis(config.media.nack_history_ms);
     room_config.ping_interval = Duration::from_secs(config.signalling.ping_interval_seconds);
     room_config.ping_timeout = Duration::from_secs(config.signalling.ping_timeout_seconds);
 
-    let socket = Arc::new(udp);
+    let socket =
+        Arc::new(media_socket::MediaSocket::new(udp).context("setting up the media UDP socket")?);
     let metrics = Arc::new(ServerMetrics::default());
     let default_room_settings = room_task::RoomSettings {
         max_participants: config.rooms.max_participants,
@@ -145,6 +149,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         room_factory: RoomFactory {
             config: room_config,
             socket: socket.clone(),
+            senders: media_socket::SenderPool::start(socket.clone(), metrics.clone()),
             metrics: metrics.clone(),
             events: events.clone(),
             store: store.clone(),
@@ -242,7 +247,16 @@ impl RunningServer {
             tracing::warn!("event callbacks: the outbox writer did not finish within 10 s");
         }
         self.state.store.close().await;
-        info!("stopped");
+        let m = &self.metrics;
+        info!(
+            udp_received = m.udp_datagrams_received.get(),
+            udp_receive_syscalls = m.udp_receive_syscalls.get(),
+            udp_sent = m.udp_datagrams_sent.get(),
+            udp_send_syscalls = m.udp_send_syscalls.get(),
+            udp_send_errors = m.udp_send_errors.get(),
+            udp_dropped = m.udp_datagrams_dropped.get(),
+            "stopped"
+        );
         Ok(())
     }
 }

@@ -114,6 +114,10 @@ pub struct Participant {
     pub codec_reference: Option<(String, std::collections::HashMap<String, Vec<String>>)>,
     pub next_timeout: Option<Instant>,
     pub needs_poll: bool,
+    /// Something was written through str0m's direct API (forwarded RTP, a
+    /// keyframe request) that str0m only sends on its next timeout input;
+    /// the room gives it one before polling (see `Room::drive`).
+    pub needs_timeout: bool,
     pub connected: bool,
     pub leaving: bool,
 }

@@ -144,6 +144,10 @@ pub struct Room {
     counters: RoomCounters,
     /// The `now` of the latest input, for work triggered without one.
     last_now: Instant,
+    /// Inputs were handled but the participants they affected were not
+    /// driven yet: that happens once, when the owner next drains outputs
+    /// (so a burst of datagrams costs each subscriber one pass).
+    drive_pending: bool,
     /// A video codec new publications are asked to send (e.g. `H264` while
     /// the room is recorded, so recordings play in browsers).
     preferred_video_codec: Option<String>,
@@ -163,6 +167,7 @@ impl Room {
             next_key: 1,
             counters: RoomCounters::default(),
             last_now: now,
+            drive_pending: false,
             preferred_video_codec: None,
         }
     }
@@ -247,15 +252,24 @@ impl Room {
             .collect()
     }
 
-    /// When the room next needs [`Room::handle_timeout`].
+    /// When the room next needs [`Room::handle_timeout`] (at once while
+    /// handled inputs wait for [`Room::poll_output`]).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.drive_pending {
+            return Some(self.last_now);
+        }
         self.participants
             .values()
             .filter_map(|p| p.next_timeout)
             .min()
     }
 
+    /// The next thing to do. Datagrams handled since the last call are
+    /// carried through to every affected participant first, all at once.
     pub fn poll_output(&mut self) -> Option<RoomOutput> {
+        if self.drive_pending {
+            self.drive(self.last_now);
+        }
         self.outputs.pop_front()
     }
 
@@ -298,8 +312,11 @@ impl Room {
             debug!(room = %self.name, participant = %participant.id, error = %e, "input refused");
             self.counters.datagrams_refused += 1;
         }
-        participant.needs_poll = true;
-        self.drive(now);
+        // The sender's own events (RTP to forward, RTCP) are taken now; the
+        // participants they reach are driven on the next `poll_output`.
+        self.last_now = now;
+        self.poll_participant(now, key);
+        self.drive_pending = true;
         true
     }
 
@@ -312,6 +329,7 @@ impl Room {
                     participant.rtc.disconnect();
                 }
                 participant.needs_poll = true;
+                participant.needs_timeout = false;
             }
         }
         self.drive(now);
@@ -363,8 +381,19 @@ impl Room {
     /// Polls every participant that needs it until all are idle.
     fn drive(&mut self, now: Instant) {
         self.last_now = now;
+        self.drive_pending = false;
         // Forwarding marks subscribers for polling; loop until quiet.
         for _ in 0..64 {
+            for participant in self.participants.values_mut() {
+                if participant.needs_timeout {
+                    participant.needs_timeout = false;
+                    participant.needs_poll = true;
+                    if let Err(e) = participant.rtc.handle_input(Input::Timeout(now)) {
+                        warn!(participant = %participant.id, error = %e, "timeout handling failed");
+                        participant.rtc.disconnect();
+                    }
+                }
+            }
             let due: Vec<ParticipantKey> = self
                 .participants
                 .values()

@@ -35,6 +35,10 @@ pub(crate) const VARIABLES: &[(&str, Setter)] = &[
         c.media.advertise_ip = Some(parse_ip(v)?);
         Ok(())
     }),
+    ("WEIR_NACK_HISTORY_MS", |c, v| {
+        c.media.nack_history_ms = parse_number(v)?;
+        Ok(())
+    }),
     ("WEIR_EMPTY_TIMEOUT_SECONDS", |c, v| {
         c.rooms.empty_timeout_seconds = parse_number(v)?;
         Ok(())

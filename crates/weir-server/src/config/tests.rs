@@ -194,6 +194,7 @@ fn every_env_variable_is_applied() {
         ("WEIR_CALLBACKS_GIVE_UP_AFTER_SECONDS", "120"),
         ("WEIR_CALLBACKS_RETENTION_DAYS", "0"),
         ("WEIR_RECORDING_PREFER_H264", "false"),
+        ("WEIR_NACK_HISTORY_MS", "800"),
     ]);
     let c = Config::load(None, &env, &CliOverrides::default()).expect("loads");
     let expected = Config {
@@ -205,6 +206,7 @@ fn every_env_variable_is_applied() {
         media: MediaConfig {
             udp_listen: addr("0.0.0.0:9001"),
             advertise_ip: Some("192.0.2.1".parse().expect("an ip")),
+            nack_history_ms: 800,
         },
         rooms: RoomsConfig {
             empty_timeout_seconds: 0,
@@ -341,7 +343,11 @@ type Breaker = fn(&mut Config);
 
 #[test]
 fn validation_refuses_nonsense() {
-    let cases: [(&str, Breaker); 14] = [
+    let cases: [(&str, Breaker); 16] = [
+        ("media.nack_history_ms", |c| c.media.nack_history_ms = 49),
+        ("media.nack_history_ms", |c| {
+            c.media.nack_history_ms = 10_001
+        }),
         ("signalling.ping_timeout_seconds", |c| {
             c.signalling.ping_timeout_seconds = c.signalling.ping_interval_seconds
         }),

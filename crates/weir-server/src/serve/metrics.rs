@@ -11,6 +11,12 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn add(&self, n: u64) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -44,7 +50,13 @@ pub struct ServerMetrics {
     /// Datagrams handed to a room's queue.
     pub udp_datagrams_routed: Counter,
     pub udp_datagrams_sent: Counter,
+    /// Datagrams that could not be sent.
     pub udp_send_errors: Counter,
+    /// Send syscalls (one per GSO group): `udp_datagrams_sent` over this is
+    /// the batching factor.
+    pub udp_send_syscalls: Counter,
+    /// Receive syscalls (`recvmmsg`) that returned datagrams.
+    pub udp_receive_syscalls: Counter,
     /// Datagrams from unknown addresses that were not a STUN request for a
     /// known ICE ufrag (scans, garbage, late packets of departed peers).
     pub udp_datagrams_unroutable: Counter,

@@ -9,15 +9,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, Instrument};
 use weir_protocol::{ClientMessage, ErrorCode, Grant, LeaveReason, ParticipantInfo, ServerMessage};
 use weir_sfu::{AdminError, JoinError, JoinRequest, Joined, ParticipantKey, Room, RoomOutput};
 
+use super::media_socket::{MediaSocket, OFFLOAD_MIN_DATAGRAMS};
 use super::metrics::ServerMetrics;
 use super::recorder::room::{ActiveJob, RoomRecording};
 use super::rooms::{RoomFactory, RoomKey, RoomRegistry};
+use super::send_batch::SendBatch;
 use crate::callbacks::{Dispatcher, EventTrack, EventType, NewEvent};
 use crate::recording::rule::RecordingRule;
 use weir_store::{NewRecordingJob, RecordingJobOrigin, RecordingJobPatch, RecordingJobStatus};
@@ -143,7 +144,12 @@ pub struct RoomTask {
     pub id: u64,
     pub control: mpsc::UnboundedReceiver<RoomCommand>,
     pub media: mpsc::Receiver<Datagram>,
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<MediaSocket>,
+    /// What the next flush sends.
+    pub outgoing: SendBatch,
+    /// A sender thread's queue for halves of large batches (none on one
+    /// core).
+    pub offload: Option<std::sync::mpsc::SyncSender<SendBatch>>,
     pub registry: RoomRegistry,
     pub metrics: Arc<ServerMetrics>,
     pub events: Dispatcher,
@@ -172,6 +178,8 @@ impl RoomTask {
             control: control_rx,
             media: media_rx,
             socket: factory.socket.clone(),
+            outgoing: SendBatch::new(),
+            offload: factory.senders.queue_for(id),
             registry,
             metrics: factory.metrics.clone(),
             events: factory.events.clone(),
@@ -448,20 +456,47 @@ impl RoomTask {
         false
     }
 
+    /// Sends what the room produced: one batch per flush, grouped for GSO;
+    /// half of a large batch goes to a sender thread (by destination, so
+    /// each subscriber's datagrams stay on one path).
+    async fn send_outgoing(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let max_segments = self.socket.max_gso_segments();
+        if self.outgoing.len() >= OFFLOAD_MIN_DATAGRAMS {
+            if let Some(queue) = &self.offload {
+                let mut half = SendBatch::new();
+                self.outgoing.split_off(sent_by_helper, &mut half);
+                half.arrange(max_segments);
+                if let Err(e) = queue.try_send(half) {
+                    // The thread is behind (or gone): send it here.
+                    let mut half = match e {
+                        std::sync::mpsc::TrySendError::Full(b)
+                        | std::sync::mpsc::TrySendError::Disconnected(b) => b,
+                    };
+                    self.socket.send(&half).await.record(&self.metrics);
+                    half.clear();
+                }
+            }
+        }
+        self.outgoing.arrange(max_segments);
+        self.socket.send(&self.outgoing).await.record(&self.metrics);
+        self.outgoing.clear();
+    }
+
     async fn flush(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {
+        self.drain_outputs(sessions);
+        self.send_outgoing().await;
+    }
+
+    fn drain_outputs(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {
         while let Some(output) = self.room.poll_output() {
             match output {
                 RoomOutput::Transmit {
                     destination,
                     contents,
-                } => {
-                    if let Err(e) = self.socket.send_to(&contents, destination).await {
-                        debug!(%destination, error = %e, "send failed");
-                        self.metrics.udp_send_errors.inc();
-                    } else {
-                        self.metrics.udp_datagrams_sent.inc();
-                    }
-                }
+                } => self.outgoing.push(destination, &contents),
                 RoomOutput::Signal { to, message } => {
                     if let Some(signals) = sessions.get(&to).and_then(|s| s.signals.as_ref()) {
                         let _ = signals.send(message);
@@ -516,6 +551,18 @@ impl RoomTask {
             }
         }
     }
+}
+
+/// Which destinations a sender thread serves when a batch is split: a
+/// fixed half of the address space, so a destination never changes path
+/// while its batches stay large.
+fn sent_by_helper(destination: SocketAddr) -> bool {
+    let ip = match destination.ip() {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
+    };
+    let mixed = (ip << 16 | u64::from(destination.port())).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    mixed >> 63 == 1
 }
 
 fn event_track(track: &weir_protocol::TrackInfo) -> EventTrack {

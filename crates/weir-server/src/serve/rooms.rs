@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use weir_sfu::{ParticipantKey, RoomConfig};
 
@@ -64,7 +63,9 @@ pub struct RoomRegistry {
 #[derive(Clone)]
 pub struct RoomFactory {
     pub config: RoomConfig,
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<super::media_socket::MediaSocket>,
+    /// Sender threads that take halves of large send batches.
+    pub senders: super::media_socket::SenderPool,
     pub metrics: Arc<ServerMetrics>,
     pub events: crate::callbacks::Dispatcher,
     /// The control plane's database (recording rules and jobs).

@@ -4,24 +4,31 @@
 //! from a new address is routed only if it is a STUN Binding request for a
 //! live ICE ufrag (that is how ICE starts); anything else is counted and
 //! dropped. The reader never waits on a room: a full queue drops.
+//!
+//! Reads are batched (`recvmmsg`, up to [`quinn_udp::BATCH_SIZE`] buffers
+//! per syscall); with UDP GRO one buffer may hold several datagrams of one
+//! source, which are split by their stride.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use quinn_udp::RecvMeta;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 use weir_sfu::stun::binding_request_server_ufrag;
 
+use super::media_socket::MediaSocket;
 use super::metrics::ServerMetrics;
 use super::room_task::Datagram;
 use super::rooms::RoomRegistry;
 
-/// Largest datagram we read; anything larger is truncated and refused by str0m.
-const MAX_DATAGRAM: usize = 2048;
+/// One receive buffer: room for a GRO batch (the kernel coalesces at most
+/// 64 KiB); a single datagram that large is refused by str0m later.
+const RECEIVE_BUFFER: usize = 64 * 1024;
 /// How often routes of departed participants are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -31,18 +38,23 @@ struct Route {
 }
 
 pub async fn run_reader(
-    socket: Arc<UdpSocket>,
+    socket: Arc<MediaSocket>,
     registry: RoomRegistry,
     metrics: Arc<ServerMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut routes: HashMap<SocketAddr, Route> = HashMap::new();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut storage = vec![0u8; RECEIVE_BUFFER * quinn_udp::BATCH_SIZE];
+    let mut meta = vec![RecvMeta::default(); quinn_udp::BATCH_SIZE];
     let mut last_prune = Instant::now();
     loop {
-        let (len, source) = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(r) => r,
+        let mut bufs: Vec<IoSliceMut<'_>> = storage
+            .chunks_mut(RECEIVE_BUFFER)
+            .map(IoSliceMut::new)
+            .collect();
+        let count = tokio::select! {
+            received = socket.recv(&mut bufs, &mut meta) => match received {
+                Ok(count) => count,
                 Err(e) => {
                     // ICMP errors (port unreachable) surface here on Linux; keep going.
                     debug!(error = %e, "udp receive error");
@@ -51,32 +63,11 @@ pub async fn run_reader(
             },
             _ = shutdown.changed() => break,
         };
-        metrics.udp_datagrams_received.inc();
-        let contents = &buf[..len];
-        let route = match routes.entry(source) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let Some(ufrag) = binding_request_server_ufrag(contents) else {
-                    metrics.udp_datagrams_unroutable.inc();
-                    continue;
-                };
-                let Some((ufrag, queue)) = registry.media_route_for_ufrag(ufrag) else {
-                    metrics.udp_datagrams_unroutable.inc();
-                    continue;
-                };
-                entry.insert(Route { ufrag, queue })
-            }
-        };
-        let datagram = Datagram {
-            source,
-            contents: contents.to_vec(),
-        };
-        match route.queue.try_send(datagram) {
-            Ok(()) => metrics.udp_datagrams_routed.inc(),
-            Err(mpsc::error::TrySendError::Full(_)) => metrics.udp_datagrams_dropped.inc(),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                metrics.udp_datagrams_unroutable.inc();
-                routes.remove(&source);
+        metrics.udp_receive_syscalls.inc();
+        for (buf, meta) in bufs.iter().zip(&meta).take(count) {
+            let stride = meta.stride.max(1);
+            for contents in buf[..meta.len.min(buf.len())].chunks(stride) {
+                route_datagram(&mut routes, &registry, &metrics, meta.addr, contents);
             }
         }
         if last_prune.elapsed() >= PRUNE_INTERVAL {
@@ -90,4 +81,42 @@ pub async fn run_reader(
     }
     // Routes of departed peers are pruned lazily, so some may remain.
     debug!(routes = routes.len(), "media reader stopped");
+}
+
+/// Hands one datagram to its room's queue (learning the route from a STUN
+/// request for a live ufrag).
+fn route_datagram(
+    routes: &mut HashMap<SocketAddr, Route>,
+    registry: &RoomRegistry,
+    metrics: &ServerMetrics,
+    source: SocketAddr,
+    contents: &[u8],
+) {
+    metrics.udp_datagrams_received.inc();
+    let route = match routes.entry(source) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let Some(ufrag) = binding_request_server_ufrag(contents) else {
+                metrics.udp_datagrams_unroutable.inc();
+                return;
+            };
+            let Some((ufrag, queue)) = registry.media_route_for_ufrag(ufrag) else {
+                metrics.udp_datagrams_unroutable.inc();
+                return;
+            };
+            entry.insert(Route { ufrag, queue })
+        }
+    };
+    let datagram = Datagram {
+        source,
+        contents: contents.to_vec(),
+    };
+    match route.queue.try_send(datagram) {
+        Ok(()) => metrics.udp_datagrams_routed.inc(),
+        Err(mpsc::error::TrySendError::Full(_)) => metrics.udp_datagrams_dropped.inc(),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            metrics.udp_datagrams_unroutable.inc();
+            routes.remove(&source);
+        }
+    }
 }

@@ -33,13 +33,21 @@ pub struct RtcQuery {
     room: Option<String>,
 }
 
+/// The WebSocket read chunk per session.
+const WS_BUFFER_BYTES: usize = 8 * 1024;
+
 pub async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<RtcQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // tungstenite's defaults (128 KiB read buffer allocated up front, 128
+    // KiB write buffer) were most of a participant's memory; signalling
+    // messages are a few kB and the buffers grow when one is larger.
     ws.max_message_size(WS_FRAME_LIMIT)
         .max_frame_size(WS_FRAME_LIMIT)
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| session(state, query, socket))
 }
 

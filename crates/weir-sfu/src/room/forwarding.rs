@@ -51,8 +51,13 @@ impl Room {
             tracks,
             participants,
             counters,
+            config,
             ..
         } = self;
+        let nack_history = NackHistory {
+            packets: config.nack_cache_packets,
+            age: config.nack_cache_age,
+        };
         let Some(track) = tracks.get(&track_key) else {
             return;
         };
@@ -94,9 +99,23 @@ impl Room {
             let out_pt = match subscription.pt_map.iter().find(|(p, _)| *p == *pt) {
                 Some((_, out)) => *out,
                 None => {
+                    let first_packet = subscription.pt_map.is_empty();
                     let out = matching_pt(&participant.rtc, mid, params);
                     if let Some(s) = participant.subscription_by_track(track_key) {
                         s.pt_map.push((*pt, out));
+                    }
+                    if first_packet {
+                        // The NACK history is bounded by age as well as
+                        // count: it is most of a subscriber's memory.
+                        if let Some(stream) =
+                            participant.rtc.direct_api().stream_tx_by_mid(mid, None)
+                        {
+                            stream.set_rtx_cache(
+                                nack_history.packets,
+                                nack_history.age,
+                                RTX_RATIO_CAP,
+                            );
+                        }
                     }
                     out
                 }
@@ -122,7 +141,7 @@ impl Room {
                 .ext_vals(ext_vals.clone())
                 .nackable(is_video),
             );
-            participant.needs_poll = true;
+            participant.needs_timeout = true;
             counters.rtp_forwarded += 1;
         }
         if want_keyframe && video.is_some() {
@@ -198,6 +217,18 @@ impl Room {
         }
         Some(params)
     }
+}
+
+/// Queued retransmissions are dropped while they exceed this share of a
+/// subscriber's stream (str0m's default), so a lossy link cannot double
+/// its bitrate with resends.
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
+
+/// How much a subscriber's send stream keeps to answer NACKs.
+#[derive(Debug, Clone, Copy)]
+struct NackHistory {
+    packets: usize,
+    age: std::time::Duration,
 }
 
 /// The subscriber's payload type for the publisher's codec on `mid`, if the

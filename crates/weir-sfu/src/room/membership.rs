@@ -88,6 +88,7 @@ impl Room {
             codec_reference: None,
             next_timeout: Some(now),
             needs_poll: true,
+            needs_timeout: false,
             connected: false,
             leaving: false,
         };

@@ -217,7 +217,7 @@ impl Room {
                         }
                     }
                 }
-                publisher.needs_poll = true;
+                publisher.needs_timeout = true;
             }
         }
     }

@@ -1,0 +1,333 @@
+//! The datagrams a room sends in one flush, arranged for the kernel.
+//!
+//! Sending one datagram per syscall costs ~3 µs on loopback, far more than
+//! forwarding it. A video frame is several packets of the same size to
+//! each subscriber, so the batch groups consecutive datagrams to one
+//! destination into UDP GSO sends: one syscall carries up to
+//! `max_segments` datagrams of one size (the last may be shorter, e.g. the
+//! frame's tail or an audio packet). The room emits each subscriber's
+//! datagrams back to back, so grouping consecutive ones finds the frames
+//! without reordering anything; order is always kept.
+//!
+//! Sans-IO: [`SendBatch::arrange`] only computes the groups; the socket
+//! ([`super::media_socket`]) sends them. Buffers are reused between
+//! flushes, so a steady room allocates nothing here.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+/// Most bytes one GSO send may carry (an IP datagram's limit, less the
+/// IPv6 and UDP headers, rounded down).
+pub const MAX_GSO_BYTES: usize = 65_000;
+
+/// A datagram waiting in the batch.
+#[derive(Debug, Clone, Copy)]
+struct Staged {
+    destination: SocketAddr,
+    start: usize,
+    len: usize,
+}
+
+/// Datagrams for one destination that go out in one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group<'a> {
+    pub destination: SocketAddr,
+    /// The datagrams back to back.
+    pub contents: &'a [u8],
+    /// The size of every datagram but the last (which may be shorter);
+    /// `None` for a single datagram.
+    pub segment_size: Option<usize>,
+    pub datagrams: usize,
+}
+
+#[derive(Debug, Clone)]
+struct GroupSpan {
+    destination: SocketAddr,
+    bytes: Range<usize>,
+    segment_size: usize,
+    datagrams: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct SendBatch {
+    staged: Vec<Staged>,
+    staged_bytes: Vec<u8>,
+    /// Scratch for [`SendBatch::split_off`].
+    spare_bytes: Vec<u8>,
+    groups: Vec<GroupSpan>,
+}
+
+impl SendBatch {
+    pub fn new() -> SendBatch {
+        SendBatch::default()
+    }
+
+    /// Adds a datagram (copied into the batch).
+    pub fn push(&mut self, destination: SocketAddr, contents: &[u8]) {
+        let start = self.staged_bytes.len();
+        self.staged_bytes.extend_from_slice(contents);
+        self.staged.push(Staged {
+            destination,
+            start,
+            len: contents.len(),
+        });
+    }
+
+    /// Datagrams staged since the last [`SendBatch::clear`].
+    pub fn len(&self) -> usize {
+        self.staged.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Moves the datagrams whose destination `moves` picks into `into`
+    /// (both keep push order).
+    pub fn split_off(&mut self, mut moves: impl FnMut(SocketAddr) -> bool, into: &mut SendBatch) {
+        let mut kept_bytes = std::mem::take(&mut self.spare_bytes);
+        kept_bytes.clear();
+        let mut kept = 0;
+        for i in 0..self.staged.len() {
+            let datagram = self.staged[i];
+            let contents = &self.staged_bytes[datagram.start..datagram.start + datagram.len];
+            if moves(datagram.destination) {
+                into.push(datagram.destination, contents);
+            } else {
+                let start = kept_bytes.len();
+                kept_bytes.extend_from_slice(contents);
+                self.staged[kept] = Staged { start, ..datagram };
+                kept += 1;
+            }
+        }
+        self.staged.truncate(kept);
+        self.spare_bytes = std::mem::replace(&mut self.staged_bytes, kept_bytes);
+        self.groups.clear();
+    }
+
+    /// Groups the staged datagrams: runs of consecutive datagrams to one
+    /// destination, of equal size (a shorter one may end a run), at most
+    /// `max_segments` and [`MAX_GSO_BYTES`]. `max_segments` of 1 means no
+    /// GSO: one group per datagram.
+    pub fn arrange(&mut self, max_segments: usize) {
+        let max_segments = max_segments.max(1);
+        self.groups.clear();
+        let mut open: Option<GroupSpan> = None;
+        for datagram in &self.staged {
+            let end = datagram.start + datagram.len;
+            if let Some(group) = open.as_mut() {
+                let joins = group.destination == datagram.destination
+                    && group.datagrams < max_segments
+                    && group.bytes.len() + datagram.len <= MAX_GSO_BYTES
+                    // Every segment but the last has the group's size, so
+                    // only a group whose last datagram is full size grows.
+                    && group.bytes.len() == group.segment_size * group.datagrams
+                    && datagram.len <= group.segment_size
+                    && datagram.len > 0;
+                if joins {
+                    group.bytes.end = end;
+                    group.datagrams += 1;
+                    continue;
+                }
+            }
+            if let Some(done) = open.take() {
+                self.groups.push(done);
+            }
+            open = Some(GroupSpan {
+                destination: datagram.destination,
+                bytes: datagram.start..end,
+                segment_size: datagram.len,
+                datagrams: 1,
+            });
+        }
+        if let Some(done) = open {
+            self.groups.push(done);
+        }
+    }
+
+    /// The groups of the last [`SendBatch::arrange`].
+    pub fn groups(&self) -> impl Iterator<Item = Group<'_>> {
+        self.groups.iter().map(|span| Group {
+            destination: span.destination,
+            contents: &self.staged_bytes[span.bytes.clone()],
+            segment_size: (span.datagrams > 1).then_some(span.segment_size),
+            datagrams: span.datagrams,
+        })
+    }
+
+    /// Empties the batch, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.staged.clear();
+        self.staged_bytes.clear();
+        self.groups.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn datagram(tag: u8, len: usize) -> Vec<u8> {
+        vec![tag; len]
+    }
+
+    /// (port, segment size, datagram count, total bytes) per group.
+    fn shape(batch: &SendBatch) -> Vec<(u16, Option<usize>, usize, usize)> {
+        batch
+            .groups()
+            .map(|g| {
+                (
+                    g.destination.port(),
+                    g.segment_size,
+                    g.datagrams,
+                    g.contents.len(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_to_each_subscriber_becomes_one_send_per_subscriber() {
+        let mut batch = SendBatch::new();
+        // Two subscribers, each sent 4 packets of 1200, a last of 700 and
+        // an audio packet, one subscriber after the other as a room emits
+        // them.
+        for port in [2000, 1000] {
+            for packet in 0..6u8 {
+                let len = match packet {
+                    4 => 700,
+                    5 => 120,
+                    _ => 1200,
+                };
+                batch.push(addr(port), &datagram(packet, len));
+            }
+        }
+        batch.arrange(64);
+        assert_eq!(
+            shape(&batch),
+            vec![
+                (2000, Some(1200), 5, 5500),
+                (2000, None, 1, 120),
+                (1000, Some(1200), 5, 5500),
+                (1000, None, 1, 120)
+            ]
+        );
+        // The datagrams keep their order.
+        let first = batch.groups().next().expect("a group");
+        let tags: Vec<u8> = first.contents.chunks(1200).map(|c| c[0]).collect();
+        assert_eq!(tags, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_destination_interleaved_with_another_is_not_merged_across() {
+        let mut batch = SendBatch::new();
+        batch.push(addr(1000), &datagram(1, 1200));
+        batch.push(addr(2000), &datagram(2, 1200));
+        batch.push(addr(1000), &datagram(3, 1200));
+        batch.push(addr(1000), &datagram(4, 1200));
+        batch.arrange(64);
+        assert_eq!(
+            shape(&batch),
+            vec![
+                (1000, None, 1, 1200),
+                (2000, None, 1, 1200),
+                (1000, Some(1200), 2, 2400)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_longer_datagram_or_one_after_a_short_one_starts_a_new_group() {
+        let mut batch = SendBatch::new();
+        for len in [1000, 1000, 1100, 500, 500, 100] {
+            batch.push(addr(1000), &datagram(1, len));
+        }
+        batch.arrange(64);
+        assert_eq!(
+            shape(&batch),
+            vec![
+                (1000, Some(1000), 2, 2000),
+                (1000, Some(1100), 2, 1600),
+                (1000, Some(500), 2, 600),
+            ]
+        );
+    }
+
+    #[test]
+    fn groups_respect_the_segment_and_byte_limits() {
+        let mut batch = SendBatch::new();
+        for _ in 0..10 {
+            batch.push(addr(1000), &datagram(1, 1200));
+        }
+        batch.arrange(4);
+        assert_eq!(
+            shape(&batch),
+            vec![
+                (1000, Some(1200), 4, 4800),
+                (1000, Some(1200), 4, 4800),
+                (1000, Some(1200), 2, 2400),
+            ]
+        );
+        batch.clear();
+        for _ in 0..60 {
+            batch.push(addr(1000), &datagram(1, 1200));
+        }
+        batch.arrange(64);
+        let sizes: Vec<usize> = batch.groups().map(|g| g.datagrams).collect();
+        assert_eq!(
+            sizes,
+            vec![54, 6],
+            "54 x 1200 B is the most under {MAX_GSO_BYTES}"
+        );
+    }
+
+    #[test]
+    fn without_gso_every_datagram_is_its_own_send() {
+        let mut batch = SendBatch::new();
+        for _ in 0..3 {
+            batch.push(addr(1000), &datagram(1, 1200));
+        }
+        batch.arrange(1);
+        assert_eq!(shape(&batch), vec![(1000, None, 1, 1200); 3]);
+    }
+
+    #[test]
+    fn split_off_moves_whole_destinations_and_keeps_order() {
+        let mut batch = SendBatch::new();
+        for packet in 0..3u8 {
+            for port in [1000, 1001, 1002] {
+                batch.push(addr(port), &datagram(packet, 100 + port as usize));
+            }
+        }
+        let mut other = SendBatch::new();
+        batch.split_off(|d| d.port() == 1001, &mut other);
+        assert_eq!((batch.len(), other.len()), (6, 3));
+        batch.arrange(64);
+        other.arrange(64);
+        // Interleaved pushes: nothing merges, but the order is kept.
+        let ports: Vec<u16> = batch.groups().map(|g| g.destination.port()).collect();
+        assert_eq!(ports, vec![1000, 1002, 1000, 1002, 1000, 1002]);
+        assert_eq!(shape(&other), vec![(1001, Some(1101), 3, 3303)]);
+        let moved = other.groups().next().expect("a group");
+        let tags: Vec<u8> = moved.contents.chunks(1101).map(|c| c[0]).collect();
+        assert_eq!(tags, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn clear_empties_and_the_batch_is_reusable() {
+        let mut batch = SendBatch::new();
+        batch.push(addr(1000), &datagram(1, 10));
+        batch.arrange(64);
+        batch.clear();
+        assert!(batch.is_empty());
+        batch.arrange(64);
+        assert_eq!(batch.groups().count(), 0);
+        batch.push(addr(1000), &datagram(2, 10));
+        batch.arrange(64);
+        assert_eq!(shape(&batch), vec![(1000, None, 1, 10)]);
+    }
+}
