@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 
 /// How often the RSS is sampled for its peak.
 pub const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the end RSS may take to settle after the clients left.
+pub const RSS_SETTLE: Duration = Duration::from_secs(8);
 
 /// The process to watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,11 +150,19 @@ impl RssSampler {
         })
     }
 
-    /// Stops sampling; reads the RSS a last time.
+    /// Stops sampling peaks; then gives the server up to [`RSS_SETTLE`]
+    /// to release what the ended sessions held (leaves are processed
+    /// asynchronously, allocators return pages with a delay) and reads the
+    /// end RSS: once it is within 10 % of the start, or when time is up.
     pub async fn finish(self) -> anyhow::Result<RssSummary> {
         let _ = self.stop.send(true);
         let _ = self.task.await;
-        let end = self.process.rss_bytes()?;
+        let settle_until = tokio::time::Instant::now() + RSS_SETTLE;
+        let mut end = self.process.rss_bytes()?;
+        while end > self.start + self.start / 10 && tokio::time::Instant::now() < settle_until {
+            tokio::time::sleep(RSS_SAMPLE_INTERVAL).await;
+            end = self.process.rss_bytes()?;
+        }
         Ok(RssSummary {
             start: self.start,
             peak: self.peak.load(Ordering::Relaxed).max(end),
