@@ -13,6 +13,8 @@
 //!   in real time on H.264/Opus tracks ([`Client::publish_video_h264`]),
 //!   with a known audio/video alignment.
 //! - [`whip_publish`] / [`whep_subscribe`]: the HTTP ingest/egress paths.
+//! - [`SdpPeer`]: the same peer connection with the SDP carried by the
+//!   caller (signalling of other servers, e.g. Janus in the load harness).
 //! - [`lossy_proxy::LossyUdpProxy`]: a UDP relay that drops a seeded
 //!   fraction of the server's RTP toward a client
 //!   ([`JoinOptions::rewrite_server_candidate`] points the client at it).
@@ -45,6 +47,7 @@ mod peer;
 mod receive;
 mod rtx_repair;
 pub mod sdp;
+mod sdp_peer;
 mod session;
 pub mod synthetic;
 mod whip;
@@ -55,6 +58,7 @@ pub use error::{Error, Result};
 pub use local_track::LocalTrack;
 pub use peer::PeerState;
 pub use receive::{ClientStats, ReceivedPacket};
+pub use sdp_peer::SdpPeer;
 pub use whip::{whep_subscribe, whip_publish, HttpSessionOptions, WhepSession, WhipSession};
 
 /// The protocol types, re-exported for convenience.

@@ -322,7 +322,7 @@ impl Drop for WhepSession {
 }
 
 /// A dropped peer connection keeps its driver running until closed.
-fn close_in_background(pc: Arc<dyn PeerConnection>) {
+pub(crate) fn close_in_background(pc: Arc<dyn PeerConnection>) {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(async move {
             let _ = pc.close().await;

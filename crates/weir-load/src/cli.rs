@@ -8,6 +8,7 @@ use clap::Parser;
 
 use crate::runner::RunOptions;
 use crate::scenario::{Media, Scenario, VideoProfile};
+use crate::target::janus;
 use crate::target::weir::{Credentials, Endpoints};
 use crate::target::TargetKind;
 
@@ -29,19 +30,37 @@ Durations take s, ms, m or h (plain numbers are seconds). Every subscriber
 subscribes to every publisher track of its room; publishers send only once
 all subscriptions are established, and the server's CPU is measured over
 that sending phase. Recording (--record) starts a job per room through the
-REST API before sending and stops it at the end.";
+REST API before sending and stops it at the end.
+
+Against Janus Gateway's VideoRoom (same scenario, no tokens, no --record):
+
+  taskset -c 1 weir-load --target janus --janus-url http://127.0.0.1:8088/janus \\
+      --server-pid $JANUS_PID --publishers 1 --subscribers 50 --json janus.json
+
+Janus gathers no ICE candidate on a loopback interface: in a loopback-only
+namespace give it a veth holding 127.0.0.2 (the default --janus-bind-ip, the
+address the harness's media sockets bind, since Janus answers only through
+the interface of its own candidate).
+
+benches/compare-janus.sh runs one scenario against both and prints the ratio.";
 
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "weir-load",
     version,
-    about = "Load-test a Weir server with synthetic publishers and subscribers",
+    about = "Load-test a Weir server (or Janus VideoRoom) with synthetic publishers and subscribers",
     after_help = AFTER_HELP
 )]
 pub struct Args {
     /// The system under test.
     #[arg(long, value_enum, default_value = "weir")]
     pub target: TargetKind,
+    /// Janus's HTTP API (with --target janus).
+    #[arg(long, value_name = "URL", default_value = janus::DEFAULT_URL)]
+    pub janus_url: String,
+    /// With --target janus, the address the media sockets bind: one on the interface of Janus's own ICE candidate (Janus answers only through it).
+    #[arg(long, value_name = "IP", default_value_t = janus::DEFAULT_BIND_IP)]
+    pub janus_bind_ip: std::net::IpAddr,
     /// The server's signalling URL (ws://HOST:PORT/rtc/v1; http://HOST:PORT works too).
     #[arg(long, default_value = "ws://127.0.0.1:7880/rtc/v1")]
     pub url: String,
@@ -121,37 +140,48 @@ pub struct Args {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub run: RunOptions,
-    pub endpoints: Endpoints,
-    pub credentials: Credentials,
-    pub admin_key: Option<String>,
+    pub target: TargetPlan,
     pub json: Option<PathBuf>,
+}
+
+/// How to reach the system under test.
+#[derive(Debug, Clone)]
+pub enum TargetPlan {
+    Weir {
+        endpoints: Endpoints,
+        credentials: Credentials,
+        admin_key: Option<String>,
+    },
+    Janus {
+        /// `--janus-url`, checked.
+        url: String,
+        /// `--janus-bind-ip`.
+        bind_ip: std::net::IpAddr,
+    },
 }
 
 impl Args {
     /// Checks the flags together; every refusal says which flag to fix.
     pub fn plan(&self) -> anyhow::Result<Plan> {
-        let endpoints = Endpoints::parse(&self.url, self.api_url.as_deref())?;
-        let credentials = match (&self.token_secret, &self.data_dir) {
-            (Some(_), Some(_)) => bail!("give either --token-secret or --data-dir, not both"),
-            (Some(secret), None) => match &self.app_id {
-                Some(app_id) => Credentials::Secret {
-                    app_id: app_id.clone(),
-                    secret: secret.clone(),
-                },
-                None => bail!("--token-secret needs --app-id"),
-            },
-            (None, Some(dir)) => Credentials::DataDir {
-                dir: dir.clone(),
-                app_id: self.app_id.clone(),
-            },
-            (None, None) => bail!(
-                "tokens need the application's secret: give --data-dir (the server's data dir) \
-                 or --token-secret with --app-id"
-            ),
+        let target = match self.target {
+            TargetKind::Weir => self.weir_plan()?,
+            TargetKind::Janus => {
+                if self.record {
+                    bail!("--record is not supported with --target janus");
+                }
+                if self.janus_bind_ip.is_unspecified() {
+                    bail!("--janus-bind-ip must be an address, not a wildcard");
+                }
+                TargetPlan::Janus {
+                    url: janus::parse_url(&self.janus_url)?,
+                    bind_ip: self.janus_bind_ip,
+                }
+            }
         };
-        if self.record && self.admin_key.is_none() {
-            bail!("--record needs --admin-key (or WEIR_ADMIN_KEY)");
-        }
+        let url = match &target {
+            TargetPlan::Weir { endpoints, .. } => endpoints.signalling.clone(),
+            TargetPlan::Janus { url, .. } => url.clone(),
+        };
         if self.duration < Duration::from_secs(1) || self.duration > MAX_DURATION {
             bail!("--duration must be between 1s and 1h");
         }
@@ -191,14 +221,43 @@ impl Args {
             run: RunOptions {
                 scenario,
                 target: self.target,
-                url: endpoints.signalling.clone(),
+                url,
                 server_pid: self.server_pid,
                 progress: !self.no_progress,
             },
+            target,
+            json: self.json.clone(),
+        })
+    }
+
+    /// The Weir target's flags: URL, credentials, admin key.
+    fn weir_plan(&self) -> anyhow::Result<TargetPlan> {
+        let endpoints = Endpoints::parse(&self.url, self.api_url.as_deref())?;
+        let credentials = match (&self.token_secret, &self.data_dir) {
+            (Some(_), Some(_)) => bail!("give either --token-secret or --data-dir, not both"),
+            (Some(secret), None) => match &self.app_id {
+                Some(app_id) => Credentials::Secret {
+                    app_id: app_id.clone(),
+                    secret: secret.clone(),
+                },
+                None => bail!("--token-secret needs --app-id"),
+            },
+            (None, Some(dir)) => Credentials::DataDir {
+                dir: dir.clone(),
+                app_id: self.app_id.clone(),
+            },
+            (None, None) => bail!(
+                "tokens need the application's secret: give --data-dir (the server's data dir) \
+                 or --token-secret with --app-id"
+            ),
+        };
+        if self.record && self.admin_key.is_none() {
+            bail!("--record needs --admin-key (or WEIR_ADMIN_KEY)");
+        }
+        Ok(TargetPlan::Weir {
             endpoints,
             credentials,
             admin_key: self.admin_key.clone(),
-            json: self.json.clone(),
         })
     }
 }
@@ -273,8 +332,35 @@ mod tests {
         );
         assert!(scenario.record);
         assert_eq!(scenario.room_name(1), "bench-2");
-        assert_eq!(plan.endpoints.api, "http://127.0.0.1:7880");
-        assert_eq!(plan.admin_key.as_deref(), Some("k"));
+        let TargetPlan::Weir {
+            endpoints,
+            admin_key,
+            ..
+        } = &plan.target
+        else {
+            panic!("a Weir plan");
+        };
+        assert_eq!(endpoints.api, "http://127.0.0.1:7880");
+        assert_eq!(admin_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn a_janus_plan_needs_no_credentials() {
+        let plan = args(&["--target", "janus", "--publishers", "2"])
+            .expect("valid flags")
+            .plan()
+            .expect("a plan");
+        assert_eq!(plan.run.target, TargetKind::Janus);
+        assert_eq!(plan.run.url, janus::DEFAULT_URL);
+        assert!(matches!(
+            &plan.target,
+            TargetPlan::Janus { url, bind_ip } if url == janus::DEFAULT_URL && *bind_ip == janus::DEFAULT_BIND_IP
+        ));
+        let plan = args(&["--target", "janus", "--janus-url", "http://127.0.0.1:9/j/"])
+            .expect("valid flags")
+            .plan()
+            .expect("a plan");
+        assert_eq!(plan.run.url, "http://127.0.0.1:9/j");
     }
 
     #[test]
@@ -282,7 +368,7 @@ mod tests {
         assert!(args(&["--rooms", "0"]).is_err());
         assert!(args(&["--media", "smell"]).is_err());
         assert!(args(&["--duration", "soon"]).is_err());
-        assert!(args(&["--target", "janus"]).is_err());
+        assert!(args(&["--target", "mediasoup"]).is_err());
         let refused = |extra: &[&str], reason: &str| {
             let e = args(extra).expect("parses").plan().expect_err("refused");
             assert!(e.to_string().contains(reason), "{e} (wanted {reason})");
@@ -304,5 +390,14 @@ mod tests {
             "--room-prefix",
         );
         refused(&["--data-dir", "d", "--url", "nowhere"], "--url");
+        refused(&["--target", "janus", "--record"], "not supported");
+        refused(
+            &["--target", "janus", "--janus-url", "ws://h/"],
+            "--janus-url",
+        );
+        refused(
+            &["--target", "janus", "--janus-bind-ip", "0.0.0.0"],
+            "--janus-bind-ip",
+        );
     }
 }

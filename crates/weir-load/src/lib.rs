@@ -7,7 +7,8 @@
 //! - [`scenario`]: rooms, clients, media and the synthetic video profile
 //!   (frame and packet sizes from a bitrate).
 //! - [`target`]: the system under test behind traits; [`target::weir`]
-//!   is the Weir implementation (tokens, `weir-client`, recordings API).
+//!   is the Weir implementation (tokens, `weir-client`, recordings API),
+//!   [`target::janus`] the Janus VideoRoom one (HTTP API, no recordings).
 //! - [`runner`]: the phases of a run: join (ramped), subscribe, record,
 //!   send, drain, stop, leave.
 //! - [`traffic`]: the real-time senders and the receivers (stamps,
@@ -15,9 +16,10 @@
 //! - [`proc_stats`]: CPU time and RSS from `/proc`.
 //! - [`report`]: the JSON report (a contract) and the human summary.
 //!
-//! Media peers bind 127.0.0.1. Pin the harness and the server to different
-//! cores (`taskset -c 1 weir-load ...`, server on core 0) so that the
-//! harness never competes with what it measures.
+//! Media peers bind 127.0.0.1 (against Janus: `--janus-bind-ip`, 127.0.0.2,
+//! see [`target::janus::JanusTarget::new`]). Pin the harness and the server
+//! to different cores (`taskset -c 1 weir-load ...`, server on core 0) so
+//! that the harness never competes with what it measures.
 
 use std::sync::Arc;
 
@@ -35,27 +37,34 @@ pub mod traffic;
 pub use cli::{Args, Plan};
 pub use report::Report;
 
+use cli::TargetPlan;
+use target::janus::JanusTarget;
 use target::weir::{WeirSettings, WeirTarget};
-use target::{Target, TargetKind};
+use target::Target;
 
 /// Spare lifetime of join tokens beyond the run's own length.
 const TOKEN_MARGIN_SECONDS: u64 = 600;
 
 /// Builds the target of a plan (reads the application's key).
 pub async fn target_of(plan: &Plan) -> anyhow::Result<Arc<dyn Target>> {
-    match plan.run.target {
-        TargetKind::Weir => {
-            let app = plan.credentials.app_key().await?;
+    match &plan.target {
+        TargetPlan::Weir {
+            endpoints,
+            credentials,
+            admin_key,
+        } => {
+            let app = credentials.app_key().await?;
             let scenario = &plan.run.scenario;
             let run_seconds = (scenario.ramp + scenario.duration + scenario.drain).as_secs();
             let settings = WeirSettings {
-                endpoints: plan.endpoints.clone(),
+                endpoints: endpoints.clone(),
                 app,
-                admin_key: plan.admin_key.clone(),
+                admin_key: admin_key.clone(),
                 token_ttl: std::time::Duration::from_secs(run_seconds + TOKEN_MARGIN_SECONDS),
             };
             Ok(Arc::new(WeirTarget::new(settings)?))
         }
+        TargetPlan::Janus { url, bind_ip } => Ok(Arc::new(JanusTarget::new(url, *bind_ip)?)),
     }
 }
 

@@ -2,10 +2,11 @@
 //! the same way: the runner only joins publishers and subscribers, sends
 //! synthetic frames, reads what arrives, and starts/stops recordings.
 //!
-//! [`weir`] is the only target today. A Janus VideoRoom target would be a
-//! second module implementing [`Target`] (its own signalling, webrtc-rs
-//! peers publishing the same [`weir_client::synthetic`] payloads), chosen
-//! with `--target janus`.
+//! [`weir`] loads a Weir server (`--target weir`); [`janus`] loads a Janus
+//! Gateway VideoRoom (`--target janus`) with its own signalling but the
+//! same webrtc-rs peers publishing the same [`weir_client::synthetic`]
+//! payloads, so that one scenario runs against both. [`tracks`] holds what
+//! the two share once signalling is done.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,8 @@ use weir_client::synthetic::{OpusSource, SyntheticPacket, Vp8Source};
 
 use crate::scenario::Media;
 
+pub mod janus;
+pub mod tracks;
 pub mod weir;
 
 /// Which system to load.
@@ -24,12 +27,15 @@ pub mod weir;
 pub enum TargetKind {
     /// A Weir server (`/rtc/v1` signalling, REST API for recordings).
     Weir,
+    /// A Janus Gateway 1.x VideoRoom (HTTP API; no recordings).
+    Janus,
 }
 
 impl TargetKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TargetKind::Weir => "weir",
+            TargetKind::Janus => "janus",
         }
     }
 }

@@ -10,15 +10,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use async_trait::async_trait;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use weir_client::synthetic::{OpusSource, SyntheticPacket, Vp8Source};
-use weir_client::{Client, Event, JoinOptions, LocalTrack, ReceivedPacket};
+use weir_client::{Client, Event, JoinOptions};
 use weir_protocol::{Grant, ServerMessage, TrackKind, TrackSource};
 use weir_server::token::AppKey;
 
+use super::tracks::{PacketStream, SendTracks};
 use super::{
-    Arrival, MediaStream, Publisher, RecordedFile, RecordingJob, RecordingOutcome, Subscriber,
-    Target,
+    MediaStream, Publisher, RecordedFile, RecordingJob, RecordingOutcome, Subscriber, Target,
 };
 use crate::scenario::Media;
 
@@ -288,8 +288,10 @@ impl Target for WeirTarget {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let find = |kind| tracks.iter().find(|t| t.kind() == kind).cloned();
         Ok(Arc::new(WeirPublisher {
-            video: find(TrackKind::Video),
-            audio: find(TrackKind::Audio),
+            tracks: SendTracks {
+                video: find(TrackKind::Video),
+                audio: find(TrackKind::Audio),
+            },
             track_ids,
             closed,
             client: tokio::sync::Mutex::new(Some(client)),
@@ -312,7 +314,7 @@ impl Target for WeirTarget {
         watch_events(&mut client, Arc::clone(&closed), Some(subscribed_tx));
         let media = client
             .take_media()
-            .map(|rx| Box::new(WeirMedia(rx)) as Box<dyn MediaStream>);
+            .map(|rx| Box::new(PacketStream(rx)) as Box<dyn MediaStream>);
         Ok(Box::new(WeirSubscriber {
             user: user.to_string(),
             subscribed,
@@ -443,8 +445,7 @@ async fn leave(client: &tokio::sync::Mutex<Option<Client>>) {
 }
 
 struct WeirPublisher {
-    video: Option<LocalTrack>,
-    audio: Option<LocalTrack>,
+    tracks: SendTracks,
     track_ids: Vec<String>,
     closed: Arc<AtomicBool>,
     client: tokio::sync::Mutex<Option<Client>>,
@@ -461,21 +462,11 @@ impl Publisher for WeirPublisher {
         source: &mut Vp8Source,
         frame: &mut Vec<SyntheticPacket>,
     ) -> anyhow::Result<usize> {
-        let track = self
-            .video
-            .as_ref()
-            .ok_or_else(|| anyhow!("no video track"))?;
-        track.send_vp8_frame(source, frame).await?;
-        Ok(frame.len())
+        self.tracks.send_video_frame(source, frame).await
     }
 
     async fn send_audio_packet(&self, source: &mut OpusSource) -> anyhow::Result<()> {
-        let track = self
-            .audio
-            .as_ref()
-            .ok_or_else(|| anyhow!("no audio track"))?;
-        track.send_opus_packet(source).await?;
-        Ok(())
+        self.tracks.send_audio_packet(source).await
     }
 
     fn is_closed(&self) -> bool {
@@ -541,20 +532,6 @@ impl Subscriber for WeirSubscriber {
 
     async fn leave(&self) {
         leave(&self.client).await;
-    }
-}
-
-struct WeirMedia(mpsc::Receiver<ReceivedPacket>);
-
-#[async_trait]
-impl MediaStream for WeirMedia {
-    async fn recv(&mut self) -> Option<Arrival> {
-        let packet = self.0.recv().await?;
-        Some(Arrival {
-            stream: packet.mid,
-            payload: packet.payload,
-            received_at: packet.received_at,
-        })
     }
 }
 
