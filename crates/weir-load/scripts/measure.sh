@@ -8,7 +8,8 @@
 #   unshare -n bash -c 'ip link set lo up; exec crates/weir-load/scripts/measure.sh NAME OUT_DIR -- WEIR_LOAD_FLAGS...'
 #
 # Writes OUT_DIR/NAME.json (the report), NAME.txt (the summary),
-# NAME.server.log, and keeps the server's data dir as OUT_DIR/NAME.data
+# NAME.health.json (the server's /healthz at the end: its forwarding
+# latency), NAME.server.log, and keeps the server's data dir as OUT_DIR/NAME.data
 # (recordings under NAME.data/recordings). Build first:
 #   cargo build --release -p weir-load --bin weir-load -p weir-server --bin weir
 set -euo pipefail
@@ -49,6 +50,14 @@ WEIR_ADMIN_KEY=$admin_key taskset -c 1 "$bin/weir-load" \
     --url ws://127.0.0.1:7880/rtc/v1 --data-dir "$data" --server-pid "$server" \
     --json "$out/$name.json" --no-progress "$@" >"$out/$name.txt" || status=$?
 cat "$out/$name.txt"
+# The server's own view, including its forwarding latency histogram.
+curl -fsS http://127.0.0.1:7880/healthz >"$out/$name.health.json" 2>/dev/null || true
+python3 - "$out/$name.health.json" <<'PY' || true
+import json, sys
+latency = json.load(open(sys.argv[1])).get("forwarding_latency")
+if latency:
+    print("server forwarding latency: p50 {p50_us} us, p99 {p99_us} us, max {max_us} us ({samples} datagrams)".format(**latency))
+PY
 
 kill -TERM "$server"
 wait "$server" || true

@@ -340,6 +340,19 @@ pub struct Health {
     pub uptime_seconds: u64,
     pub rooms: u64,
     pub participants: u64,
+    /// How long the server took from reading a media datagram to sending
+    /// what it forwarded, since it started (absent before any media).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding_latency: Option<LatencySummary>,
+}
+
+/// Percentiles of a latency histogram, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub samples: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::participant::{Participant, ParticipantKey, SessionKind};
 use crate::track::{PublishedTrack, TrackKey};
 
 pub mod admin;
+mod drive;
 mod forwarding;
 mod membership;
 mod negotiation;
@@ -375,46 +376,6 @@ impl Room {
             .collect();
         for key in keys {
             self.signal(key, message.clone());
-        }
-    }
-
-    /// Polls every participant that needs it until all are idle.
-    fn drive(&mut self, now: Instant) {
-        self.last_now = now;
-        self.drive_pending = false;
-        // Forwarding marks subscribers for polling; loop until quiet.
-        for _ in 0..64 {
-            for participant in self.participants.values_mut() {
-                if participant.needs_timeout {
-                    participant.needs_timeout = false;
-                    participant.needs_poll = true;
-                    if let Err(e) = participant.rtc.handle_input(Input::Timeout(now)) {
-                        warn!(participant = %participant.id, error = %e, "timeout handling failed");
-                        participant.rtc.disconnect();
-                    }
-                }
-            }
-            let due: Vec<ParticipantKey> = self
-                .participants
-                .values()
-                .filter(|p| p.needs_poll)
-                .map(|p| p.key)
-                .collect();
-            if due.is_empty() {
-                break;
-            }
-            for key in due {
-                self.poll_participant(now, key);
-            }
-        }
-        let dead: Vec<ParticipantKey> = self
-            .participants
-            .values()
-            .filter(|p| !p.rtc.is_alive() || p.leaving)
-            .map(|p| p.key)
-            .collect();
-        for key in dead {
-            self.remove_participant(now, key, LeaveReason::Disconnected);
         }
     }
 

@@ -115,6 +115,7 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
         uptime_seconds: state.started.elapsed().as_secs(),
         rooms: state.rooms.room_count() as u64,
         participants: state.metrics.participants.get().max(0) as u64,
+        forwarding_latency: state.metrics.forwarding_latency.summary(),
     })
 }
 

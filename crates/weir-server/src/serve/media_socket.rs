@@ -179,6 +179,9 @@ impl SenderPool {
                     // Ends when every room and the pool are dropped.
                     while let Ok(batch) = rx.recv() {
                         socket.send_blocking(&batch).record(&metrics);
+                        if let Some(oldest) = batch.oldest_input {
+                            metrics.forwarding_latency.record(oldest.elapsed());
+                        }
                     }
                 });
             match started {

@@ -39,6 +39,91 @@ impl Gauge {
     }
 }
 
+/// A histogram of durations that many threads add to without a lock:
+/// 25 µs buckets up to 5 ms, 1 ms buckets up to 100 ms, then one bucket
+/// for everything longer. Percentiles are bucket upper bounds.
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: Box<[AtomicU64]>,
+    max_us: AtomicU64,
+}
+
+const FINE_BUCKET_US: u64 = 25;
+const FINE_LIMIT_US: u64 = 5_000;
+const COARSE_BUCKET_US: u64 = 1_000;
+const COARSE_LIMIT_US: u64 = 100_000;
+const FINE_BUCKETS: usize = (FINE_LIMIT_US / FINE_BUCKET_US) as usize;
+const COARSE_BUCKETS: usize = ((COARSE_LIMIT_US - FINE_LIMIT_US) / COARSE_BUCKET_US) as usize;
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            buckets: (0..FINE_BUCKETS + COARSE_BUCKETS + 1)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, elapsed: std::time::Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let index = if us < FINE_LIMIT_US {
+            (us / FINE_BUCKET_US) as usize
+        } else if us < COARSE_LIMIT_US {
+            FINE_BUCKETS + ((us - FINE_LIMIT_US) / COARSE_BUCKET_US) as usize
+        } else {
+            FINE_BUCKETS + COARSE_BUCKETS
+        };
+        if let Some(bucket) = self.buckets.get(index) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    fn upper_bound_us(index: usize) -> u64 {
+        if index < FINE_BUCKETS {
+            (index as u64 + 1) * FINE_BUCKET_US
+        } else if index < FINE_BUCKETS + COARSE_BUCKETS {
+            FINE_LIMIT_US + ((index - FINE_BUCKETS) as u64 + 1) * COARSE_BUCKET_US
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// Count, p50, p99 and max in microseconds (`None` before any sample).
+    pub fn summary(&self) -> Option<weir_protocol::LatencySummary> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let samples: u64 = counts.iter().sum();
+        if samples == 0 {
+            return None;
+        }
+        let max_us = self.max_us.load(Ordering::Relaxed);
+        let percentile = |p: f64| {
+            let rank = ((samples as f64) * p).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (index, count) in counts.iter().enumerate() {
+                seen += count;
+                if seen >= rank {
+                    return Self::upper_bound_us(index).min(max_us);
+                }
+            }
+            max_us
+        };
+        Some(weir_protocol::LatencySummary {
+            samples,
+            p50_us: percentile(0.50),
+            p99_us: percentile(0.99),
+            max_us,
+        })
+    }
+}
+
 /// Every counter the server shell keeps. Labels never carry user ids.
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
@@ -57,6 +142,10 @@ pub struct ServerMetrics {
     pub udp_send_syscalls: Counter,
     /// Receive syscalls (`recvmmsg`) that returned datagrams.
     pub udp_receive_syscalls: Counter,
+    /// Per received media datagram: from the `recvmmsg` that read it to
+    /// the end of the send of what the room made of it (its forwards to
+    /// every subscriber, or to the half a sender thread took).
+    pub forwarding_latency: LatencyHistogram,
     /// Datagrams from unknown addresses that were not a STUN request for a
     /// known ICE ufrag (scans, garbage, late packets of departed peers).
     pub udp_datagrams_unroutable: Counter,
@@ -87,4 +176,30 @@ pub struct ServerMetrics {
     pub callbacks_failed_attempts: Counter,
     /// Events given up on: retries exhausted or nowhere to send them.
     pub callbacks_gave_up: Counter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latency_percentiles_are_bucket_upper_bounds_capped_by_the_max() {
+        let histogram = LatencyHistogram::default();
+        assert!(histogram.summary().is_none());
+        for _ in 0..98 {
+            histogram.record(Duration::from_micros(110));
+        }
+        histogram.record(Duration::from_micros(1_990));
+        histogram.record(Duration::from_millis(250));
+        let summary = histogram.summary().expect("samples");
+        assert_eq!(summary.samples, 100);
+        assert_eq!(summary.p50_us, 125);
+        assert_eq!(summary.p99_us, 2_000);
+        assert_eq!(summary.max_us, 250_000);
+        // 101 samples: the 100th (the p99 rank) is now the 7 ms one, in
+        // the 1 ms bucket [7, 8) ms.
+        histogram.record(Duration::from_millis(7));
+        assert_eq!(histogram.summary().expect("samples").p99_us, 8_000);
+    }
 }

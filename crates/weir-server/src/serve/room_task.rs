@@ -31,6 +31,9 @@ pub const DATAGRAM_QUEUE: usize = 4096;
 pub struct Datagram {
     pub source: SocketAddr,
     pub contents: Vec<u8>,
+    /// When the reader's `recvmmsg` returned it (for the forwarding
+    /// latency).
+    pub received_at: Instant,
 }
 
 pub enum RoomCommand {
@@ -150,6 +153,8 @@ pub struct RoomTask {
     /// A sender thread's queue for halves of large batches (none on one
     /// core).
     pub offload: Option<std::sync::mpsc::SyncSender<SendBatch>>,
+    /// When each datagram of the current pass was read.
+    pub inputs_received: Vec<Instant>,
     pub registry: RoomRegistry,
     pub metrics: Arc<ServerMetrics>,
     pub events: Dispatcher,
@@ -180,6 +185,7 @@ impl RoomTask {
             socket: factory.socket.clone(),
             outgoing: SendBatch::new(),
             offload: factory.senders.queue_for(id),
+            inputs_received: Vec::new(),
             registry,
             metrics: factory.metrics.clone(),
             events: factory.events.clone(),
@@ -310,10 +316,14 @@ impl RoomTask {
                     let Some(datagram) = datagram else { break };
                     let now = Instant::now();
                     self.room.handle_datagram(now, datagram.source, &datagram.contents);
+                    self.inputs_received.push(datagram.received_at);
                     // Drain what else is queued before flushing, in one go.
                     for _ in 0..64 {
                         match self.media.try_recv() {
-                            Ok(d) => { self.room.handle_datagram(now, d.source, &d.contents); }
+                            Ok(d) => {
+                                self.room.handle_datagram(now, d.source, &d.contents);
+                                self.inputs_received.push(d.received_at);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -467,6 +477,7 @@ impl RoomTask {
         if self.outgoing.len() >= OFFLOAD_MIN_DATAGRAMS {
             if let Some(queue) = &self.offload {
                 let mut half = SendBatch::new();
+                half.oldest_input = self.inputs_received.first().copied();
                 self.outgoing.split_off(sent_by_helper, &mut half);
                 half.arrange(max_segments);
                 if let Err(e) = queue.try_send(half) {
@@ -488,6 +499,14 @@ impl RoomTask {
     async fn flush(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {
         self.drain_outputs(sessions);
         self.send_outgoing().await;
+        if !self.inputs_received.is_empty() {
+            let sent = Instant::now();
+            for received in self.inputs_received.drain(..) {
+                self.metrics
+                    .forwarding_latency
+                    .record(sent.saturating_duration_since(received));
+            }
+        }
     }
 
     fn drain_outputs(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {

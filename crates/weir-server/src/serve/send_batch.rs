@@ -50,6 +50,9 @@ struct GroupSpan {
 
 #[derive(Debug, Default)]
 pub struct SendBatch {
+    /// When the oldest datagram this batch answers was read (a sender
+    /// thread records the forwarding latency from it).
+    pub oldest_input: Option<std::time::Instant>,
     staged: Vec<Staged>,
     staged_bytes: Vec<u8>,
     /// Scratch for [`SendBatch::split_off`].
@@ -157,6 +160,7 @@ impl SendBatch {
 
     /// Empties the batch, keeping its buffers.
     pub fn clear(&mut self) {
+        self.oldest_input = None;
         self.staged.clear();
         self.staged_bytes.clear();
         self.groups.clear();

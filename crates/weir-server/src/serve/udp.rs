@@ -64,10 +64,16 @@ pub async fn run_reader(
             _ = shutdown.changed() => break,
         };
         metrics.udp_receive_syscalls.inc();
+        let received_at = Instant::now();
         for (buf, meta) in bufs.iter().zip(&meta).take(count) {
             let stride = meta.stride.max(1);
             for contents in buf[..meta.len.min(buf.len())].chunks(stride) {
-                route_datagram(&mut routes, &registry, &metrics, meta.addr, contents);
+                let datagram = Datagram {
+                    source: meta.addr,
+                    contents: contents.to_vec(),
+                    received_at,
+                };
+                route_datagram(&mut routes, &registry, &metrics, datagram);
             }
         }
         if last_prune.elapsed() >= PRUNE_INTERVAL {
@@ -89,10 +95,11 @@ fn route_datagram(
     routes: &mut HashMap<SocketAddr, Route>,
     registry: &RoomRegistry,
     metrics: &ServerMetrics,
-    source: SocketAddr,
-    contents: &[u8],
+    datagram: Datagram,
 ) {
     metrics.udp_datagrams_received.inc();
+    let source = datagram.source;
+    let contents = &datagram.contents;
     let route = match routes.entry(source) {
         Entry::Occupied(entry) => entry.into_mut(),
         Entry::Vacant(entry) => {
@@ -106,10 +113,6 @@ fn route_datagram(
             };
             entry.insert(Route { ufrag, queue })
         }
-    };
-    let datagram = Datagram {
-        source,
-        contents: contents.to_vec(),
     };
     match route.queue.try_send(datagram) {
         Ok(()) => metrics.udp_datagrams_routed.inc(),
