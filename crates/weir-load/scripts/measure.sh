@@ -9,7 +9,7 @@
 #
 # Writes OUT_DIR/NAME.json (the report), NAME.txt (the summary),
 # NAME.health.json (the server's /healthz at the end: its forwarding
-# latency), NAME.server.log, and keeps the server's data dir as OUT_DIR/NAME.data
+# latency), NAME.threads.txt (CPU time per server thread), NAME.server.log, and keeps the server's data dir as OUT_DIR/NAME.data
 # (recordings under NAME.data/recordings). Build first:
 #   cargo build --release -p weir-load --bin weir-load -p weir-server --bin weir
 set -euo pipefail
@@ -33,7 +33,11 @@ mkdir -p "$data"
 # The REST API's admin key (32+ letters and digits), for --record.
 admin_key=loadtestadminkey0123456789abcdefghij
 
-WEIR_ADMIN_KEY=$admin_key taskset -c 0 "$bin/weir" serve --data-dir "$data" \
+# SERVER_CPUS / HARNESS_CPUS (taskset lists) override the pinning, e.g.
+# SERVER_CPUS=0,1 to let the server use both cores.
+server_cpus=${SERVER_CPUS:-0}
+harness_cpus=${HARNESS_CPUS:-1}
+WEIR_ADMIN_KEY=$admin_key taskset -c "$server_cpus" "$bin/weir" serve --data-dir "$data" \
     --http-listen 127.0.0.1:7880 --udp-listen 127.0.0.1:7882 \
     >"$out/$name.server.log" 2>&1 &
 server=$!
@@ -46,10 +50,15 @@ done
 curl -fsS http://127.0.0.1:7880/healthz >/dev/null
 
 status=0
-WEIR_ADMIN_KEY=$admin_key taskset -c 1 "$bin/weir-load" \
+WEIR_ADMIN_KEY=$admin_key taskset -c "$harness_cpus" "$bin/weir-load" \
     --url ws://127.0.0.1:7880/rtc/v1 --data-dir "$data" --server-pid "$server" \
     --json "$out/$name.json" --no-progress "$@" >"$out/$name.txt" || status=$?
 cat "$out/$name.txt"
+# CPU time per server thread (how the work spread over threads and cores).
+for task in /proc/"$server"/task/*; do
+    # comm is in parentheses (no spaces in ours); utime + stime in ticks.
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%-18s %7.2f s\n", $2, ($14 + $15) / hz}' "$task/stat"
+done 2>/dev/null | sort -k2 -n -r | head -8 >"$out/$name.threads.txt" || true
 # The server's own view, including its forwarding latency histogram.
 curl -fsS http://127.0.0.1:7880/healthz >"$out/$name.health.json" 2>/dev/null || true
 python3 - "$out/$name.health.json" <<'PY' || true

@@ -209,6 +209,17 @@ pub fn serve(args: &ServeArgs, env: &HashMap<String, String>) -> anyhow::Result<
     let config = Config::load(args.config.config.as_deref(), env, &args.overrides())
         .context("loading the configuration")?;
     init_tracing(&config.log, env.get("RUST_LOG").map(String::as_str))?;
+    // The pool rooms drive large fan-outs on (weir_sfu::Room) with their
+    // own thread: one thread per further core, named so that per-thread
+    // CPU shows it.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores.saturating_sub(1).max(1))
+        .thread_name(|i| format!("weir-fanout-{i}"))
+        .build_global()
+    {
+        tracing::debug!(error = %e, "the fan-out pool was already set up");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

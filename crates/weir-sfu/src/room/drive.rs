@@ -19,6 +19,14 @@ use crate::participant::{Participant, ParticipantKey};
 /// half to another thread costs a wake-up, a few µs).
 const PARALLEL_MIN_PARTICIPANTS: usize = 16;
 
+/// Whether this process may use more than one core (its CPU affinity
+/// counts: a server pinned to one core drives everything on one thread,
+/// where a second would only add context switches).
+fn several_cores() -> bool {
+    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// What one participant's `Rtc` emitted until it was idle.
 struct RtcRun {
     key: ParticipantKey,
@@ -74,7 +82,7 @@ impl Room {
 
 /// Runs every participant of `work`, on two threads when there are many.
 fn run_all(work: &mut [&mut Participant], now: Instant) -> Vec<RtcRun> {
-    if work.len() < PARALLEL_MIN_PARTICIPANTS {
+    if work.len() < PARALLEL_MIN_PARTICIPANTS || !several_cores() {
         return work.iter_mut().map(|p| run_rtc(p, now)).collect();
     }
     let (here, there) = work.split_at_mut(work.len() / 2);
