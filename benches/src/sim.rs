@@ -250,14 +250,14 @@ impl SimRoom {
     }
 
     /// The timed part: what the server's room task does for one publisher
-    /// datagram. [`Room::handle_datagram`] and its output drained; then,
-    /// since str0m queues a written packet and sends it on the subscriber
-    /// `Rtc`'s next timeout input (which the room asks for at once, so the
-    /// room task's next turn does it), [`Room::handle_timeout`] at the
-    /// same instant and its output drained. Returns the RTP datagrams the
-    /// room sent to subscribers. With [`Downlink::Discard`] they are
-    /// dropped here (as the room task drops them after `send_to`);
-    /// otherwise they wait to be routed at the next [`SimRoom::settle`].
+    /// datagram: [`Room::handle_datagram`] (the publisher's SRTP open and
+    /// the forwarding into every subscriber's `Rtc`) and the outputs
+    /// drained (each subscriber's timeout input, poll and SRTP seal happen
+    /// there, see `weir_sfu::room::drive`); then any room timer due at the
+    /// same instant. Returns the RTP datagrams the room sent to
+    /// subscribers. With [`Downlink::Discard`] they are dropped here (as
+    /// the room task drops them after sending); otherwise they wait to be
+    /// routed at the next [`SimRoom::settle`].
     pub fn forward(&mut self, at: Instant, datagram: &[u8]) -> usize {
         let publisher = self.peers[PUBLISHER].addr;
         assert!(
@@ -434,7 +434,8 @@ impl SimRoom {
         panic!("peers did not connect");
     }
 
-    fn run_for(&mut self, duration: Duration) {
+    /// Lets `duration` pass, delivering what everyone sends.
+    pub fn run_for(&mut self, duration: Duration) {
         let end = self.now + duration;
         while self.now < end {
             self.advance_to(self.now + Duration::from_millis(5));

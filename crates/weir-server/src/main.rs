@@ -6,7 +6,16 @@ use std::process::ExitCode;
 use clap::Parser;
 use weir_server::cli::{self, Cli};
 
+/// `--features dhat-heap`: a heap profile of the whole run, written to
+/// `dhat-heap.json` when the process exits (for memory investigations;
+/// see docs/performance.md).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let parsed = Cli::parse();
     let env = cli::process_env();
     match cli::run(parsed, &env) {

@@ -27,6 +27,10 @@ use weir_store::{NewRecordingJob, RecordingJobOrigin, RecordingJobPatch, Recordi
 /// (and counted) rather than slowing the UDP reader.
 pub const DATAGRAM_QUEUE: usize = 4096;
 
+/// Send-batch space a room keeps between passes (a frame to a few dozen
+/// subscribers); a bigger burst's buffer is given back after it is sent.
+const RETAINED_SEND_BUFFER: usize = 256 * 1024;
+
 #[derive(Debug)]
 pub struct Datagram {
     pub source: SocketAddr,
@@ -494,6 +498,7 @@ impl RoomTask {
         self.outgoing.arrange(max_segments);
         self.socket.send(&self.outgoing).await.record(&self.metrics);
         self.outgoing.clear();
+        self.outgoing.shrink_to(RETAINED_SEND_BUFFER);
     }
 
     async fn flush(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {

@@ -158,6 +158,16 @@ impl SendBatch {
         })
     }
 
+    /// Gives back buffer space beyond `bytes` (after a burst, so that a
+    /// large room's biggest keyframe is not held forever).
+    pub fn shrink_to(&mut self, bytes: usize) {
+        self.staged_bytes.shrink_to(bytes);
+        self.spare_bytes.shrink_to(bytes);
+        let datagrams = bytes / 1000;
+        self.staged.shrink_to(datagrams);
+        self.groups.shrink_to(datagrams);
+    }
+
     /// Empties the batch, keeping its buffers.
     pub fn clear(&mut self) {
         self.oldest_input = None;
