@@ -149,6 +149,8 @@ pub struct Room {
     /// driven yet: that happens once, when the owner next drains outputs
     /// (so a burst of datagrams costs each subscriber one pass).
     drive_pending: bool,
+    /// Where a drive in progress is (see `room/drive.rs`).
+    drive: drive::DriveProgress,
     /// A video codec new publications are asked to send (e.g. `H264` while
     /// the room is recorded, so recordings play in browsers).
     preferred_video_codec: Option<String>,
@@ -169,6 +171,7 @@ impl Room {
             counters: RoomCounters::default(),
             last_now: now,
             drive_pending: false,
+            drive: drive::DriveProgress::default(),
             preferred_video_codec: None,
         }
     }
@@ -266,12 +269,18 @@ impl Room {
     }
 
     /// The next thing to do. Datagrams handled since the last call are
-    /// carried through to every affected participant first, all at once.
+    /// carried through to the participants they affect a few at a time, as
+    /// the outputs are taken: the owner can send the first subscribers'
+    /// datagrams before the last ones are made.
     pub fn poll_output(&mut self) -> Option<RoomOutput> {
-        if self.drive_pending {
-            self.drive(self.last_now);
+        loop {
+            if let Some(output) = self.outputs.pop_front() {
+                return Some(output);
+            }
+            if !self.drive_step() {
+                return None;
+            }
         }
-        self.outputs.pop_front()
     }
 
     /// A datagram arrived on the media socket. Returns false when no

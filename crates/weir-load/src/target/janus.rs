@@ -34,7 +34,7 @@ use weir_client::synthetic::{OpusSource, SyntheticPacket, Vp8Source};
 use weir_client::{Codec, PeerState, SdpPeer};
 
 use self::api::{Handle, JanusError, Session};
-use super::tracks::{PacketStream, SendTracks};
+use super::tracks::{wait_for_tracks, PacketStream, SendTracks};
 use super::{MediaStream, Publisher, RecordingJob, RecordingOutcome, Subscriber, Target};
 use crate::scenario::Media;
 
@@ -479,28 +479,7 @@ struct JanusSubscriber {
 #[async_trait]
 impl Subscriber for JanusSubscriber {
     async fn wait_subscribed(&self, track_ids: &[String], timeout: Duration) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut subscribed = self.subscribed.clone();
-        let all = tokio::time::timeout_at(deadline, async {
-            subscribed
-                .wait_for(|set| track_ids.iter().all(|t| set.contains(t)))
-                .await
-                .map(|_| ())
-        })
-        .await;
-        match all {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => bail!("{}: the session ended before subscribing", self.user),
-            Err(_) => {
-                let set = self.subscribed.borrow().clone();
-                let missing: Vec<&String> =
-                    track_ids.iter().filter(|t| !set.contains(*t)).collect();
-                bail!(
-                    "{}: not subscribed to {missing:?} after {timeout:?}",
-                    self.user
-                );
-            }
-        }
+        wait_for_tracks(&self.user, &self.subscribed, track_ids, timeout).await?;
         let peer = self.connection.peer.lock().await;
         let peer = peer
             .as_ref()

@@ -59,3 +59,30 @@ impl MediaStream for PacketStream {
         })
     }
 }
+
+/// Waits until every track of `track_ids` is in `subscribed` (the tracks a
+/// subscriber receives), at most `timeout`.
+pub async fn wait_for_tracks(
+    user: &str,
+    subscribed: &tokio::sync::watch::Receiver<std::collections::HashSet<String>>,
+    track_ids: &[String],
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let mut watching = subscribed.clone();
+    let all = tokio::time::timeout(timeout, async {
+        watching
+            .wait_for(|set| track_ids.iter().all(|t| set.contains(t)))
+            .await
+            .map(|_| ())
+    })
+    .await;
+    match all {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => anyhow::bail!("{user}: the session ended before subscribing"),
+        Err(_) => {
+            let set = subscribed.borrow().clone();
+            let missing: Vec<&String> = track_ids.iter().filter(|t| !set.contains(*t)).collect();
+            anyhow::bail!("{user}: not subscribed to {missing:?} after {timeout:?}")
+        }
+    }
+}

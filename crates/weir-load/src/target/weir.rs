@@ -16,7 +16,7 @@ use weir_client::{Client, Event, JoinOptions};
 use weir_protocol::{Grant, ServerMessage, TrackKind, TrackSource};
 use weir_server::token::AppKey;
 
-use super::tracks::{PacketStream, SendTracks};
+use super::tracks::{wait_for_tracks, PacketStream, SendTracks};
 use super::{
     MediaStream, Publisher, RecordedFile, RecordingJob, RecordingOutcome, Subscriber, Target,
 };
@@ -490,27 +490,7 @@ struct WeirSubscriber {
 impl Subscriber for WeirSubscriber {
     async fn wait_subscribed(&self, track_ids: &[String], timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut subscribed = self.subscribed.clone();
-        let all = tokio::time::timeout_at(deadline, async {
-            subscribed
-                .wait_for(|set| track_ids.iter().all(|t| set.contains(t)))
-                .await
-                .map(|_| ())
-        })
-        .await;
-        match all {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => bail!("{}: the session ended before subscribing", self.user),
-            Err(_) => {
-                let set = self.subscribed.borrow().clone();
-                let missing: Vec<&String> =
-                    track_ids.iter().filter(|t| !set.contains(*t)).collect();
-                bail!(
-                    "{}: not subscribed to {missing:?} after {timeout:?}",
-                    self.user
-                );
-            }
-        }
+        wait_for_tracks(&self.user, &self.subscribed, track_ids, timeout).await?;
         let client = self.client.lock().await;
         let client = client
             .as_ref()

@@ -180,7 +180,9 @@ impl SenderPool {
                     while let Ok(batch) = rx.recv() {
                         socket.send_blocking(&batch).record(&metrics);
                         if let Some(oldest) = batch.oldest_input {
-                            metrics.forwarding_latency.record(oldest.elapsed());
+                            metrics
+                                .forwarding_latency
+                                .record_n(oldest.elapsed(), batch.len() as u64);
                         }
                     }
                 });

@@ -68,6 +68,14 @@ impl Default for LatencyHistogram {
 
 impl LatencyHistogram {
     pub fn record(&self, elapsed: std::time::Duration) {
+        self.record_n(elapsed, 1);
+    }
+
+    /// Records `n` samples of the same duration.
+    pub fn record_n(&self, elapsed: std::time::Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let index = if us < FINE_LIMIT_US {
             (us / FINE_BUCKET_US) as usize
@@ -77,7 +85,7 @@ impl LatencyHistogram {
             FINE_BUCKETS + COARSE_BUCKETS
         };
         if let Some(bucket) = self.buckets.get(index) {
-            bucket.fetch_add(1, Ordering::Relaxed);
+            bucket.fetch_add(n, Ordering::Relaxed);
         }
         self.max_us.fetch_max(us, Ordering::Relaxed);
     }
@@ -142,9 +150,9 @@ pub struct ServerMetrics {
     pub udp_send_syscalls: Counter,
     /// Receive syscalls (`recvmmsg`) that returned datagrams.
     pub udp_receive_syscalls: Counter,
-    /// Per received media datagram: from the `recvmmsg` that read it to
-    /// the end of the send of what the room made of it (its forwards to
-    /// every subscriber, or to the half a sender thread took).
+    /// Per datagram sent in answer to received media (forwarded RTP and
+    /// what came with it): from the `recvmmsg` that read the oldest
+    /// datagram of its pass to the end of the send of its chunk.
     pub forwarding_latency: LatencyHistogram,
     /// Datagrams from unknown addresses that were not a STUN request for a
     /// known ICE ufrag (scans, garbage, late packets of departed peers).

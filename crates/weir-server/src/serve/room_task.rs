@@ -27,6 +27,10 @@ use weir_store::{NewRecordingJob, RecordingJobOrigin, RecordingJobPatch, Recordi
 /// (and counted) rather than slowing the UDP reader.
 pub const DATAGRAM_QUEUE: usize = 4096;
 
+/// Datagrams sent at a time while a pass is still producing them (a frame
+/// to ~20 subscribers).
+const SEND_CHUNK_DATAGRAMS: usize = 128;
+
 /// Send-batch space a room keeps between passes (a frame to a few dozen
 /// subscribers); a bigger burst's buffer is given back after it is sent.
 const RETAINED_SEND_BUFFER: usize = 256 * 1024;
@@ -157,8 +161,8 @@ pub struct RoomTask {
     /// A sender thread's queue for halves of large batches (none on one
     /// core).
     pub offload: Option<std::sync::mpsc::SyncSender<SendBatch>>,
-    /// When each datagram of the current pass was read.
-    pub inputs_received: Vec<Instant>,
+    /// When the oldest datagram of the current pass was read.
+    pub oldest_input: Option<Instant>,
     pub registry: RoomRegistry,
     pub metrics: Arc<ServerMetrics>,
     pub events: Dispatcher,
@@ -189,7 +193,7 @@ impl RoomTask {
             socket: factory.socket.clone(),
             outgoing: SendBatch::new(),
             offload: factory.senders.queue_for(id),
-            inputs_received: Vec::new(),
+            oldest_input: None,
             registry,
             metrics: factory.metrics.clone(),
             events: factory.events.clone(),
@@ -320,13 +324,12 @@ impl RoomTask {
                     let Some(datagram) = datagram else { break };
                     let now = Instant::now();
                     self.room.handle_datagram(now, datagram.source, &datagram.contents);
-                    self.inputs_received.push(datagram.received_at);
+                    self.oldest_input = Some(datagram.received_at);
                     // Drain what else is queued before flushing, in one go.
                     for _ in 0..64 {
                         match self.media.try_recv() {
                             Ok(d) => {
                                 self.room.handle_datagram(now, d.source, &d.contents);
-                                self.inputs_received.push(d.received_at);
                             }
                             Err(_) => break,
                         }
@@ -481,7 +484,7 @@ impl RoomTask {
         if self.outgoing.len() >= OFFLOAD_MIN_DATAGRAMS {
             if let Some(queue) = &self.offload {
                 let mut half = SendBatch::new();
-                half.oldest_input = self.inputs_received.first().copied();
+                half.oldest_input = self.oldest_input;
                 self.outgoing.split_off(sent_by_helper, &mut half);
                 half.arrange(max_segments);
                 if let Err(e) = queue.try_send(half) {
@@ -501,21 +504,37 @@ impl RoomTask {
         self.outgoing.shrink_to(RETAINED_SEND_BUFFER);
     }
 
+    /// Takes the room's outputs and sends its datagrams in chunks as they
+    /// come (the room makes them a few subscribers at a time), recording
+    /// each forwarded datagram's latency.
     async fn flush(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {
-        self.drain_outputs(sessions);
-        self.send_outgoing().await;
-        if !self.inputs_received.is_empty() {
-            let sent = Instant::now();
-            for received in self.inputs_received.drain(..) {
+        loop {
+            let more = self.drain_outputs(sessions, SEND_CHUNK_DATAGRAMS);
+            let datagrams = self.outgoing.len();
+            self.send_outgoing().await;
+            if let Some(oldest) = self.oldest_input {
                 self.metrics
                     .forwarding_latency
-                    .record(sent.saturating_duration_since(received));
+                    .record_n(oldest.elapsed(), datagrams as u64);
+            }
+            if !more {
+                break;
             }
         }
+        self.oldest_input = None;
     }
 
-    fn drain_outputs(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {
-        while let Some(output) = self.room.poll_output() {
+    /// Carries out the room's outputs until `send_at` datagrams are
+    /// waiting to be sent (true: more may follow) or none is left.
+    fn drain_outputs(
+        &mut self,
+        sessions: &mut HashMap<ParticipantKey, Session>,
+        send_at: usize,
+    ) -> bool {
+        while self.outgoing.len() < send_at {
+            let Some(output) = self.room.poll_output() else {
+                return false;
+            };
             match output {
                 RoomOutput::Transmit {
                     destination,
@@ -574,6 +593,7 @@ impl RoomTask {
                 }
             }
         }
+        true
     }
 }
 

@@ -1,11 +1,18 @@
 //! Driving participants' `Rtc`s after inputs: each one that was written
 //! to gets its timeout input (str0m sends written RTP only then) and is
-//! polled until idle. The `Rtc`s are independent, so when many need it
-//! (a publisher's packet reaching a large room) they are driven on two
-//! threads: this one and one of rayon's, each taking half. Only the
-//! `Rtc`s run in parallel; what they emit (datagrams, events) is taken
+//! polled until idle.
+//!
+//! A drive goes in rounds (events of one round, such as a publisher's
+//! RTP, mark more participants for the next) and each round in steps of
+//! at most [`STEP_PARTICIPANTS`], so that [`Room::poll_output`] hands out
+//! the first subscribers' datagrams before the last ones are made: a
+//! burst to a large room is neither held back nor materialised whole.
+//! Within a step the `Rtc`s are independent, so a big step runs on two
+//! threads: this one and one of rayon's, each taking half. Only the `Rtc`s
+//! run in parallel; what they emit (datagrams, events) is taken
 //! afterwards, in participant order, by the room alone.
 
+use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 use str0m::{Event, Input, Output};
@@ -15,9 +22,22 @@ use weir_protocol::LeaveReason;
 use super::{Room, RoomOutput};
 use crate::participant::{Participant, ParticipantKey};
 
-/// Below this many participants to drive, one thread does it (handing
+/// Participants driven per step (a step's datagrams are what the owner
+/// can send before the next step).
+const STEP_PARTICIPANTS: usize = 32;
+/// Below this many participants in a step, one thread does it (handing
 /// half to another thread costs a wake-up, a few µs).
 const PARALLEL_MIN_PARTICIPANTS: usize = 16;
+/// Rounds per drive at most (events that keep marking participants).
+const MAX_ROUNDS: u32 = 64;
+
+/// Where a drive in progress is.
+#[derive(Debug, Default)]
+pub(super) struct DriveProgress {
+    /// Participants of the current round not driven yet.
+    queue: VecDeque<ParticipantKey>,
+    rounds: u32,
+}
 
 /// Whether this process may use more than one core (its CPU affinity
 /// counts: a server pinned to one core drives everything on one thread,
@@ -36,38 +56,69 @@ struct RtcRun {
 
 impl Room {
     /// Drives every participant that needs it until all are idle, then
-    /// removes the ones whose connection ended.
+    /// removes the ones whose connection ended (all at once, for the
+    /// control paths that look at the room right after).
     pub(super) fn drive(&mut self, now: Instant) {
         self.last_now = now;
-        self.drive_pending = false;
-        // Events (forwarded RTP, negotiation) mark more participants; loop
-        // until quiet.
-        for _ in 0..64 {
-            let due: Vec<ParticipantKey> = self
-                .participants
-                .values()
-                .filter(|p| p.needs_poll || p.needs_timeout)
-                .map(|p| p.key)
-                .collect();
-            if due.is_empty() {
-                break;
-            }
-            for key in &due {
-                self.negotiate_if_needed(*key);
-            }
-            let mut work: Vec<&mut Participant> = self
-                .participants
-                .values_mut()
-                .filter(|p| p.needs_poll || p.needs_timeout)
-                .collect();
-            let runs = run_all(&mut work, now);
-            for run in runs {
-                self.outputs.extend(run.transmits);
-                for event in run.events {
-                    self.handle_event(now, run.key, event);
-                }
+        self.drive_pending = true;
+        while self.drive_step() {}
+    }
+
+    /// One step of the pending drive; false when there is none (left).
+    pub(super) fn drive_step(&mut self) -> bool {
+        if !self.drive_pending {
+            return false;
+        }
+        let now = self.last_now;
+        if self.drive.queue.is_empty() && !self.start_round() {
+            self.finish_drive(now);
+            // Removals may have produced outputs; the next call ends.
+            return true;
+        }
+        let take = self.drive.queue.len().min(STEP_PARTICIPANTS);
+        let step: HashSet<ParticipantKey> = self.drive.queue.drain(..take).collect();
+        let mut work: Vec<&mut Participant> = self
+            .participants
+            .values_mut()
+            .filter(|p| step.contains(&p.key) && (p.needs_poll || p.needs_timeout))
+            .collect();
+        let runs = run_all(&mut work, now);
+        for run in runs {
+            self.outputs.extend(run.transmits);
+            for event in run.events {
+                self.handle_event(now, run.key, event);
             }
         }
+        true
+    }
+
+    /// Queues the participants that need driving; false when none do (or
+    /// the round limit is reached).
+    fn start_round(&mut self) -> bool {
+        if self.drive.rounds >= MAX_ROUNDS {
+            return false;
+        }
+        let due: Vec<ParticipantKey> = self
+            .participants
+            .values()
+            .filter(|p| p.needs_poll || p.needs_timeout)
+            .map(|p| p.key)
+            .collect();
+        if due.is_empty() {
+            return false;
+        }
+        for key in &due {
+            self.negotiate_if_needed(*key);
+        }
+        self.drive.rounds += 1;
+        self.drive.queue.extend(due);
+        true
+    }
+
+    fn finish_drive(&mut self, now: Instant) {
+        self.drive_pending = false;
+        self.drive.rounds = 0;
+        self.drive.queue.clear();
         let dead: Vec<ParticipantKey> = self
             .participants
             .values()
