@@ -104,6 +104,17 @@ async fn style_css() -> Response {
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    // With the heap profiler on, each health check logs the live heap (to
+    // tell memory still held from memory the allocator keeps).
+    #[cfg(feature = "dhat-heap")]
+    {
+        let heap = dhat::HeapStats::get();
+        tracing::info!(
+            live_bytes = heap.curr_bytes,
+            live_blocks = heap.curr_blocks,
+            "heap"
+        );
+    }
     Json(Health {
         status: if state.shutting_down() {
             "shutting_down"
