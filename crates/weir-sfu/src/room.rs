@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Event, IceConnectionState, Input, Rtc};
 use tracing::{debug, info, warn};
 use weir_protocol::{
     ErrorCode, Grant, LeaveReason, ParticipantId, ParticipantInfo, ServerMessage, TrackInfo,
@@ -325,7 +325,7 @@ impl Room {
         // The sender's own events (RTP to forward, RTCP) are taken now; the
         // participants they reach are driven on the next `poll_output`.
         self.last_now = now;
-        self.poll_participant(now, key);
+        self.drive_participant(now, key);
         self.drive_pending = true;
         true
     }
@@ -385,42 +385,6 @@ impl Room {
             .collect();
         for key in keys {
             self.signal(key, message.clone());
-        }
-    }
-
-    fn poll_participant(&mut self, now: Instant, key: ParticipantKey) {
-        loop {
-            self.negotiate_if_needed(key);
-            let Some(participant) = self.participants.get_mut(&key) else {
-                return;
-            };
-            participant.needs_poll = false;
-            if !participant.rtc.is_alive() {
-                participant.next_timeout = None;
-                return;
-            }
-            let output = match participant.rtc.poll_output() {
-                Ok(output) => output,
-                Err(e) => {
-                    warn!(participant = %participant.id, error = %e, "poll_output failed; disconnecting");
-                    participant.rtc.disconnect();
-                    participant.leaving = true;
-                    return;
-                }
-            };
-            match output {
-                Output::Timeout(at) => {
-                    participant.next_timeout = Some(at);
-                    return;
-                }
-                Output::Transmit(transmit) => {
-                    self.outputs.push_back(RoomOutput::Transmit {
-                        destination: transmit.destination,
-                        contents: transmit.contents.into(),
-                    });
-                }
-                Output::Event(event) => self.handle_event(now, key, event),
-            }
         }
     }
 

@@ -484,24 +484,34 @@ impl RoomTask {
         if self.outgoing.len() >= OFFLOAD_MIN_DATAGRAMS {
             if let Some(queue) = &self.offload {
                 let mut half = SendBatch::new();
-                half.oldest_input = self.oldest_input;
+                half.oldest_input = self.outgoing.oldest_input;
                 self.outgoing.split_off(sent_by_helper, &mut half);
                 half.arrange(max_segments);
                 if let Err(e) = queue.try_send(half) {
                     // The thread is behind (or gone): send it here.
-                    let mut half = match e {
+                    let half = match e {
                         std::sync::mpsc::TrySendError::Full(b)
                         | std::sync::mpsc::TrySendError::Disconnected(b) => b,
                     };
-                    self.socket.send(&half).await.record(&self.metrics);
-                    half.clear();
+                    self.send_here(&half).await;
                 }
             }
         }
         self.outgoing.arrange(max_segments);
-        self.socket.send(&self.outgoing).await.record(&self.metrics);
+        self.send_here(&self.outgoing).await;
         self.outgoing.clear();
         self.outgoing.shrink_to(RETAINED_SEND_BUFFER);
+    }
+
+    /// Sends an arranged batch from this task and records the forwarding
+    /// latency of its datagrams (a sender thread records the halves it takes).
+    async fn send_here(&self, batch: &SendBatch) {
+        self.socket.send(batch).await.record(&self.metrics);
+        if let Some(oldest) = batch.oldest_input {
+            self.metrics
+                .forwarding_latency
+                .record_n(oldest.elapsed(), batch.len() as u64);
+        }
     }
 
     /// Takes the room's outputs and sends its datagrams in chunks as they
@@ -510,13 +520,8 @@ impl RoomTask {
     async fn flush(&mut self, sessions: &mut HashMap<ParticipantKey, Session>) {
         loop {
             let more = self.drain_outputs(sessions, SEND_CHUNK_DATAGRAMS);
-            let datagrams = self.outgoing.len();
+            self.outgoing.oldest_input = self.oldest_input;
             self.send_outgoing().await;
-            if let Some(oldest) = self.oldest_input {
-                self.metrics
-                    .forwarding_latency
-                    .record_n(oldest.elapsed(), datagrams as u64);
-            }
             if !more {
                 break;
             }

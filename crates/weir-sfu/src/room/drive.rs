@@ -64,6 +64,26 @@ impl Room {
         while self.drive_step() {}
     }
 
+    /// Drives one participant now (the sender of a datagram, so that what
+    /// it sent is forwarded before the others are driven).
+    pub(super) fn drive_participant(&mut self, now: Instant, key: ParticipantKey) {
+        self.negotiate_if_needed(key);
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let run = run_rtc(participant, now);
+        self.take_run(now, run);
+    }
+
+    /// What a driven participant emitted: its datagrams to the outputs,
+    /// its events to the room.
+    fn take_run(&mut self, now: Instant, run: RtcRun) {
+        self.outputs.extend(run.transmits);
+        for event in run.events {
+            self.handle_event(now, run.key, event);
+        }
+    }
+
     /// One step of the pending drive; false when there is none (left).
     pub(super) fn drive_step(&mut self) -> bool {
         if !self.drive_pending {
@@ -82,12 +102,8 @@ impl Room {
             .values_mut()
             .filter(|p| step.contains(&p.key) && (p.needs_poll || p.needs_timeout))
             .collect();
-        let runs = run_all(&mut work, now);
-        for run in runs {
-            self.outputs.extend(run.transmits);
-            for event in run.events {
-                self.handle_event(now, run.key, event);
-            }
+        for run in run_all(&mut work, now) {
+            self.take_run(now, run);
         }
         true
     }
