@@ -62,10 +62,17 @@ impl SendOutcome {
         }
     }
 
-    pub fn record(&self, metrics: &ServerMetrics) {
+    /// Counts the send of `batch`, and the forwarding latency of its
+    /// datagrams when it answers received media.
+    pub fn record(&self, metrics: &ServerMetrics, batch: &SendBatch) {
         metrics.udp_datagrams_sent.add(self.datagrams_sent);
         metrics.udp_send_errors.add(self.datagrams_failed);
         metrics.udp_send_syscalls.add(self.syscalls);
+        if let Some(oldest) = batch.oldest_input {
+            metrics
+                .forwarding_latency
+                .record_n(oldest.elapsed(), batch.len() as u64);
+        }
     }
 }
 
@@ -178,12 +185,7 @@ impl SenderPool {
                 .spawn(move || {
                     // Ends when every room and the pool are dropped.
                     while let Ok(batch) = rx.recv() {
-                        socket.send_blocking(&batch).record(&metrics);
-                        if let Some(oldest) = batch.oldest_input {
-                            metrics
-                                .forwarding_latency
-                                .record_n(oldest.elapsed(), batch.len() as u64);
-                        }
+                        socket.send_blocking(&batch).record(&metrics, &batch);
                     }
                 });
             match started {

@@ -503,15 +503,10 @@ impl RoomTask {
         self.outgoing.shrink_to(RETAINED_SEND_BUFFER);
     }
 
-    /// Sends an arranged batch from this task and records the forwarding
-    /// latency of its datagrams (a sender thread records the halves it takes).
+    /// Sends an arranged batch from this task (a sender thread sends and
+    /// counts the halves it takes).
     async fn send_here(&self, batch: &SendBatch) {
-        self.socket.send(batch).await.record(&self.metrics);
-        if let Some(oldest) = batch.oldest_input {
-            self.metrics
-                .forwarding_latency
-                .record_n(oldest.elapsed(), batch.len() as u64);
-        }
+        self.socket.send(batch).await.record(&self.metrics, batch);
     }
 
     /// Takes the room's outputs and sends its datagrams in chunks as they

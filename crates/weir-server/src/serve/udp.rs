@@ -68,12 +68,14 @@ pub async fn run_reader(
         for (buf, meta) in bufs.iter().zip(&meta).take(count) {
             let stride = meta.stride.max(1);
             for contents in buf[..meta.len.min(buf.len())].chunks(stride) {
-                let datagram = Datagram {
-                    source: meta.addr,
-                    contents: contents.to_vec(),
+                route_datagram(
+                    &mut routes,
+                    &registry,
+                    &metrics,
+                    meta.addr,
+                    contents,
                     received_at,
-                };
-                route_datagram(&mut routes, &registry, &metrics, datagram);
+                );
             }
         }
         if last_prune.elapsed() >= PRUNE_INTERVAL {
@@ -90,16 +92,16 @@ pub async fn run_reader(
 }
 
 /// Hands one datagram to its room's queue (learning the route from a STUN
-/// request for a live ufrag).
+/// request for a live ufrag); copied only once it has a room.
 fn route_datagram(
     routes: &mut HashMap<SocketAddr, Route>,
     registry: &RoomRegistry,
     metrics: &ServerMetrics,
-    datagram: Datagram,
+    source: SocketAddr,
+    contents: &[u8],
+    received_at: Instant,
 ) {
     metrics.udp_datagrams_received.inc();
-    let source = datagram.source;
-    let contents = &datagram.contents;
     let route = match routes.entry(source) {
         Entry::Occupied(entry) => entry.into_mut(),
         Entry::Vacant(entry) => {
@@ -113,6 +115,11 @@ fn route_datagram(
             };
             entry.insert(Route { ufrag, queue })
         }
+    };
+    let datagram = Datagram {
+        source,
+        contents: contents.to_vec(),
+        received_at,
     };
     match route.queue.try_send(datagram) {
         Ok(()) => metrics.udp_datagrams_routed.inc(),

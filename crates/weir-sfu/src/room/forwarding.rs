@@ -96,26 +96,14 @@ impl Room {
                     continue;
                 }
             };
+            // Nothing written to this m-line yet (no payload type matched).
+            let first_packet = subscription.pt_map.iter().all(|(_, out)| out.is_none());
             let out_pt = match subscription.pt_map.iter().find(|(p, _)| *p == *pt) {
                 Some((_, out)) => *out,
                 None => {
-                    let first_packet = subscription.pt_map.is_empty();
                     let out = matching_pt(&participant.rtc, mid, params);
                     if let Some(s) = participant.subscription_by_track(track_key) {
                         s.pt_map.push((*pt, out));
-                    }
-                    if first_packet {
-                        // The NACK history is bounded by age as well as
-                        // count: it is most of a subscriber's memory.
-                        if let Some(stream) =
-                            participant.rtc.direct_api().stream_tx_by_mid(mid, None)
-                        {
-                            stream.set_rtx_cache(
-                                nack_history.packets,
-                                nack_history.age,
-                                RTX_RATIO_CAP,
-                            );
-                        }
                     }
                     out
                 }
@@ -129,6 +117,11 @@ impl Room {
                 counters.rtp_no_send_stream += 1;
                 continue;
             };
+            if first_packet {
+                // The NACK history is bounded by age as well as count: it
+                // is most of a subscriber's memory.
+                stream.set_rtx_cache(nack_history.packets, nack_history.age, RTX_RATIO_CAP);
+            }
             stream.write_rtp(
                 RtpWrite::new(
                     out_pt.into(),
