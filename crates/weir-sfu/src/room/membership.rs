@@ -10,13 +10,12 @@ use weir_protocol::{
     Grant, LeaveReason, ParticipantId, ParticipantInfo, ServerMessage, TrackInfo, PROTOCOL_VERSION,
 };
 
-use super::sdp::{offer_sends_nothing, without_panic};
+use super::sdp::{offer_sends_nothing, parse_offer, without_panic};
 use super::{new_rtc, JoinError, JoinRequest, Joined, Room, RoomOutput};
 use crate::ids::random_id;
 use crate::participant::{Participant, ParticipantKey, SessionKind};
 use crate::sdp_order::order_answer_codecs;
 use crate::track::TrackKey;
-use str0m::change::SdpOffer;
 
 impl Room {
     /// Adds a participant. For WHIP/WHEP the offer is answered at once.
@@ -40,9 +39,7 @@ impl Room {
             _ => None,
         };
         let offer = match &request.offer {
-            Some(sdp) => Some(
-                SdpOffer::from_sdp_string(sdp).map_err(|e| JoinError::SdpInvalid(e.to_string()))?,
-            ),
+            Some(sdp) => Some(parse_offer(sdp).map_err(JoinError::SdpInvalid)?),
             None => None,
         };
 

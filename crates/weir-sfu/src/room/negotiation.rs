@@ -9,7 +9,9 @@ use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, warn};
 use weir_protocol::{ErrorCode, ServerMessage, TrackKind};
 
-use super::sdp::{parse_answer, parse_offer, sends_media, without_panic};
+use super::sdp::{
+    parse_answer, parse_offer, sends_media, without_downlink_twcc, without_panic, SdpAuthor,
+};
 use super::Room;
 use crate::forwarder::Forwarder;
 use crate::ids::random_u32;
@@ -192,7 +194,7 @@ impl Room {
                 _ => {}
             }
         }
-        let mut sdp = offer.to_sdp_string();
+        let mut sdp = without_downlink_twcc(&offer.to_sdp_string(), SdpAuthor::Server).into_owned();
         if let Some((reference, preferences)) = &participant.codec_reference {
             sdp = order_answer_codecs(&sdp, reference, preferences);
         }

@@ -36,6 +36,8 @@ pub(super) struct ReceivedRtp {
     pub(super) ssrc: u32,
     pub(super) seq: u64,
     pub(super) payload: Vec<u8>,
+    /// The packet carried a transport-wide sequence number (TWCC).
+    pub(super) twcc: bool,
 }
 
 /// Decides, per (peer index, datagram), whether the link drops it.
@@ -375,6 +377,7 @@ impl Net {
                             ssrc: *packet.header.ssrc,
                             seq: *packet.seq_no,
                             payload: packet.payload.to_vec(),
+                            twcc: packet.header.ext_vals.transport_cc.is_some(),
                         }),
                         Event::KeyframeRequest(_) => peer.keyframe_requests += 1,
                         Event::Closed => peer.closed = true,

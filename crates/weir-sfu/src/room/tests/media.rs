@@ -73,6 +73,49 @@ fn forwards_every_packet_in_order_with_continuous_rewritten_sequence() {
 }
 
 #[test]
+fn twcc_is_negotiated_for_publishers_uplinks_only() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    for seq in 1..=20u64 {
+        net.send_vp8(0, mid, seq, seq == 1, true);
+        net.advance(Duration::from_millis(33));
+    }
+    net.run_for(Duration::from_millis(200));
+    const TWCC: &str = "transport-wide-cc-extensions";
+    // The publisher's m-line keeps it: its bandwidth estimation runs on the
+    // server's feedback.
+    let answer = net
+        .peer_signals(0)
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::Answer { sdp } => Some(sdp.clone()),
+            _ => None,
+        })
+        .expect("the publisher got an answer");
+    assert!(answer.contains(TWCC), "{answer}");
+    for subscriber in [1, 2] {
+        let offers: Vec<&String> = net
+            .peer_signals(subscriber)
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Offer { sdp } => Some(sdp),
+                _ => None,
+            })
+            .collect();
+        assert!(!offers.is_empty());
+        for offer in offers {
+            for section in offer.split("m=").skip(1) {
+                if section.contains("a=sendonly") {
+                    assert!(!section.contains(TWCC), "{section}");
+                }
+            }
+        }
+        let received = &net.peers[subscriber].received;
+        assert_eq!(received.len(), 20, "subscriber {subscriber}");
+        assert!(received.iter().all(|r| !r.twcc), "subscriber {subscriber}");
+    }
+}
+
+#[test]
 fn video_starts_at_a_keyframe_and_asks_the_publisher_for_one() {
     let (mut net, mid) = publisher_and_two_subscribers();
     let before = net.peers[0].keyframe_requests;
