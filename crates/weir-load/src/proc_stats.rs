@@ -1,6 +1,10 @@
 //! CPU time and memory of a process, from Linux's `/proc`: `utime + stime`
-//! of `/proc/PID/stat` (all threads) and `VmRSS` of `/proc/PID/status`,
-//! sampled every [`RSS_SAMPLE_INTERVAL`] for the peak.
+//! of `/proc/PID/stat` (all threads), and `VmRSS` and `RssAnon` of
+//! `/proc/PID/status`, sampled every [`RSS_SAMPLE_INTERVAL`] for the peak.
+//!
+//! `RssAnon` is the memory the process allocated (heap, stacks); the rest
+//! of `VmRSS` is mostly its own code, paged in as it is first run and never
+//! given back, so it is what says whether memory returns after a load.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,11 +54,17 @@ impl Process {
         Ok(ticks as f64 / clock_ticks_per_second() as f64)
     }
 
-    /// Resident memory now, in bytes.
-    pub fn rss_bytes(self) -> anyhow::Result<u64> {
+    /// Resident memory now: all of it, and the anonymous part.
+    pub fn memory(self) -> anyhow::Result<Memory> {
         let text = self.read("status")?;
-        parse_status_rss(&text)
-            .ok_or_else(|| anyhow!("no VmRSS in {}/status", self.dir().display()))
+        let field = |name: &str| {
+            parse_status_kib(&text, name)
+                .ok_or_else(|| anyhow!("no {name} in {}/status", self.dir().display()))
+        };
+        Ok(Memory {
+            rss: field("VmRSS")?,
+            anon: field("RssAnon")?,
+        })
     }
 }
 
@@ -70,10 +80,23 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// `VmRSS` of a `/proc/PID/status` text, in bytes.
-pub fn parse_status_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let mut parts = line["VmRSS:".len()..].split_ascii_whitespace();
+/// Resident memory of a process, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// `VmRSS`: everything resident.
+    pub rss: u64,
+    /// `RssAnon`: the allocated part (heap, stacks), without code and
+    /// other file pages.
+    pub anon: u64,
+}
+
+/// A `/proc/PID/status` field such as `VmRSS` (a size), in bytes.
+pub fn parse_status_kib(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    let mut parts = line[name.len() + 1..].split_ascii_whitespace();
     let value: u64 = parts.next()?.parse().ok()?;
     let unit = match parts.next() {
         None | Some("B") => 1,
@@ -108,32 +131,51 @@ pub struct RssSummary {
     pub end: u64,
 }
 
-/// Samples a process's RSS in the background for its peak.
+impl RssSummary {
+    /// What a load added at its peak, per unit of load (e.g. per
+    /// subscribed video track); `None` for no units.
+    pub fn growth_per(&self, units: u64) -> Option<u64> {
+        (units > 0).then(|| self.peak.saturating_sub(self.start) / units)
+    }
+}
+
+/// Start, peak and end of both resident measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySummary {
+    pub rss: RssSummary,
+    pub anon: RssSummary,
+}
+
+/// Samples a process's memory in the background for its peaks.
 pub struct RssSampler {
     process: Process,
-    start: u64,
-    peak: Arc<AtomicU64>,
+    start: Memory,
+    peak_rss: Arc<AtomicU64>,
+    peak_anon: Arc<AtomicU64>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl RssSampler {
-    /// Reads the RSS once (failing if the process is not there), then
+    /// Reads the memory once (failing if the process is not there), then
     /// samples it every [`RSS_SAMPLE_INTERVAL`].
     pub fn start(process: Process) -> anyhow::Result<RssSampler> {
-        let start = process.rss_bytes()?;
-        let peak = Arc::new(AtomicU64::new(start));
+        let start = process.memory()?;
+        let peak_rss = Arc::new(AtomicU64::new(start.rss));
+        let peak_anon = Arc::new(AtomicU64::new(start.anon));
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn({
-            let peak = Arc::clone(&peak);
+            let peak_rss = Arc::clone(&peak_rss);
+            let peak_anon = Arc::clone(&peak_anon);
             async move {
                 let mut tick = tokio::time::interval(RSS_SAMPLE_INTERVAL);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
-                            if let Ok(rss) = process.rss_bytes() {
-                                peak.fetch_max(rss, Ordering::Relaxed);
+                            if let Ok(now) = process.memory() {
+                                peak_rss.fetch_max(now.rss, Ordering::Relaxed);
+                                peak_anon.fetch_max(now.anon, Ordering::Relaxed);
                             }
                         }
                         _ = stopped.changed() => return,
@@ -144,7 +186,8 @@ impl RssSampler {
         Ok(RssSampler {
             process,
             start,
-            peak,
+            peak_rss,
+            peak_anon,
             stop,
             task,
         })
@@ -153,20 +196,40 @@ impl RssSampler {
     /// Stops sampling peaks; then gives the server up to [`RSS_SETTLE`]
     /// to release what the ended sessions held (leaves are processed
     /// asynchronously, allocators return pages with a delay) and reads the
-    /// end RSS: once it is within 10 % of the start, or when time is up.
-    pub async fn finish(self) -> anyhow::Result<RssSummary> {
+    /// end: once the anonymous memory is within 10 % of its start or has
+    /// not moved for a second, or when time is up.
+    pub async fn finish(self) -> anyhow::Result<MemorySummary> {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         let settle_until = tokio::time::Instant::now() + RSS_SETTLE;
-        let mut end = self.process.rss_bytes()?;
-        while end > self.start + self.start / 10 && tokio::time::Instant::now() < settle_until {
+        let steady_samples =
+            (Duration::from_secs(1).as_millis() / RSS_SAMPLE_INTERVAL.as_millis()).max(1);
+        let mut end = self.process.memory()?;
+        let mut unchanged = 0;
+        while end.anon > self.start.anon + self.start.anon / 10
+            && unchanged < steady_samples
+            && tokio::time::Instant::now() < settle_until
+        {
             tokio::time::sleep(RSS_SAMPLE_INTERVAL).await;
-            end = self.process.rss_bytes()?;
+            let now = self.process.memory()?;
+            unchanged = if now.anon == end.anon {
+                unchanged + 1
+            } else {
+                0
+            };
+            end = now;
         }
-        Ok(RssSummary {
-            start: self.start,
-            peak: self.peak.load(Ordering::Relaxed).max(end),
-            end,
+        Ok(MemorySummary {
+            rss: RssSummary {
+                start: self.start.rss,
+                peak: self.peak_rss.load(Ordering::Relaxed).max(end.rss),
+                end: end.rss,
+            },
+            anon: RssSummary {
+                start: self.start.anon,
+                peak: self.peak_anon.load(Ordering::Relaxed).max(end.anon),
+                end: end.anon,
+            },
         })
     }
 }
@@ -186,17 +249,34 @@ mod tests {
 
     #[test]
     fn rss_is_read_in_bytes() {
-        let status = "Name:\tweir\nVmPeak:\t  900 kB\nVmRSS:\t   51200 kB\nThreads:\t9\n";
-        assert_eq!(parse_status_rss(status), Some(51200 * 1024));
-        assert_eq!(parse_status_rss("Name:\tkthreadd\n"), None);
-        assert_eq!(parse_status_rss("VmRSS:\t12 parsecs\n"), None);
+        let status = "Name:\tweir\nVmPeak:\t  900 kB\nVmRSS:\t   51200 kB\n\
+                      RssAnon:\t    7460 kB\nRssAnonX:\t1 kB\nThreads:\t9\n";
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(51200 * 1024));
+        assert_eq!(parse_status_kib(status, "RssAnon"), Some(7460 * 1024));
+        assert_eq!(parse_status_kib(status, "RssFile"), None);
+        assert_eq!(parse_status_kib("Name:\tkthreadd\n", "VmRSS"), None);
+        assert_eq!(parse_status_kib("VmRSS:\t12 parsecs\n", "VmRSS"), None);
+    }
+
+    #[test]
+    fn growth_is_shared_out_per_unit() {
+        let rss = RssSummary {
+            start: 1000,
+            peak: 3000,
+            end: 1200,
+        };
+        assert_eq!(rss.growth_per(4), Some(500));
+        assert_eq!(rss.growth_per(0), None);
+        let shrunk = RssSummary { peak: 900, ..rss };
+        assert_eq!(shrunk.growth_per(4), Some(0));
     }
 
     #[test]
     fn the_current_process_can_be_read() {
         let cpu = Process::Current.cpu_seconds().expect("own CPU time");
         assert!(cpu >= 0.0);
-        assert!(Process::Current.rss_bytes().expect("own RSS") > 0);
+        let own = Process::Current.memory().expect("own memory");
+        assert!(own.rss >= own.anon && own.anon > 0, "{own:?}");
         assert!(Process::Pid(u32::MAX).cpu_seconds().is_err());
     }
 }

@@ -10,6 +10,15 @@ use crate::proc_stats::RssSummary;
 use crate::scenario::Media;
 use crate::target::RecordingOutcome;
 
+/// What the server's memory grew by at its peak, per subscribed video
+/// track (every other stream and session of the scenario included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemoryPerTrack {
+    pub video_tracks: u64,
+    pub rss_bytes: u64,
+    pub anon_bytes: u64,
+}
+
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LatencyMs {
@@ -125,6 +134,11 @@ pub struct Report {
     /// subscribed to every track of the room and connected.
     pub join_ms: JoinMs,
     pub server_rss_bytes: Option<RssSummary>,
+    /// The anonymous part of the server's RSS (what it allocated: heap,
+    /// stacks), without its code pages.
+    pub server_anon_rss_bytes: Option<RssSummary>,
+    /// Peak minus start, per subscribed video track.
+    pub server_memory_per_video_track: Option<MemoryPerTrack>,
     pub recording: bool,
     pub recordings: Vec<RecordingOutcome>,
     /// The first errors met (joins, sends, recordings).
@@ -201,6 +215,28 @@ impl Report {
                     mib(rss.start),
                     mib(rss.peak),
                     mib(rss.end)
+                ),
+            ));
+        }
+        if let Some(anon) = self.server_anon_rss_bytes {
+            rows.push((
+                "server anon",
+                format!(
+                    "start {:.1} MiB, peak {:.1} MiB, end {:.1} MiB (allocated memory, without code pages)",
+                    mib(anon.start),
+                    mib(anon.peak),
+                    mib(anon.end)
+                ),
+            ));
+        }
+        if let Some(per) = self.server_memory_per_video_track {
+            rows.push((
+                "memory/track",
+                format!(
+                    "{:.0} KiB of RSS ({:.0} KiB anonymous) per subscribed video track, {} tracks",
+                    per.rss_bytes as f64 / 1024.0,
+                    per.anon_bytes as f64 / 1024.0,
+                    per.video_tracks
                 ),
             ));
         }

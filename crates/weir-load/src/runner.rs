@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::proc_stats::{Process, RssSampler};
 use crate::progress::Progress;
-use crate::report::{round2, round4, JoinMs, LatencyMs, Report};
+use crate::report::{round2, round4, JoinMs, LatencyMs, MemoryPerTrack, Report};
 use crate::scenario::Scenario;
 use crate::target::{Publisher, RecordingJob, RecordingOutcome, Subscriber, Target, TargetKind};
 use crate::traffic::{self, latency_histogram, PublishOutcome, ReceiveCounters, ReceiveOutcome};
@@ -146,7 +146,7 @@ pub async fn run(target: Arc<dyn Target>, options: &RunOptions) -> anyhow::Resul
     clients.leave_all().await;
     progress.finish();
     let mut report = measured?;
-    let rss = match rss {
+    let memory = match rss {
         Some(sampler) => Some(sampler.finish().await.context("--server-pid")?),
         None => None,
     };
@@ -154,7 +154,16 @@ pub async fn run(target: Arc<dyn Target>, options: &RunOptions) -> anyhow::Resul
     report.join_ms = JoinMs::from_samples(&join_ms);
     report.join_failures = failures;
     report.clients_joined = joined as u64;
-    report.server_rss_bytes = rss;
+    report.server_rss_bytes = memory.map(|m| m.rss);
+    report.server_anon_rss_bytes = memory.map(|m| m.anon);
+    let video_tracks = scenario.subscribed_video_tracks();
+    report.server_memory_per_video_track = memory.and_then(|m| {
+        Some(MemoryPerTrack {
+            video_tracks,
+            rss_bytes: m.rss.growth_per(video_tracks)?,
+            anon_bytes: m.anon.growth_per(video_tracks)?,
+        })
+    });
     report.client_cpu_seconds_total = round2(client_cpu_total);
     report.errors = errors.kept;
     if errors.count > MAX_ERRORS_KEPT as u64 {
@@ -509,6 +518,8 @@ async fn measure(
         latency_ms: LatencyMs::from_histogram_us(&latency),
         join_ms: JoinMs::from_samples(&[]),
         server_rss_bytes: None,
+        server_anon_rss_bytes: None,
+        server_memory_per_video_track: None,
         recording: scenario.record,
         recordings,
         errors: Vec::new(),

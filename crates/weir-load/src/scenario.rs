@@ -162,6 +162,14 @@ impl Scenario {
         u64::from(self.rooms) * (u64::from(self.publishers) + u64::from(self.subscribers))
     }
 
+    /// Video tracks the subscribers are subscribed to, all rooms together.
+    pub fn subscribed_video_tracks(&self) -> u64 {
+        if !self.media.has_video() {
+            return 0;
+        }
+        u64::from(self.rooms) * u64::from(self.publishers) * u64::from(self.subscribers)
+    }
+
     /// Packets per second all publishers send, by the profile.
     pub fn nominal_sent_pps(&self) -> f64 {
         let mut per_publisher = 0.0;

@@ -95,6 +95,11 @@ async fn a_tiny_recorded_scenario_reports_plausible_numbers() {
         ("latency_ms", &["p50", "p95", "p99", "max"][..]),
         ("join_ms", &["p50", "p99"][..]),
         ("server_rss_bytes", &["start", "peak", "end"][..]),
+        ("server_anon_rss_bytes", &["start", "peak", "end"][..]),
+        (
+            "server_memory_per_video_track",
+            &["video_tracks", "rss_bytes", "anon_bytes"][..],
+        ),
     ] {
         for key in keys {
             assert!(json[group].get(*key).is_some(), "{group}.{key} in {text}");
@@ -128,6 +133,15 @@ async fn a_tiny_recorded_scenario_reports_plausible_numbers() {
     assert!(report.server_cpu_seconds.is_some_and(|cpu| cpu > 0.0));
     let rss = report.server_rss_bytes.expect("RSS was sampled");
     assert!(rss.start > 0 && rss.peak >= rss.start && rss.peak >= rss.end);
+    let anon = report
+        .server_anon_rss_bytes
+        .expect("anonymous RSS was sampled");
+    assert!(anon.start > 0 && anon.start < rss.start && anon.peak >= anon.end);
+    let per_track = report
+        .server_memory_per_video_track
+        .expect("memory per track");
+    assert_eq!(per_track.video_tracks, 2);
+    assert_eq!(per_track.rss_bytes, (rss.peak - rss.start) / 2);
 
     assert!(report.recording);
     assert_eq!(report.recordings.len(), 1);
