@@ -23,8 +23,12 @@ use super::{Room, RoomOutput};
 use crate::participant::{Participant, ParticipantKey};
 
 /// Participants driven per step (a step's datagrams are what the owner
-/// can send before the next step).
-const STEP_PARTICIPANTS: usize = 32;
+/// can send before the next step) on one thread: small, so that a
+/// keyframe's datagrams to a big room are never all held at once.
+const STEP_PARTICIPANTS: usize = 8;
+/// Participants per step when two threads share it: enough to be worth
+/// the hand-off.
+const PARALLEL_STEP_PARTICIPANTS: usize = 32;
 /// Below this many participants in a step, one thread does it (handing
 /// half to another thread costs a wake-up, a few µs).
 const PARALLEL_MIN_PARTICIPANTS: usize = 16;
@@ -95,7 +99,12 @@ impl Room {
             // Removals may have produced outputs; the next call ends.
             return true;
         }
-        let take = self.drive.queue.len().min(STEP_PARTICIPANTS);
+        let step_size = if several_cores() {
+            PARALLEL_STEP_PARTICIPANTS
+        } else {
+            STEP_PARTICIPANTS
+        };
+        let take = self.drive.queue.len().min(step_size);
         let step: HashSet<ParticipantKey> = self.drive.queue.drain(..take).collect();
         let mut work: Vec<&mut Participant> = self
             .participants
