@@ -134,6 +134,8 @@ ensure_venv() {
 }
 
 command -v unshare >/dev/null && command -v ip >/dev/null || apt_install iproute2 util-linux
+# jemalloc (the server's allocator) is built from C with make.
+command -v make >/dev/null && command -v cc >/dev/null || apt_install make gcc libc6-dev
 # The control-plane suites also run on PostgreSQL (scripts/with-postgres.sh).
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
