@@ -179,7 +179,7 @@ pub fn recover_mp4<F: Read + Seek>(
                     data_size: sample.size as usize,
                 })
                 .map_err(mux_error)?;
-            track.ticks += u64::from(sample.duration);
+            track.ticks = track.ticks.saturating_add(u64::from(sample.duration));
         }
         if data_end > next {
             index.advance_position(data_end - next).map_err(mux_error)?;
@@ -215,7 +215,7 @@ pub fn recover_mp4<F: Read + Seek>(
     }
     let duration = tracks
         .values()
-        .map(|t| Duration::from_secs_f64(t.ticks as f64 / f64::from(t.timescale.get())))
+        .map(|t| ticks_to_duration(t.ticks, t.timescale))
         .max()
         .unwrap_or_default();
     let (width, height) = tracks
@@ -378,6 +378,15 @@ fn read_exact_at<F: Read + Seek>(
     Ok(bytes)
 }
 
+/// `ticks` of a `timescale` as a duration, exactly (no float: a damaged
+/// file's sums may be near `u64::MAX`).
+fn ticks_to_duration(ticks: u64, timescale: NonZeroU32) -> Duration {
+    let timescale = u64::from(timescale.get());
+    let nanos = u128::from(ticks % timescale) * 1_000_000_000 / u128::from(timescale);
+    // nanos < 1e9, so the conversion cannot fail.
+    Duration::from_secs(ticks / timescale) + Duration::from_nanos(nanos as u64)
+}
+
 fn layout(reason: &str) -> RecoverError {
     RecoverError::Layout(reason.to_string())
 }
@@ -444,7 +453,7 @@ pub fn recover_segment<F: Read + Seek>(
         }
         for sample in placed {
             if let Some(track) = tracks.get_mut(&sample.track_id) {
-                track.ticks += u64::from(sample.duration);
+                track.ticks = track.ticks.saturating_add(u64::from(sample.duration));
             }
         }
         pos = data_end;
@@ -455,7 +464,7 @@ pub fn recover_segment<F: Read + Seek>(
     }
     let duration = tracks
         .values()
-        .map(|t| Duration::from_secs_f64(t.ticks as f64 / f64::from(t.timescale.get())))
+        .map(|t| ticks_to_duration(t.ticks, t.timescale))
         .max()
         .unwrap_or_default();
     Ok(Some(RecoveredSegment { keep_len, duration }))
@@ -549,6 +558,9 @@ pub fn recover_hls(
             }
         }
         paths.push(format!("{dir}{}", segment.uri));
+        if !segment.duration.is_finite() || segment.duration < 0.0 {
+            return Err(layout("a segment duration is negative or not a number"));
+        }
         seconds += f64::from(segment.duration);
     }
     let mut media_playlist = Vec::new();
@@ -559,7 +571,8 @@ pub fn recover_hls(
         media_uri,
         media_playlist,
         paths,
-        duration: Duration::from_secs_f64(seconds),
+        duration: Duration::try_from_secs_f64(seconds)
+            .map_err(|_| layout("the segment durations add up past any duration"))?,
         width,
         height,
     })
@@ -608,5 +621,42 @@ mod tests {
         assert!(recover_mp4(&mut io::Cursor::new(&file), len, "a.mp4").is_err());
         let segment = recover_segment(&file, &mut io::Cursor::new(&file[16..]), len - 16);
         assert!(matches!(segment, Ok(None) | Err(_)));
+    }
+
+    #[test]
+    fn ticks_become_durations_exactly_up_to_u64_max() {
+        let ms = NonZeroU32::new(1000).expect("non-zero");
+        assert_eq!(ticks_to_duration(1500, ms), Duration::from_millis(1500));
+        let video = NonZeroU32::new(90_000).expect("non-zero");
+        assert_eq!(
+            ticks_to_duration(3003, video),
+            Duration::from_nanos(33_366_666)
+        );
+        // A float division rounds u64::MAX up to 2^64 seconds, past
+        // Duration's range (the same panic as below, on the MP4 side).
+        let one = NonZeroU32::new(1).expect("non-zero");
+        assert_eq!(
+            ticks_to_duration(u64::MAX, one),
+            Duration::from_secs(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn a_playlist_with_a_nonsense_segment_duration_is_refused() {
+        // Found by fuzz/ (recover): m3u8-rs reads `#EXTINF:` as an f32, so
+        // 40 digits are infinity and 38 add up past Duration's range, and
+        // `Duration::from_secs_f64` panicked on either.
+        let multivariant = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nmedia.m3u8\n";
+        for extinf in ["9".repeat(40), "9".repeat(38)] {
+            let mut media = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:2\n");
+            for i in 0..2 {
+                media.push_str(&format!("#EXTINF:{extinf},\nseg{i}.m4s\n"));
+            }
+            let recovered = recover_hls(multivariant, media.as_bytes(), None);
+            assert!(recovered.is_err(), "{extinf}: {recovered:?}");
+        }
+        let good = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg0.m4s\n";
+        let recovered = recover_hls(multivariant, good, None).expect("recovers");
+        assert_eq!(recovered.duration, Duration::from_secs(2));
     }
 }
