@@ -62,6 +62,9 @@ pub struct HlsWriter {
     segments: Vec<SegmentEntry>,
     open: Option<OpenSegment>,
     discontinuity_next: bool,
+    /// A segment ended since the media playlist was last written (see
+    /// [`HlsWriter::flush_playlist`]).
+    playlist_stale: bool,
     paths: Vec<String>,
     /// Bytes of segments and inits written (playlists are added at the end).
     pub media_size: u64,
@@ -95,6 +98,7 @@ impl HlsWriter {
             segments: Vec::new(),
             open: None,
             discontinuity_next: false,
+            playlist_stale: false,
             paths: Vec::new(),
             media_size: 0,
             playlist_size: 0,
@@ -249,8 +253,11 @@ impl HlsWriter {
         Ok(())
     }
 
-    /// Closes the open segment and rewrites the media playlist.
-    pub fn end_segment(&mut self, out: &mut Vec<Command>) {
+    /// Closes the open segment; the media playlist that lists it is
+    /// written by the next [`HlsWriter::flush_playlist`], once for all the
+    /// segments one input ended (a long hole's filler can end thousands,
+    /// and rewriting the playlist after each was quadratic).
+    pub fn end_segment(&mut self) {
         let Some(open) = self.open.take() else {
             return;
         };
@@ -262,7 +269,14 @@ impl HlsWriter {
             map: self.init_uri.clone(),
             start: open.start,
         });
-        self.write_media_playlist(false, out);
+        self.playlist_stale = true;
+    }
+
+    /// Writes the media playlist if a segment ended since it was written.
+    pub fn flush_playlist(&mut self, out: &mut Vec<Command>) {
+        if self.playlist_stale {
+            self.write_media_playlist(false, out);
+        }
     }
 
     /// Total duration of the closed segments (seconds).
@@ -272,12 +286,13 @@ impl HlsWriter {
 
     /// Ends the recording: last segment, ENDLIST, final multivariant.
     pub fn finish(&mut self, out: &mut Vec<Command>) {
-        self.end_segment(out);
+        self.end_segment();
         self.write_media_playlist(true, out);
         self.write_multivariant(out);
     }
 
     fn write_media_playlist(&mut self, ended: bool, out: &mut Vec<Command>) {
+        self.playlist_stale = false;
         let longest = self
             .segments
             .iter()

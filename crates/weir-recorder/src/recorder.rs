@@ -155,6 +155,11 @@ impl Recorder {
         if !self.config.content.includes(kind) {
             return;
         }
+        // A track declared again (republished) keeps the time of its last
+        // packet: without it, a track that then stayed silent was never
+        // seen as an interruption, and its next packet found a hole as
+        // long as the silence, filled at once (found by fuzz/, segmenter).
+        let last_packet = self.tracks[slot(kind)].as_ref().and_then(|t| t.last_packet);
         self.tracks[slot(kind)] = Some(Track {
             codec,
             kind,
@@ -162,7 +167,7 @@ impl Recorder {
             waiting: VecDeque::new(),
             report: None,
             anchor: None,
-            last_packet: None,
+            last_packet,
             ended: false,
         });
         if kind == MediaKind::Video {

@@ -29,6 +29,12 @@ use crate::mp4::{Mp4Error, Mp4Writer};
 use crate::naming::{self, NamingContext};
 use crate::sample_entry::TrackFormat;
 
+/// At most this many filler frames per hole (an hour of 120 ms silence
+/// packets, ten hours of a frozen frame once a second).
+const MAX_FILLER_FRAMES: i64 = 30_000;
+/// At most this much repeated keyframe data per hole.
+const MAX_FILLER_BYTES: usize = 16 * 1024 * 1024;
+
 /// The current format of each track (set by the recorder from keyframes).
 #[derive(Debug, Clone, Default)]
 pub struct Formats {
@@ -236,6 +242,9 @@ impl FileSeries {
             more.reverse();
             queue.extend(more);
         }
+        if let Some(Writer::Hls(w)) = self.open.as_mut().map(|f| &mut f.writer) {
+            w.flush_playlist(out);
+        }
     }
 
     fn push_one(
@@ -338,27 +347,41 @@ impl FileSeries {
         }
     }
 
-    /// Filler frames covering `from..to` (file ticks) of `kind`.
+    /// Filler frames covering `from..to` (file ticks) of `kind`: Opus
+    /// silence packets of up to 120 ms, or the last keyframe once a second.
+    /// A hole is filled at once, so a long one is spread over at most
+    /// [`MAX_FILLER_FRAMES`] frames and [`MAX_FILLER_BYTES`] of repeated
+    /// keyframes, further apart (an hour of frozen video is not 3 600
+    /// copies of a keyframe in memory).
     fn filler(&mut self, kind: MediaKind, from: i64, to: i64) -> Vec<TimedFrame> {
         let Some(file) = self.open.as_mut() else {
             return Vec::new();
         };
         let mut frames = Vec::new();
+        let hole = to - from;
         match kind {
             MediaKind::Audio => {
+                const OPUS_FRAME: i64 = 960;
+                let spacing = (hole / MAX_FILLER_FRAMES).max(6 * OPUS_FRAME);
                 let mut at = from;
-                while to - at >= 960 {
-                    let count = ((to - at) / 960).min(6);
-                    let nominal = (count * 960) as u32;
+                while to - at >= OPUS_FRAME {
+                    let step = if spacing > 6 * OPUS_FRAME {
+                        // Beyond the cap: 120 ms of silence per sample, the
+                        // samples `spacing` apart.
+                        spacing.min(to - at)
+                    } else {
+                        ((to - at) / OPUS_FRAME).min(6) * OPUS_FRAME
+                    };
+                    let count = (step / OPUS_FRAME).min(6);
                     frames.push(TimedFrame {
                         kind,
                         pts: file.to_pts(at, kind),
                         keyframe: true,
                         data: silence_packet(count as u8),
-                        nominal,
+                        nominal: u32::try_from(step).unwrap_or(u32::MAX),
                         filler: true,
                     });
-                    at += i64::from(nominal);
+                    at += step;
                 }
             }
             MediaKind::Video => {
@@ -368,17 +391,21 @@ impl FileSeries {
                     file.frozen = true;
                     return Vec::new();
                 };
+                const SECOND: i64 = 90_000;
+                let by_bytes = (MAX_FILLER_BYTES / keyframe.len().max(1)).max(1) as i64;
+                let spacing = (hole / MAX_FILLER_FRAMES.min(by_bytes)).max(SECOND);
                 let mut at = from;
                 while at < to {
+                    let step = spacing.min(to - at);
                     frames.push(TimedFrame {
                         kind,
                         pts: file.to_pts(at, kind),
                         keyframe: true,
                         data: keyframe.clone(),
-                        nominal: 90_000.min((to - at) as u32),
+                        nominal: u32::try_from(step).unwrap_or(u32::MAX),
                         filler: true,
                     });
-                    at += 90_000;
+                    at += step;
                 }
             }
         }
@@ -438,7 +465,7 @@ impl FileSeries {
         let file = self.open.as_mut()?;
         if let Writer::Hls(w) = &mut file.writer {
             if end_segment {
-                w.end_segment(out);
+                w.end_segment();
                 if format_changed {
                     w.set_formats(formats.video.clone(), formats.audio.clone());
                     file.video_format.clone_from(&formats.video);
@@ -654,7 +681,8 @@ impl FileSeries {
         file.paused_at_us = Some(end_us);
         self.flush_fragment(None, out);
         if let Some(Writer::Hls(w)) = self.open.as_mut().map(|f| &mut f.writer) {
-            w.end_segment(out);
+            w.end_segment();
+            w.flush_playlist(out);
         }
         if self.config.gap_merge == GapMerge::NewFile {
             self.close_file(out);
