@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod egress;
 pub mod forwarder;
 mod ids;
 pub mod keyframe;
