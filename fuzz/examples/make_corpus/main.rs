@@ -2,8 +2,13 @@
 //! again only to change them):
 //!
 //! ```sh
-//! cd fuzz && cargo run --release --example make_corpus
+//! cd fuzz && cargo run --release --example make_corpus [GENERATOR...]
 //! ```
+//!
+//! With names (the functions below: `signalling`, `srtp_seal`, ...) only
+//! those generators run and only their targets' seeds are rewritten. Seeds
+//! named `regression-*` (inputs a fuzzer found, committed by hand with the
+//! fix) are always kept.
 //!
 //! Seeds are real inputs: signalling messages from `docs/protocol.md`, the
 //! sample `deploy/weir.toml`, tokens minted with the `token` target's keys,
@@ -31,6 +36,8 @@ use weir_recorder::{
 };
 use weir_server::token::{self, AppKey};
 
+mod srtp_seal;
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let repo = root.parent().expect("repo");
@@ -42,18 +49,48 @@ fn main() {
         seeds: BTreeMap::new(),
     };
 
-    signalling(&mut corpus, repo);
-    tokens(&mut corpus);
-    config(&mut corpus, repo);
-    recording_rule(&mut corpus, repo);
-    rest_bodies(&mut corpus);
-    whip_whep(&mut corpus);
-    let media = Media::encode(&work);
-    depacketize(&mut corpus, &media);
-    segmenter(&mut corpus, &media);
-    recover(&mut corpus, &media);
-    forwarder(&mut corpus);
-    room(&mut corpus);
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let wants = |generator: &str| wanted.is_empty() || wanted.iter().any(|w| w == generator);
+
+    if wants("signalling") {
+        signalling(&mut corpus, repo);
+    }
+    if wants("tokens") {
+        tokens(&mut corpus);
+    }
+    if wants("config") {
+        config(&mut corpus, repo);
+    }
+    if wants("recording_rule") {
+        recording_rule(&mut corpus, repo);
+    }
+    if wants("rest_bodies") {
+        rest_bodies(&mut corpus);
+    }
+    if wants("whip_whep") {
+        whip_whep(&mut corpus);
+    }
+    if ["depacketize", "segmenter", "recover"].iter().any(|g| wants(g)) {
+        let media = Media::encode(&work);
+        if wants("depacketize") {
+            depacketize(&mut corpus, &media);
+        }
+        if wants("segmenter") {
+            segmenter(&mut corpus, &media);
+        }
+        if wants("recover") {
+            recover(&mut corpus, &media);
+        }
+    }
+    if wants("forwarder") {
+        forwarder(&mut corpus);
+    }
+    if wants("room") {
+        room(&mut corpus);
+    }
+    if wants("srtp_seal") {
+        srtp_seal::seeds(&mut corpus);
+    }
     corpus.write();
 }
 
@@ -74,8 +111,14 @@ impl Corpus {
         let mut total = 0;
         for (target, seeds) in &self.seeds {
             let dir = self.dir.join(target);
-            let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("corpus dir");
+            // Generated seeds are replaced; found ones stay.
+            for entry in std::fs::read_dir(&dir).expect("corpus dir").flatten() {
+                let name = entry.file_name();
+                if !name.to_string_lossy().starts_with("regression-") {
+                    std::fs::remove_file(entry.path()).expect("old seed removed");
+                }
+            }
             for (name, bytes) in seeds {
                 std::fs::write(dir.join(name), bytes).expect("seed");
                 total += bytes.len();
