@@ -5,16 +5,19 @@
 //! - `egress/seal_{aes128,aes256}_gcm`: one 1150-byte-payload RTP packet
 //!   sealed into a reused send buffer (copy, AES-GCM, tag).
 //! - `egress/rewrite_and_seal_to_50_subscribers`: what a forwarded packet
-//!   costs on that path per subscriber: the header rewritten (SSRC,
-//!   sequence number, timestamp) and the packet sealed with the
-//!   subscriber's own key, the 50 datagrams appended to one batch buffer.
-//!   Throughput counts forwarded packets.
+//!   costs on that path per subscriber: the subscriber's header written
+//!   (payload type, sequence number, timestamp, SSRC; mid and video
+//!   orientation extensions with its ids) before the publisher's payload,
+//!   sealed with the subscriber's own key, the 50 datagrams appended to one
+//!   batch buffer. Throughput counts forwarded packets.
 //!
 //! `cargo bench -p weir-benches --bench egress`
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use str0m::rtp::{ExtensionValues, VideoOrientation};
 use weir_benches::sim::PAYLOAD_BYTES;
+use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
 use weir_sfu::egress::srtp_keys::{AeadProfile, MasterKey};
 use weir_sfu::egress::srtp_seal::RtpSealer;
 
@@ -64,25 +67,35 @@ fn fan_out(c: &mut Criterion) {
     let mut sealers: Vec<RtpSealer> = (0..SUBSCRIBERS as u8)
         .map(|i| sealer(AeadProfile::Aes256Gcm, i))
         .collect();
-    let mut packet = publisher_packet();
+    let payload: Vec<u8> = (0..PAYLOAD_BYTES).map(|i| i as u8).collect();
+    let values = ExtensionValues {
+        video_orientation: Some(VideoOrientation::Deg90),
+        ..Default::default()
+    };
+    let ids = ExtensionIds {
+        mid: Some(4),
+        video_orientation: Some(13),
+        ..Default::default()
+    };
     let mut batch = Vec::with_capacity(SUBSCRIBERS * 1300);
     let mut scratch = Vec::with_capacity(1500);
     let mut seq = 0u16;
     group.bench_function("rewrite_and_seal_to_50_subscribers", |b| {
         b.iter(|| {
             seq = seq.wrapping_add(1);
-            packet[2..4].copy_from_slice(&seq.to_be_bytes());
             batch.clear();
             for (i, sealer) in sealers.iter_mut().enumerate() {
                 // The subscriber's own SSRC, sequence and timestamp offset.
                 scratch.clear();
-                scratch.extend_from_slice(&packet);
-                let out_seq = seq.wrapping_add(i as u16 * 1000);
-                scratch[2..4].copy_from_slice(&out_seq.to_be_bytes());
-                let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]])
-                    .wrapping_add(i as u32 * 7919);
-                scratch[4..8].copy_from_slice(&timestamp.to_be_bytes());
-                scratch[8..12].copy_from_slice(&(0x1000_0000 + i as u32).to_be_bytes());
+                let fields = HeaderFields {
+                    payload_type: 96,
+                    marker: false,
+                    seq: seq.wrapping_add(i as u16 * 1000),
+                    timestamp: 90_000u32.wrapping_add(i as u32 * 7919),
+                    ssrc: 0x1000_0000 + i as u32,
+                };
+                write_header(fields, &ids, Some("1"), black_box(&values), &mut scratch);
+                scratch.extend_from_slice(&payload);
                 sealer.seal_into(&scratch, &mut batch).expect("seal");
             }
             black_box(batch.len())

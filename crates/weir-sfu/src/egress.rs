@@ -13,7 +13,9 @@
 //! - [`srtp_keys`]: the master keys of each direction and the session keys
 //!   derived from them (RFC 3711, RFC 7714);
 //! - [`srtp_seal`]: RTP sealed as SRTP with AES-GCM into a buffer, with
-//!   per-SSRC rollover counters.
+//!   per-SSRC rollover counters;
+//! - [`rtp_header`]: a forwarded packet's RTP header with the header
+//!   extensions the subscriber negotiated.
 //!
 //! The tests in `tests/srtp_egress.rs` check the sealing against two
 //! independent SRTP implementations: str0m's receiving side over a real
@@ -21,5 +23,6 @@
 //! ARCHITECTURE.md, "Egress").
 
 pub mod key_tap;
+pub mod rtp_header;
 pub mod srtp_keys;
 pub mod srtp_seal;

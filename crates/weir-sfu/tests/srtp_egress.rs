@@ -1,15 +1,18 @@
 //! Weir's own SRTP sealing (`weir_sfu::egress`) against two independent
 //! SRTP implementations: str0m's receiving side after a real DTLS
 //! handshake between two str0m sessions connected in memory, and
-//! webrtc-rs's `rtc-srtp` with the same master keys.
+//! webrtc-rs's `rtc-srtp` with the same master keys. Also the forwarded
+//! header's extensions (`weir_sfu::egress::rtp_header`) as str0m reads them.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, VideoOrientation};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use weir_sfu::egress::key_tap::{tapped_rtc, KeyTap};
+use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
 use weir_sfu::egress::srtp_keys::{AeadProfile, MasterKey, TAG_LEN};
 use weir_sfu::egress::srtp_seal::{PacketIndex, RtpSealer};
 
@@ -42,8 +45,17 @@ struct Pair {
     client: Rtc,
     client_tap: KeyTap,
     mid: Mid,
-    /// RTP packets the client's str0m accepted: (ssrc, extended seq, payload).
-    received: Vec<(u32, u64, Vec<u8>)>,
+    audio_mid: Mid,
+    /// RTP packets the client's str0m accepted.
+    received: Vec<Received>,
+}
+
+/// An RTP packet the client's str0m decrypted and parsed.
+struct Received {
+    ssrc: u32,
+    seq: u64,
+    payload: Vec<u8>,
+    extensions: ExtensionValues,
 }
 
 impl Pair {
@@ -54,16 +66,23 @@ impl Pair {
             Rtc::builder()
                 .set_rtp_mode(true)
                 .set_ice_lite(true)
-                .enable_vp8(true),
+                .enable_vp8(true)
+                .enable_opus(true, false),
             now,
         );
         server.add_local_candidate(Candidate::host(addr(SERVER), "udp").expect("candidate"));
-        let (mut client, client_tap) =
-            tapped_rtc(Rtc::builder().set_rtp_mode(true).enable_vp8(true), now);
+        let (mut client, client_tap) = tapped_rtc(
+            Rtc::builder()
+                .set_rtp_mode(true)
+                .enable_vp8(true)
+                .enable_opus(true, false),
+            now,
+        );
         client.add_local_candidate(Candidate::host(addr(CLIENT), "udp").expect("candidate"));
 
         let mut change = server.sdp_api();
         let mid = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let audio_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, pending) = change.apply().expect("an offer");
         let answer = client
             .sdp_api()
@@ -81,6 +100,7 @@ impl Pair {
             client,
             client_tap,
             mid,
+            audio_mid,
             received: Vec::new(),
         };
         for _ in 0..400 {
@@ -102,7 +122,7 @@ impl Pair {
     fn pump(&mut self) {
         for _ in 0..1000 {
             let mut moved = false;
-            while let Some(datagram) = poll_transmit(&mut self.server, &mut self.received) {
+            while let Some(datagram) = poll_transmit(&mut self.server, &mut Vec::new()) {
                 deliver(&mut self.client, self.now, SERVER, CLIENT, &datagram);
                 moved = true;
             }
@@ -123,27 +143,36 @@ impl Pair {
     }
 
     fn video_ssrc_and_pt(&mut self) -> (u32, u8) {
+        self.ssrc_and_pt(self.mid)
+    }
+
+    fn ssrc_and_pt(&mut self, mid: Mid) -> (u32, u8) {
         let ssrc = *self
             .server
             .direct_api()
-            .stream_tx_by_mid(self.mid, None)
-            .expect("the server's video stream")
+            .stream_tx_by_mid(mid, None)
+            .expect("the server's stream")
             .ssrc();
         let pt = *self
             .server
-            .media(self.mid)
+            .media(mid)
             .and_then(|m| m.remote_pts().first().copied())
             .expect("a negotiated payload type");
         (ssrc, pt)
     }
 }
 
-fn poll_transmit(rtc: &mut Rtc, received: &mut Vec<(u32, u64, Vec<u8>)>) -> Option<Vec<u8>> {
+fn poll_transmit(rtc: &mut Rtc, received: &mut Vec<Received>) -> Option<Vec<u8>> {
     loop {
         match rtc.poll_output().expect("output") {
             Output::Transmit(transmit) => return Some(transmit.contents.to_vec()),
             Output::Event(Event::RtpPacket(packet)) => {
-                received.push((*packet.header.ssrc, *packet.seq_no, packet.payload.to_vec()));
+                received.push(Received {
+                    ssrc: *packet.header.ssrc,
+                    seq: *packet.seq_no,
+                    payload: packet.payload.to_vec(),
+                    extensions: packet.header.ext_vals.clone(),
+                });
             }
             Output::Event(_) => {}
             Output::Timeout(_) => return None,
@@ -233,8 +262,8 @@ fn str0m_accepts_what_weir_seals_across_a_sequence_wrap() {
     let received: Vec<(u64, Vec<u8>)> = pair
         .received
         .iter()
-        .filter(|(s, _, _)| *s == ssrc)
-        .map(|(_, seq, body)| (*seq, body.clone()))
+        .filter(|r| r.ssrc == ssrc)
+        .map(|r| (r.seq, r.payload.clone()))
         .collect();
     assert_eq!(received.len(), sent.len(), "every sealed packet decrypted");
     for ((seq, body), (sent_seq, sent_body)) in received.iter().zip(&sent) {
@@ -278,7 +307,7 @@ fn str0m_drops_packets_sealed_with_the_wrong_key_or_tampered() {
     let last = datagram.len() - 1;
     datagram[last] ^= 1;
     pair.send_sealed(&datagram);
-    assert!(pair.received.is_empty(), "{:?}", pair.received.len());
+    assert!(pair.received.is_empty(), "{}", pair.received.len());
 
     datagram.clear();
     right
@@ -335,4 +364,63 @@ fn webrtc_rs_srtp_opens_what_weir_seals_for_both_profiles() {
         datagram[14] ^= 0x40;
         assert!(opener.decrypt_rtp(&datagram).is_err(), "{profile:?}");
     }
+}
+
+#[test]
+fn str0m_reads_the_extensions_weir_writes_with_the_negotiated_ids() {
+    let mut pair = Pair::connect();
+    let keys = pair.server_tap.keys().expect("server keys");
+    let mut sealer = sealer(&keys.outbound().expect("AEAD").expect("key"));
+
+    let mut plain = Vec::new();
+    let mut datagram = Vec::new();
+    for (mid, values) in [
+        (
+            pair.audio_mid,
+            ExtensionValues {
+                audio_level: Some(-42),
+                voice_activity: Some(true),
+                ..Default::default()
+            },
+        ),
+        (
+            pair.mid,
+            ExtensionValues {
+                video_orientation: Some(VideoOrientation::Deg270),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let (ssrc, pt) = pair.ssrc_and_pt(mid);
+        let ids = ExtensionIds::from_map(
+            pair.server
+                .media(mid)
+                .expect("negotiated m-line")
+                .remote_extmap(),
+        );
+        assert!(ids.mid.is_some(), "{ids:?}");
+        plain.clear();
+        let fields = HeaderFields {
+            payload_type: pt,
+            marker: true,
+            seq: 100,
+            timestamp: 4242,
+            ssrc,
+        };
+        write_header(fields, &ids, Some(&mid.to_string()), &values, &mut plain);
+        plain.extend_from_slice(&payload(100, 80));
+        datagram.clear();
+        sealer.seal_into(&plain, &mut datagram).expect("seal");
+        pair.send_sealed(&datagram);
+    }
+
+    assert_eq!(pair.received.len(), 2, "both packets accepted");
+    let audio = &pair.received[0].extensions;
+    assert_eq!(audio.audio_level, Some(-42));
+    assert_eq!(audio.voice_activity, Some(true));
+    assert_eq!(audio.mid, Some(pair.audio_mid));
+    let video = &pair.received[1].extensions;
+    assert_eq!(video.video_orientation, Some(VideoOrientation::Deg270));
+    assert_eq!(video.mid, Some(pair.mid));
+    assert_eq!(pair.received[1].payload, payload(100, 80));
 }
