@@ -47,12 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let outputs = rule.outputs();
     assert!(!outputs.is_empty());
     let _ = rule.recorder_content();
-    let context = NamingContext {
-        app_id: "app-1".into(),
-        room_id: "room.1".into(),
-        user_id: "alice@example.com".into(),
-        stream: None,
-    };
+    let context = NamingContext::new("app-1", "room.1", "alice@example.com");
     for output in &outputs {
         for start in [
             SystemTime::UNIX_EPOCH,

@@ -244,12 +244,7 @@ fn config(r: &mut Reader<'_>) -> (RecorderConfig, Codec, bool) {
         output.naming = naming.to_string();
     }
     let mut config = RecorderConfig::new(
-        NamingContext {
-            app_id: "app".into(),
-            room_id: "room".into(),
-            user_id: "alice".into(),
-            stream: None,
-        },
+        NamingContext::new("app", "room", "alice"),
         outputs,
     );
     config.content = [Content::AudioVideo, Content::Audio, Content::Video][usize::from(b % 3)];

@@ -17,12 +17,7 @@ use weir_recorder::{
 
 fn config() -> RecorderConfig {
     RecorderConfig::new(
-        NamingContext {
-            app_id: "a".into(),
-            room_id: "r".into(),
-            user_id: "u".into(),
-            stream: None,
-        },
+        NamingContext::new("a", "r", "u"),
         vec![
             OutputConfig::new(Format::Mp4),
             OutputConfig::new(Format::Hls),

@@ -27,6 +27,20 @@ pub struct NamingContext {
 }
 
 impl NamingContext {
+    /// The context of one publisher's stream, named `{room_id}_{user_id}`.
+    pub fn new(
+        app_id: impl Into<String>,
+        room_id: impl Into<String>,
+        user_id: impl Into<String>,
+    ) -> NamingContext {
+        NamingContext {
+            app_id: app_id.into(),
+            room_id: room_id.into(),
+            user_id: user_id.into(),
+            stream: None,
+        }
+    }
+
     /// The stream name (`{room_id}_{user_id}` unless set).
     pub fn stream_name(&self) -> String {
         self.stream
@@ -58,12 +72,7 @@ pub fn file_start_time(at: SystemTime) -> String {
 
 /// Checks a template without expanding it for real (API validation).
 pub fn validate(template: &str) -> Result<(), NamingError> {
-    let ctx = NamingContext {
-        app_id: "a".into(),
-        room_id: "r".into(),
-        user_id: "u".into(),
-        stream: None,
-    };
+    let ctx = NamingContext::new("a", "r", "u");
     expand(template, &ctx, "mp4", SystemTime::UNIX_EPOCH).map(|_| ())
 }
 
@@ -125,12 +134,7 @@ mod tests {
     use std::time::Duration;
 
     fn ctx() -> NamingContext {
-        NamingContext {
-            app_id: "app1".into(),
-            room_id: "room".into(),
-            user_id: "alice".into(),
-            stream: None,
-        }
+        NamingContext::new("app1", "room", "alice")
     }
 
     #[test]

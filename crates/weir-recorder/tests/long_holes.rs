@@ -14,15 +14,7 @@ fn config(content: Content, gap_merge: GapMerge) -> RecorderConfig {
     let mut hls = OutputConfig::new(Format::Hls);
     hls.gap_merge = gap_merge;
     hls.slice = Duration::from_secs(2);
-    let mut config = RecorderConfig::new(
-        NamingContext {
-            app_id: "a".into(),
-            room_id: "r".into(),
-            user_id: "u".into(),
-            stream: None,
-        },
-        vec![hls],
-    );
+    let mut config = RecorderConfig::new(NamingContext::new("a", "r", "u"), vec![hls]);
     config.content = content;
     config
 }

@@ -16,15 +16,7 @@ fn recorder(codec: Codec, t0: Instant) -> Recorder {
     hls.slice = Duration::from_secs(2);
     let mut mp4 = OutputConfig::new(Format::Mp4);
     mp4.cycle = Some(Duration::from_secs(3));
-    let mut config = RecorderConfig::new(
-        NamingContext {
-            app_id: "a".into(),
-            room_id: "r".into(),
-            user_id: "u".into(),
-            stream: None,
-        },
-        vec![hls, mp4],
-    );
+    let mut config = RecorderConfig::new(NamingContext::new("a", "r", "u"), vec![hls, mp4]);
     config.max_file_bytes = 20_000;
     let mut r = Recorder::new(config, t0, SystemTime::UNIX_EPOCH);
     r.add_track(t0, codec);

@@ -13,15 +13,7 @@ use weir_recorder::{
 };
 
 fn config(outputs: Vec<OutputConfig>) -> RecorderConfig {
-    RecorderConfig::new(
-        NamingContext {
-            app_id: "app".into(),
-            room_id: "room".into(),
-            user_id: "bob".into(),
-            stream: None,
-        },
-        outputs,
-    )
+    RecorderConfig::new(NamingContext::new("app", "room", "bob"), outputs)
 }
 
 fn output(format: Format, gap: GapMerge) -> OutputConfig {

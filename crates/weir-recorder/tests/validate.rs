@@ -12,15 +12,7 @@ use weir_recorder::{
 };
 
 fn config(outputs: Vec<OutputConfig>) -> RecorderConfig {
-    RecorderConfig::new(
-        NamingContext {
-            app_id: "app".into(),
-            room_id: "room".into(),
-            user_id: "alice".into(),
-            stream: None,
-        },
-        outputs,
-    )
+    RecorderConfig::new(NamingContext::new("app", "room", "alice"), outputs)
 }
 
 fn hls(slice: u64) -> OutputConfig {

@@ -963,12 +963,7 @@ fn files_in_progress(codec: Codec, media: &Media, format: Format) -> BTreeMap<St
     let mut output = OutputConfig::new(format);
     output.slice = Duration::from_secs(2);
     let config = RecorderConfig::new(
-        NamingContext {
-            app_id: "app".into(),
-            room_id: "room".into(),
-            user_id: "alice".into(),
-            stream: None,
-        },
+        NamingContext::new("app", "room", "alice"),
         vec![output],
     );
     let mut recorder = Recorder::new(

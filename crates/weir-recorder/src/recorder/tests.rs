@@ -52,12 +52,7 @@ fn segment_durations(commands: &[Command]) -> Vec<f64> {
 #[test]
 fn audio_whose_sender_report_comes_late_stays_in_its_hls_segments() {
     let t0 = Instant::now();
-    let context = NamingContext {
-        app_id: "app".to_string(),
-        room_id: "room".to_string(),
-        user_id: "user".to_string(),
-        stream: None,
-    };
+    let context = NamingContext::new("app", "room", "user");
     let output = OutputConfig {
         slice: Duration::from_secs(2),
         ..OutputConfig::new(Format::Hls)

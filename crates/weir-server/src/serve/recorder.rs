@@ -150,12 +150,7 @@ mod tests {
     use super::*;
 
     fn config() -> RecorderConfig {
-        let context = NamingContext {
-            app_id: "app".into(),
-            room_id: "room".into(),
-            user_id: "bob".into(),
-            stream: None,
-        };
+        let context = NamingContext::new("app", "room", "bob");
         RecorderConfig::new(context, vec![OutputConfig::new(Format::Mp4)])
     }
 

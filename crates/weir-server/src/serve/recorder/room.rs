@@ -297,12 +297,7 @@ impl RoomRecording {
 
 /// The recorder core's configuration for one stream under `rule`.
 pub fn recorder_config(key: &StreamKey, rule: &RecordingRule) -> RecorderConfig {
-    let context = NamingContext {
-        app_id: key.app_id.clone(),
-        room_id: key.room_id.clone(),
-        user_id: key.user_id.clone(),
-        stream: None,
-    };
+    let context = NamingContext::new(&*key.app_id, &*key.room_id, &*key.user_id);
     let mut config = RecorderConfig::new(context, rule.outputs());
     config.content = rule.recorder_content();
     config
