@@ -243,10 +243,7 @@ fn config(r: &mut Reader<'_>) -> (RecorderConfig, Codec, bool) {
     for output in &mut outputs {
         output.naming = naming.to_string();
     }
-    let mut config = RecorderConfig::new(
-        NamingContext::new("app", "room", "alice"),
-        outputs,
-    );
+    let mut config = RecorderConfig::new(NamingContext::new("app", "room", "alice"), outputs);
     config.content = [Content::AudioVideo, Content::Audio, Content::Video][usize::from(b % 3)];
     if b & 0x04 != 0 {
         config.max_file_bytes = 20_000;

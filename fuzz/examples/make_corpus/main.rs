@@ -70,7 +70,10 @@ fn main() {
     if wants("whip_whep") {
         whip_whep(&mut corpus);
     }
-    if ["depacketize", "segmenter", "recover"].iter().any(|g| wants(g)) {
+    if ["depacketize", "segmenter", "recover"]
+        .iter()
+        .any(|g| wants(g))
+    {
         let media = Media::encode(&work);
         if wants("depacketize") {
             depacketize(&mut corpus, &media);
@@ -962,10 +965,7 @@ fn files_in_progress(codec: Codec, media: &Media, format: Format) -> BTreeMap<St
     let t0 = Instant::now();
     let mut output = OutputConfig::new(format);
     output.slice = Duration::from_secs(2);
-    let config = RecorderConfig::new(
-        NamingContext::new("app", "room", "alice"),
-        vec![output],
-    );
+    let config = RecorderConfig::new(NamingContext::new("app", "room", "alice"), vec![output]);
     let mut recorder = Recorder::new(
         config,
         t0,
