@@ -144,10 +144,13 @@ pub struct MediaConfig {
     /// loopback address if that is unspecified (`0.0.0.0` / `::`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_ip: Option<IpAddr>,
-    /// How long each subscriber's sent packets are kept to answer NACKs
-    /// (most of a subscriber's memory: ~110 kB per 500 ms of 1.5 Mbit/s
-    /// video).
+    /// How long sent packets are kept to answer NACKs (one history per
+    /// track on Weir's own egress; per subscriber on str0m's).
     pub nack_history_ms: u64,
+    /// Forwarded RTP sealed by Weir per subscriber (fast path) instead of
+    /// str0m's per-subscriber send path. `false` puts every packet through
+    /// str0m.
+    pub own_egress: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -212,6 +215,7 @@ impl Default for MediaConfig {
             udp_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7882),
             advertise_ip: None,
             nack_history_ms: DEFAULT_NACK_HISTORY_MS,
+            own_egress: true,
         }
     }
 }

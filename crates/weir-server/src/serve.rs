@@ -115,6 +115,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let mut room_config = RoomConfig::new(advertised).with_generated_dtls_cert();
     room_config.max_participants = config.rooms.max_participants;
     room_config.nack_cache_age = Duration::from_millis(config.media.nack_history_ms);
+    room_config.own_egress = config.media.own_egress;
     room_config.ping_interval = Duration::from_secs(config.signalling.ping_interval_seconds);
     room_config.ping_timeout = Duration::from_secs(config.signalling.ping_timeout_seconds);
 

@@ -28,6 +28,11 @@ pub struct RoomConfig {
     /// every answer). Generating a key pair per participant costs join
     /// time; `None` lets str0m generate one per connection.
     pub dtls_cert: Option<str0m::config::DtlsCert>,
+    /// Forwarded RTP is sealed by Weir for each subscriber
+    /// (`room::own_egress`) instead of going through str0m's
+    /// per-subscriber send path; sessions that negotiated AES-CM stay on
+    /// str0m's.
+    pub own_egress: bool,
 }
 
 impl RoomConfig {
@@ -50,6 +55,7 @@ impl RoomConfig {
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_secs(30),
             dtls_cert: None,
+            own_egress: true,
         }
     }
 }

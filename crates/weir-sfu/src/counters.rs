@@ -14,6 +14,13 @@ pub struct RoomCounters {
     pub datagrams_refused: u64,
     pub rtp_received: u64,
     pub rtp_forwarded: u64,
+    /// Of `rtp_forwarded`, sealed by Weir's own egress (not str0m).
+    pub rtp_sealed_by_weir: u64,
+    /// Packets sent again on a subscriber's NACK by Weir's own egress.
+    pub rtp_retransmitted: u64,
+    /// NACKed packets Weir's egress no longer had (too old, or resent
+    /// enough already).
+    pub nacks_unanswered: u64,
     /// Dropped by a forwarder (keyframe wait, other layer, too old).
     pub rtp_not_forwarded: u64,
     pub rtp_unrouted: u64,

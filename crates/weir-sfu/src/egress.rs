@@ -1,5 +1,5 @@
-//! Weir's own SRTP egress, the groundwork for forwarding without str0m's
-//! per-subscriber send path.
+//! Weir's own SRTP egress: forwarding without str0m's per-subscriber send
+//! path (used by the room: `room::own_egress`).
 //!
 //! str0m seals and sends every forwarded packet through a per-subscriber
 //! send queue, pacer poll, RTX cache entry and timeout round: about 1.7-2 µs
@@ -15,13 +15,15 @@
 //! - [`srtp_seal`]: RTP sealed as SRTP with AES-GCM into a buffer, with
 //!   per-SSRC rollover counters;
 //! - [`rtp_header`]: a forwarded packet's RTP header with the header
-//!   extensions the subscriber negotiated.
+//!   extensions the subscriber negotiated;
+//! - [`history`]: what answers NACKs: the publisher's packets per track and
+//!   what each subscription was sent.
 //!
 //! The tests in `tests/srtp_egress.rs` check the sealing against two
 //! independent SRTP implementations: str0m's receiving side over a real
-//! DTLS handshake, and webrtc-rs's. The room does not use them yet (see
-//! ARCHITECTURE.md, "Egress").
+//! DTLS handshake, and webrtc-rs's.
 
+pub mod history;
 pub mod key_tap;
 pub mod rtp_header;
 pub mod srtp_keys;

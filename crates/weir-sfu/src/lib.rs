@@ -6,8 +6,12 @@
 //! rewriting SSRC, sequence numbers and timestamps per subscriber
 //! ([`forwarder`], [`sequence`]), gating video on keyframes ([`keyframe`]),
 //! and merging keyframe requests toward publishers ([`keyframe_requests`]).
-//! NACKs from subscribers are answered from str0m's per-stream send cache
-//! (RTX when negotiated); losses from publishers are NACKed by str0m.
+//! Forwarded packets are sealed by Weir for each subscriber
+//! ([`egress`], `room::own_egress`; str0m still sends about two a second
+//! per stream, for its sender reports), and subscribers' NACKs are answered
+//! from the track's packet history (str0m's per-stream cache, with RTX,
+//! when `own_egress` is off or the session's SRTP profile is AES-CM);
+//! losses from publishers are NACKed by str0m.
 //!
 //! The owner feeds [`Room::handle_datagram`], [`Room::handle_message`],
 //! [`Room::handle_timeout`] (each with `now`) and drains

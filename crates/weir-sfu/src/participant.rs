@@ -69,6 +69,8 @@ pub struct Subscription {
     /// A parked m-line reserved for this subscription (re-enabled by the
     /// next offer instead of adding a new one).
     pub recycled_line: Option<Mid>,
+    /// Weir's own egress on this m-line.
+    pub own: crate::room::own_egress::SubscriptionEgress,
 }
 
 /// An m-line no longer carrying a subscription, kept inactive for reuse.
@@ -120,6 +122,10 @@ pub struct Participant {
     pub needs_timeout: bool,
     pub connected: bool,
     pub leaving: bool,
+    /// Weir's own egress for this session.
+    pub own_egress: crate::room::own_egress::ParticipantEgress,
+    /// Its queue holds datagrams for the next drive pass.
+    pub needs_flush: bool,
 }
 
 impl Participant {

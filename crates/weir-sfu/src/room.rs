@@ -27,6 +27,7 @@ mod drive;
 mod forwarding;
 mod membership;
 mod negotiation;
+pub mod own_egress;
 mod publication;
 mod sdp;
 mod signalling;
@@ -423,8 +424,16 @@ impl Room {
                     .iter_mut()
                     .find(|s| s.state.mid() == Some(stats.mid))
                 {
-                    s.egress =
-                        Some(LinkStats::from_egress(&stats).keeping_rtt_of(s.egress.as_ref()));
+                    let mut link = LinkStats::from_egress(&stats).keeping_rtt_of(s.egress.as_ref());
+                    // What Weir's own egress sent is not in str0m's counts.
+                    link.bytes += s.own.bytes;
+                    link.packets += s.own.packets;
+                    s.egress = Some(link);
+                }
+            }
+            Event::RawPacket(raw) => {
+                if let str0m::rtp::RawPacket::RtcpRx(str0m::rtp::rtcp::Rtcp::Nack(nack)) = &*raw {
+                    self.answer_nack(self.last_now, key, nack);
                 }
             }
             Event::Connected => {
@@ -454,12 +463,13 @@ impl Room {
     }
 }
 
-fn new_rtc(now: Instant, config: &RoomConfig) -> Rtc {
+/// A participant's `Rtc`, with its SRTP keys tapped for Weir's own egress.
+fn new_rtc(now: Instant, config: &RoomConfig) -> (Rtc, crate::egress::key_tap::KeyTap) {
     let mut builder = Rtc::builder();
     if let Some(cert) = &config.dtls_cert {
         builder = builder.set_dtls_cert(cert.clone());
     }
-    builder
+    let builder = builder
         .set_rtp_mode(true)
         .set_ice_lite(true)
         .enable_opus(true, false)
@@ -468,7 +478,9 @@ fn new_rtc(now: Instant, config: &RoomConfig) -> Rtc {
         .enable_vp9(true)
         .enable_av1(true)
         .set_stats_interval(Some(std::time::Duration::from_secs(1)))
-        .build(now)
+        // Incoming RTCP as events: NACKs for what Weir's egress sent.
+        .enable_raw_packets(config.own_egress);
+    crate::egress::key_tap::tapped_rtc(builder, now)
 }
 
 impl std::fmt::Debug for Room {

@@ -38,6 +38,8 @@ pub struct PublishedTrack {
     /// The recorder tap is on: packets are copied out as
     /// [`crate::RoomOutput::Tapped`].
     pub tapped: bool,
+    /// Recent packets, for NACKs from subscribers on Weir's own egress.
+    pub history: Option<crate::egress::history::PacketHistory>,
     /// Bytes per simulcast layer in the current measurement window.
     layer_bytes: HashMap<Option<String>, u64>,
     /// Bitrate per layer measured over the last full window (bits/s).
@@ -71,6 +73,7 @@ impl PublishedTrack {
             keyframe_requests: KeyframeRequestThrottle::new(keyframe_interval),
             subscribers: Vec::new(),
             tapped: false,
+            history: None,
             ingress: HashMap::new(),
             layer_bytes: HashMap::new(),
             layer_bitrates: HashMap::new(),

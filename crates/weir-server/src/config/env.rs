@@ -39,6 +39,10 @@ pub(crate) const VARIABLES: &[(&str, Setter)] = &[
         c.media.nack_history_ms = parse_number(v)?;
         Ok(())
     }),
+    ("WEIR_OWN_EGRESS", |c, v| {
+        c.media.own_egress = parse_bool(v)?;
+        Ok(())
+    }),
     ("WEIR_EMPTY_TIMEOUT_SECONDS", |c, v| {
         c.rooms.empty_timeout_seconds = parse_number(v)?;
         Ok(())

@@ -195,6 +195,7 @@ fn every_env_variable_is_applied() {
         ("WEIR_CALLBACKS_RETENTION_DAYS", "0"),
         ("WEIR_RECORDING_PREFER_H264", "false"),
         ("WEIR_NACK_HISTORY_MS", "800"),
+        ("WEIR_OWN_EGRESS", "false"),
     ]);
     let c = Config::load(None, &env, &CliOverrides::default()).expect("loads");
     let expected = Config {
@@ -207,6 +208,7 @@ fn every_env_variable_is_applied() {
             udp_listen: addr("0.0.0.0:9001"),
             advertise_ip: Some("192.0.2.1".parse().expect("an ip")),
             nack_history_ms: 800,
+            own_egress: false,
         },
         rooms: RoomsConfig {
             empty_timeout_seconds: 0,

@@ -109,7 +109,7 @@ impl Room {
         let mut work: Vec<&mut Participant> = self
             .participants
             .values_mut()
-            .filter(|p| step.contains(&p.key) && (p.needs_poll || p.needs_timeout))
+            .filter(|p| step.contains(&p.key) && (p.needs_poll || p.needs_timeout || p.needs_flush))
             .collect();
         for run in run_all(&mut work, now) {
             self.take_run(now, run);
@@ -126,7 +126,7 @@ impl Room {
         let due: Vec<ParticipantKey> = self
             .participants
             .values()
-            .filter(|p| p.needs_poll || p.needs_timeout)
+            .filter(|p| p.needs_poll || p.needs_timeout || p.needs_flush)
             .map(|p| p.key)
             .collect();
         if due.is_empty() {
@@ -159,17 +159,32 @@ impl Room {
 /// Runs every participant of `work`, on two threads when there are many.
 fn run_all(work: &mut [&mut Participant], now: Instant) -> Vec<RtcRun> {
     if work.len() < PARALLEL_MIN_PARTICIPANTS || !several_cores() {
-        return work.iter_mut().map(|p| run_rtc(p, now)).collect();
+        return work.iter_mut().map(|p| drive_rtc(p, now)).collect();
     }
     let (here, there) = work.split_at_mut(work.len() / 2);
     let mut theirs = Vec::new();
     let mut ours = Vec::new();
     rayon::in_place_scope(|scope| {
-        scope.spawn(|_| theirs = there.iter_mut().map(|p| run_rtc(p, now)).collect());
-        ours = here.iter_mut().map(|p| run_rtc(p, now)).collect();
+        scope.spawn(|_| theirs = there.iter_mut().map(|p| drive_rtc(p, now)).collect());
+        ours = here.iter_mut().map(|p| drive_rtc(p, now)).collect();
     });
     ours.extend(theirs);
     ours
+}
+
+/// A participant in a drive step: only its egress queue flushed when str0m
+/// has nothing to do for it, else [`run_rtc`].
+fn drive_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
+    if participant.needs_poll || participant.needs_timeout {
+        return run_rtc(participant, now);
+    }
+    let mut run = RtcRun {
+        key: participant.key,
+        transmits: Vec::new(),
+        events: Vec::new(),
+    };
+    flush_own_egress(participant, &mut run);
+    run
 }
 
 /// Gives a participant's `Rtc` its pending timeout and polls it until it
@@ -191,17 +206,31 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
     loop {
         if !participant.rtc.is_alive() {
             participant.next_timeout = None;
+            participant.own_egress.queue.clear();
+            participant.needs_flush = false;
             return run;
         }
         match participant.rtc.poll_output() {
             Ok(Output::Timeout(at)) => {
                 participant.next_timeout = Some(at);
+                flush_own_egress(participant, &mut run);
                 return run;
             }
-            Ok(Output::Transmit(transmit)) => run.transmits.push(RoomOutput::Transmit {
-                destination: transmit.destination,
-                contents: transmit.contents.into(),
-            }),
+            Ok(Output::Transmit(transmit)) => {
+                // str0m sends SRTP and SRTCP only on the selected ICE pair
+                // (STUN answers go to every pair that checks).
+                if transmit
+                    .contents
+                    .first()
+                    .is_some_and(|b| (128..192).contains(b))
+                {
+                    participant.own_egress.destination = Some(transmit.destination);
+                }
+                run.transmits.push(RoomOutput::Transmit {
+                    destination: transmit.destination,
+                    contents: transmit.contents.into(),
+                })
+            }
             Ok(Output::Event(event)) => run.events.push(event),
             Err(e) => {
                 warn!(participant = %participant.id, error = %e, "poll_output failed; disconnecting");
@@ -210,5 +239,23 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
                 return run;
             }
         }
+    }
+}
+
+/// The datagrams Weir's egress sealed for this participant, after what
+/// str0m sent in the same pass (a packet written through str0m for its
+/// sender reports is always the first of its pass).
+fn flush_own_egress(participant: &mut Participant, run: &mut RtcRun) {
+    participant.needs_flush = false;
+    let queue = &mut participant.own_egress.queue;
+    match participant.own_egress.destination {
+        Some(destination) => {
+            run.transmits
+                .extend(queue.drain(..).map(|contents| RoomOutput::Transmit {
+                    destination,
+                    contents,
+                }))
+        }
+        None => queue.clear(),
     }
 }

@@ -7,7 +7,10 @@ use str0m::format::{Codec, PayloadParams};
 use str0m::media::{KeyframeRequestKind, Mid, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 
+use super::own_egress::{send_own, Forwarded, OwnSend};
 use super::Room;
+use crate::egress::history::KeptPacket;
+use crate::egress::rtp_header::HeaderFields;
 use crate::forwarder::{ForwardDecision, IncomingPacket};
 use crate::keyframe::VideoCodec;
 use crate::participant::{OutState, ParticipantKey};
@@ -112,6 +115,29 @@ impl Room {
                 counters.rtp_codec_mismatch += 1;
                 continue;
             };
+            if config.own_egress && !first_packet {
+                let forwarded = Forwarded {
+                    track: track_key,
+                    mid,
+                    fields: HeaderFields {
+                        payload_type: out_pt,
+                        marker: packet.header.marker,
+                        seq: rewritten.seq.wire(),
+                        timestamp: rewritten.timestamp.0,
+                        ssrc: 0,
+                    },
+                    in_ssrc: *packet.header.ssrc,
+                    in_seq: *packet.seq_no,
+                    payload: &packet.payload,
+                    extensions: &ext_vals,
+                    nackable: is_video,
+                };
+                if let OwnSend::Sent = send_own(participant, &forwarded, now) {
+                    counters.rtp_forwarded += 1;
+                    counters.rtp_sealed_by_weir += 1;
+                    continue;
+                }
+            }
             let mut api = participant.rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 counters.rtp_no_send_stream += 1;
@@ -137,8 +163,18 @@ impl Room {
             participant.needs_timeout = true;
             counters.rtp_forwarded += 1;
         }
+        let own_egress = config.own_egress;
         if want_keyframe && video.is_some() {
             self.request_keyframe(now, track_key, rid, KeyframeRequestKind::Pli);
+        }
+        if own_egress && is_video {
+            let kept = KeptPacket {
+                ssrc: *packet.header.ssrc,
+                seq: *packet.seq_no,
+                payload: packet.payload,
+                extensions: ext_vals,
+            };
+            self.keep_for_nacks(now, track_key, kept);
         }
     }
 

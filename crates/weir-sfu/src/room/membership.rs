@@ -56,7 +56,7 @@ impl Room {
             }
         }
 
-        let mut rtc = new_rtc(now, &self.config);
+        let (mut rtc, key_tap) = new_rtc(now, &self.config);
         let candidate = Candidate::host(self.config.advertised_addr, "udp")
             .map_err(|e| JoinError::Internal(format!("bad advertised address: {e}")))?;
         rtc.add_local_candidate(candidate);
@@ -88,6 +88,8 @@ impl Room {
             needs_timeout: false,
             connected: false,
             leaving: false,
+            own_egress: super::own_egress::ParticipantEgress::new(key_tap),
+            needs_flush: false,
         };
 
         let answer = match offer {

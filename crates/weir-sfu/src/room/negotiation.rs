@@ -62,6 +62,7 @@ impl Room {
             pt_map: Vec::new(),
             egress: None,
             recycled_line,
+            own: Default::default(),
         });
         participant.needs_poll = true;
         if !published.subscribers.contains(&subscriber) {
@@ -503,6 +504,7 @@ impl Room {
                 pt_map: Vec::new(),
                 egress: None,
                 recycled_line: None,
+                own: Default::default(),
             });
         } else {
             return;

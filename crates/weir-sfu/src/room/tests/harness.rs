@@ -66,11 +66,15 @@ pub(super) fn server_addr() -> SocketAddr {
 
 impl Net {
     pub(super) fn new() -> Net {
+        Net::with_config(RoomConfig::new(server_addr()))
+    }
+
+    pub(super) fn with_config(config: RoomConfig) -> Net {
         crate::install_crypto();
         let now = Instant::now();
         Net {
             now,
-            room: Room::new("test", RoomConfig::new(server_addr()), now),
+            room: Room::new("test", config, now),
             peers: Vec::new(),
             drop_downstream: None,
             drop_upstream: None,
@@ -515,7 +519,12 @@ pub(super) fn embedded_seqs(received: &[ReceivedRtp]) -> Vec<u64> {
 
 /// A publisher and two subscribers, connected, with the publisher's mid.
 pub(super) fn publisher_and_two_subscribers() -> (Net, Mid) {
-    let mut net = Net::new();
+    publisher_and_two_subscribers_with(RoomConfig::new(server_addr()))
+}
+
+/// The same in a room with `config`.
+pub(super) fn publisher_and_two_subscribers_with(config: RoomConfig) -> (Net, Mid) {
+    let mut net = Net::with_config(config);
     let publisher = net.join_signalling("alice");
     net.join_signalling("bob");
     net.join_signalling("carol");

@@ -13,7 +13,20 @@ use super::harness::*;
 
 #[test]
 fn forwards_every_packet_in_order_with_continuous_rewritten_sequence() {
-    let (mut net, mid) = publisher_and_two_subscribers();
+    forwards_every_packet_in_order(true);
+}
+
+#[test]
+fn forwards_every_packet_in_order_through_str0m_alone() {
+    forwards_every_packet_in_order(false);
+}
+
+/// `own_egress`: Weir seals forwarded packets (and str0m about two a
+/// second per subscription, for its sender reports), or str0m all.
+fn forwards_every_packet_in_order(own_egress: bool) {
+    let mut config = RoomConfig::new(server_addr());
+    config.own_egress = own_egress;
+    let (mut net, mid) = publisher_and_two_subscribers_with(config);
     let publisher_ssrc: Vec<Ssrc> = {
         let mut api = net.peers[0].rtc.direct_api();
         api.stream_tx_by_mid(mid, None)
@@ -69,7 +82,17 @@ fn forwards_every_packet_in_order_with_continuous_rewritten_sequence() {
     }
     // The two subscribers' streams are independent (own SSRCs).
     assert_ne!(net.peers[1].received[0].ssrc, net.peers[2].received[0].ssrc);
-    assert_eq!(net.room.counters().rtp_forwarded, 600);
+    let counters = net.room.counters();
+    assert_eq!(counters.rtp_forwarded, 600);
+    if own_egress {
+        // 300 packets over 3.3 s: about 8 per subscriber went through str0m.
+        assert!(
+            (570..600).contains(&counters.rtp_sealed_by_weir),
+            "{counters:?}"
+        );
+    } else {
+        assert_eq!(counters.rtp_sealed_by_weir, 0);
+    }
 }
 
 #[test]
@@ -188,7 +211,23 @@ fn stream_400_packets(net: &mut Net, mid: str0m::media::Mid) {
 
 #[test]
 fn nack_recovers_packets_dropped_toward_one_subscriber() {
-    let (mut net, mid) = publisher_and_two_subscribers();
+    let net = nack_recovery(true);
+    // Weir sealed most packets, so it answered most NACKs itself, from the
+    // track's history.
+    let counters = net.room.counters();
+    assert!(counters.rtp_retransmitted >= 15, "{counters:?}");
+}
+
+#[test]
+fn nack_recovers_packets_dropped_toward_one_subscriber_through_str0m_alone() {
+    let net = nack_recovery(false);
+    assert_eq!(net.room.counters().rtp_retransmitted, 0);
+}
+
+fn nack_recovery(own_egress: bool) -> Net {
+    let mut config = RoomConfig::new(server_addr());
+    config.own_egress = own_egress;
+    let (mut net, mid) = publisher_and_two_subscribers_with(config);
     // Drop every 20th RTP packet (5%) toward subscriber 1 only.
     net.drop_downstream = Some(every_20th_rtp_of(1));
     stream_400_packets(&mut net, mid);
@@ -208,6 +247,7 @@ fn nack_recovers_packets_dropped_toward_one_subscriber() {
     );
     // The lossless subscriber saw no loss at all.
     assert_eq!(embedded_seqs(&net.peers[2].received).len(), 400);
+    net
 }
 
 #[test]

@@ -1,0 +1,305 @@
+//! Weir's own egress in the room: forwarded RTP sealed by Weir for each
+//! subscriber (`crate::egress`) instead of through str0m's per-subscriber
+//! send path, and NACKs for it answered from the track's history.
+//!
+//! - A subscriber's packets are sealed into its queue as they are
+//!   forwarded and leave when the drive pass flushes the queue, so a
+//!   frame's packets to one subscriber stay together (one GSO send).
+//! - Every ~[`SENDER_REPORT_REFRESH`] one packet of each subscription goes
+//!   through str0m instead: str0m's sender reports map RTP to wall-clock
+//!   time from the packets written to it, and Weir cannot send SRTCP of its
+//!   own beside str0m's (the receiver's replay window would drop one of two
+//!   index sequences). It is always the first packet of a pass for that
+//!   subscriber, and str0m's output is taken before the queue, so the
+//!   order on the wire is the sequence order.
+//! - The same SSRC and sequence numbers on both paths, so the SRTP index
+//!   (rollover counter) agrees.
+//! - Sessions whose DTLS negotiated AES-CM-HMAC-SHA1, or that are not
+//!   connected yet, stay on str0m's path.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::rtp::rtcp::Nack;
+use str0m::rtp::ExtensionValues;
+
+use super::Room;
+use crate::egress::history::{nacked, KeptPacket, PacketHistory, SentPacket, SentRing};
+use crate::egress::key_tap::KeyTap;
+use crate::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
+use crate::egress::srtp_seal::RtpSealer;
+use crate::participant::{Participant, ParticipantKey};
+use crate::track::TrackKey;
+
+/// How often a subscription's packet goes through str0m for its sender
+/// reports (str0m sends one per second or so per stream).
+pub const SENDER_REPORT_REFRESH: Duration = Duration::from_millis(500);
+/// Times one packet is sent again on request, at most.
+const MAX_RESENDS: u8 = 2;
+/// Most publisher packets a track keeps for NACKs (the age bounds it first).
+const HISTORY_PACKETS: usize = 2048;
+
+/// One participant's side of Weir's egress.
+#[derive(Debug, Default)]
+pub struct ParticipantEgress {
+    pub key_tap: KeyTap,
+    /// Made once DTLS has completed with an AEAD profile.
+    sealer: Option<RtpSealer>,
+    /// Tried to make the sealer and could not (another profile).
+    unsupported: bool,
+    /// Where str0m last sent SRTP or SRTCP to (the selected ICE pair's
+    /// remote address).
+    pub destination: Option<std::net::SocketAddr>,
+    /// Sealed datagrams waiting for the drive pass.
+    pub queue: Vec<Vec<u8>>,
+    /// The plain packet being built.
+    scratch: Vec<u8>,
+}
+
+impl ParticipantEgress {
+    pub fn new(key_tap: KeyTap) -> Self {
+        ParticipantEgress {
+            key_tap,
+            ..Default::default()
+        }
+    }
+
+    fn sealer(&mut self) -> Option<&mut RtpSealer> {
+        if self.sealer.is_none() && !self.unsupported {
+            let keys = self.key_tap.keys()?;
+            match keys
+                .outbound()
+                .map(|master| master.and_then(|m| m.rtp_session_key()))
+            {
+                Some(Ok(session)) => self.sealer = RtpSealer::new(&session).ok(),
+                _ => self.unsupported = true,
+            }
+            if self.sealer.is_none() {
+                self.unsupported = true;
+            }
+        }
+        self.sealer.as_mut()
+    }
+}
+
+/// One subscription's side of Weir's egress.
+#[derive(Debug, Default)]
+pub struct SubscriptionEgress {
+    /// The subscriber's SSRC and extension ids on this m-line.
+    stream: Option<(u32, ExtensionIds, String)>,
+    /// When the next packet goes through str0m (sender reports).
+    next_via_str0m: Option<Instant>,
+    /// What was sent, for NACKs (video only).
+    sent: Option<SentRing>,
+    /// Sent by Weir (str0m's egress statistics do not count them).
+    pub bytes: u64,
+    pub packets: u64,
+}
+
+/// What to do with one forwarded packet for one subscriber.
+pub(super) enum OwnSend {
+    /// Sealed and queued.
+    Sent,
+    /// Write it through str0m.
+    ViaStr0m,
+}
+
+/// A forwarded packet as the forwarder rewrote it for one subscription.
+pub(super) struct Forwarded<'a> {
+    pub track: TrackKey,
+    pub mid: str0m::media::Mid,
+    pub fields: HeaderFields,
+    pub in_ssrc: u32,
+    pub in_seq: u64,
+    pub payload: &'a [u8],
+    pub extensions: &'a ExtensionValues,
+    pub nackable: bool,
+}
+
+/// Seals `packet` for `participant` when its session allows, or says to
+/// write it through str0m.
+pub(super) fn send_own(
+    participant: &mut Participant,
+    packet: &Forwarded<'_>,
+    now: Instant,
+) -> OwnSend {
+    let Participant {
+        rtc,
+        own_egress: egress,
+        subscriptions,
+        needs_flush,
+        ..
+    } = participant;
+    if egress.destination.is_none() || egress.sealer().is_none() {
+        return OwnSend::ViaStr0m;
+    }
+    let Some(subscription) = subscriptions.iter_mut().find(|s| s.track == packet.track) else {
+        return OwnSend::ViaStr0m;
+    };
+    let own = &mut subscription.own;
+    let record = |own: &mut SubscriptionEgress, via_str0m: bool| {
+        if packet.nackable {
+            own.sent
+                .get_or_insert_with(SentRing::default)
+                .record(SentPacket {
+                    out_seq: packet.fields.seq,
+                    out_timestamp: packet.fields.timestamp,
+                    payload_type: packet.fields.payload_type,
+                    marker: packet.fields.marker,
+                    in_ssrc: packet.in_ssrc,
+                    in_seq: packet.in_seq,
+                    via_str0m,
+                    resent: 0,
+                });
+        }
+    };
+    // The first packet of a pass for this subscriber may go through str0m,
+    // which sends it before the queue.
+    if egress.queue.is_empty() && own.next_via_str0m.is_none_or(|at| now >= at) {
+        own.next_via_str0m = Some(now + SENDER_REPORT_REFRESH);
+        record(own, true);
+        return OwnSend::ViaStr0m;
+    }
+    if own.stream.is_none() {
+        let Some(ssrc) = rtc
+            .direct_api()
+            .stream_tx_by_mid(packet.mid, None)
+            .map(|s| *s.ssrc())
+        else {
+            return OwnSend::ViaStr0m;
+        };
+        let ids = rtc
+            .media(packet.mid)
+            .map(|m| ExtensionIds::from_map(m.remote_extmap()))
+            .unwrap_or_default();
+        own.stream = Some((ssrc, ids, packet.mid.to_string()));
+    }
+    let Some((ssrc, ids, mid)) = &own.stream else {
+        return OwnSend::ViaStr0m;
+    };
+    let fields = HeaderFields {
+        ssrc: *ssrc,
+        ..packet.fields
+    };
+    let Some(datagram) = seal(egress, fields, ids, mid, packet.extensions, packet.payload) else {
+        return OwnSend::ViaStr0m;
+    };
+    own.bytes += packet.payload.len() as u64;
+    own.packets += 1;
+    egress.queue.push(datagram);
+    *needs_flush = true;
+    record(own, false);
+    OwnSend::Sent
+}
+
+/// The header and payload sealed into a new datagram.
+fn seal(
+    egress: &mut ParticipantEgress,
+    fields: HeaderFields,
+    ids: &ExtensionIds,
+    mid: &str,
+    extensions: &ExtensionValues,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
+    let mut scratch = std::mem::take(&mut egress.scratch);
+    scratch.clear();
+    write_header(fields, ids, Some(mid), extensions, &mut scratch);
+    scratch.extend_from_slice(payload);
+    let mut datagram = Vec::with_capacity(scratch.len() + crate::egress::srtp_keys::TAG_LEN);
+    let sealed = egress
+        .sealer()
+        .map(|sealer| sealer.seal_into(&scratch, &mut datagram));
+    egress.scratch = scratch;
+    match sealed {
+        Some(Ok(_)) => Some(datagram),
+        _ => None,
+    }
+}
+
+impl Room {
+    /// Keeps a forwarded publisher packet for NACKs from subscribers on
+    /// Weir's egress.
+    pub(super) fn keep_for_nacks(&mut self, now: Instant, track: TrackKey, packet: KeptPacket) {
+        let age = self.config.nack_cache_age;
+        if let Some(track) = self.tracks.get_mut(&track) {
+            track
+                .history
+                .get_or_insert_with(|| PacketHistory::new(age, HISTORY_PACKETS))
+                .push(now, packet);
+        }
+    }
+
+    /// A subscriber's NACK: packets Weir sent are sealed again from the
+    /// track's history (str0m answers for the ones it sent).
+    pub(super) fn answer_nack(&mut self, now: Instant, key: ParticipantKey, nack: &Nack) {
+        let Room {
+            participants,
+            tracks,
+            counters,
+            ..
+        } = self;
+        let Some(participant) = participants.get_mut(&key) else {
+            return;
+        };
+        let Participant {
+            own_egress: egress,
+            subscriptions,
+            needs_flush,
+            ..
+        } = participant;
+        let media_ssrc = *nack.ssrc;
+        let Some(subscription) = subscriptions
+            .iter_mut()
+            .find(|s| matches!(&s.own.stream, Some((ssrc, _, _)) if *ssrc == media_ssrc))
+        else {
+            return;
+        };
+        let Some(history) = tracks
+            .get(&subscription.track)
+            .and_then(|t| t.history.as_ref())
+        else {
+            return;
+        };
+        let own = &mut subscription.own;
+        let (Some((ssrc, ids, mid)), Some(sent)) = (&own.stream, own.sent.as_mut()) else {
+            return;
+        };
+        for entry in nack.reports.iter() {
+            for out_seq in nacked(entry.pid, entry.blp) {
+                let Some(record) = sent.get_mut(out_seq) else {
+                    counters.nacks_unanswered += 1;
+                    continue;
+                };
+                if record.via_str0m {
+                    continue;
+                }
+                if record.resent >= MAX_RESENDS {
+                    counters.nacks_unanswered += 1;
+                    continue;
+                }
+                let Some(kept) = history.get(now, record.in_ssrc, record.in_seq) else {
+                    counters.nacks_unanswered += 1;
+                    continue;
+                };
+                let fields = HeaderFields {
+                    payload_type: record.payload_type,
+                    marker: record.marker,
+                    seq: record.out_seq,
+                    timestamp: record.out_timestamp,
+                    ssrc: *ssrc,
+                };
+                let payload = Arc::clone(&kept.payload);
+                let Some(datagram) = seal(egress, fields, ids, mid, &kept.extensions, &payload)
+                else {
+                    continue;
+                };
+                record.resent += 1;
+                own.bytes += payload.len() as u64;
+                own.packets += 1;
+                egress.queue.push(datagram);
+                *needs_flush = true;
+                counters.rtp_retransmitted += 1;
+            }
+        }
+    }
+}
