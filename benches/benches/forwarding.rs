@@ -4,10 +4,15 @@
 //!   publisher (1150-byte payload) into `weir_sfu::Room`, as the server's
 //!   room task feeds it: `handle_datagram` (SRTP open, routing, the
 //!   forwarder's decision and SSRC/sequence/timestamp rewrite per
-//!   subscriber, str0m's `write_rtp` with the RTX cache copy) and the
-//!   `handle_timeout` pass it makes due (str0m sends queued packets on a
-//!   timeout input: the SRTP seal, one datagram per subscriber), outputs
-//!   drained. Throughput counts forwarded packets (datagrams out).
+//!   subscriber, the packet sealed by Weir's own egress into the
+//!   subscriber's queue, about two a second per subscriber written through
+//!   str0m for its sender reports) and the drive pass it makes due
+//!   (queues flushed, one datagram per subscriber), outputs drained.
+//!   Throughput counts forwarded packets (datagrams out).
+//! - `forwarding/room_to_50_subscribers_through_str0m`: the same with
+//!   `own_egress` off: str0m's `write_rtp` (with its RTX cache copy) per
+//!   subscriber and its timeout pass (str0m sends written packets only on
+//!   a timeout input: the SRTP seal, one datagram per subscriber).
 //! - `forwarding/forwarder_decide`: the rewrite decision alone
 //!   (`weir_sfu::forwarder::Forwarder::decide`), no str0m.
 //!
@@ -26,8 +31,9 @@ const CHUNK: u64 = 64;
 
 fn room(c: &mut Criterion) {
     let mut group = c.benchmark_group("forwarding");
-    for subscribers in [1usize, 50] {
-        let mut sim = SimRoom::new(subscribers, Downlink::Discard);
+    for (subscribers, own_egress) in [(1usize, true), (50, true), (50, false)] {
+        let mut sim = SimRoom::with_egress(subscribers, Downlink::Discard, own_egress);
+        let suffix = if own_egress { "" } else { "_through_str0m" };
         eprintln!(
             "forwarding: {subscribers} subscriber(s), forwarded datagrams of {} bytes",
             sim.forwarded_datagram_len()
@@ -35,7 +41,7 @@ fn room(c: &mut Criterion) {
         let forwarded_before = sim.room().counters().rtp_forwarded;
         let mut inputs = 0u64;
         group.throughput(Throughput::Elements(subscribers as u64));
-        group.bench_function(format!("room_to_{subscribers}_subscribers"), |b| {
+        group.bench_function(format!("room_to_{subscribers}_subscribers{suffix}"), |b| {
             b.iter_custom(|iters| {
                 let mut elapsed = Duration::ZERO;
                 let mut left = iters;
@@ -56,7 +62,12 @@ fn room(c: &mut Criterion) {
                 elapsed
             })
         });
-        let forwarded = sim.room().counters().rtp_forwarded - forwarded_before;
+        let counters = sim.room().counters();
+        eprintln!(
+            "forwarding: {} of {} forwarded packets sealed by Weir",
+            counters.rtp_sealed_by_weir, counters.rtp_forwarded
+        );
+        let forwarded = counters.rtp_forwarded - forwarded_before;
         assert_eq!(
             forwarded,
             inputs * subscribers as u64,

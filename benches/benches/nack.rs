@@ -1,7 +1,10 @@
-//! Answering NACKs: str0m's per-stream send buffer (RTX cache) through the
-//! room, which is what answers a subscriber's NACK in Weir.
+//! Answering NACKs through the room.
 //!
-//! `nack/room_answers_nack_with_rtx`: a subscriber behind a lossy downlink
+//! `nack/room_answers_nack_from_track_history` (Weir's own egress, the
+//! default): the NACK is answered from the track's packet history, the
+//! packet sealed again by Weir on the forwarding SSRC.
+//!
+//! `nack/room_answers_nack_with_rtx` (str0m's egress): a subscriber behind a lossy downlink
 //! (one forwarded packet in 20 lost) NACKs what it misses, as its str0m
 //! does by itself; each such SRTCP datagram into
 //! `weir_sfu::Room::handle_datagram`, with the `handle_timeout` pass it
@@ -17,11 +20,20 @@ use weir_benches::sim::{Downlink, NackStats, SimRoom};
 const ROUND: usize = 200;
 
 fn nack(c: &mut Criterion) {
+    for (name, own_egress) in [
+        ("room_answers_nack_from_track_history", true),
+        ("room_answers_nack_with_rtx", false),
+    ] {
+        bench_nack(c, name, own_egress);
+    }
+}
+
+fn bench_nack(c: &mut Criterion, name: &str, own_egress: bool) {
     let mut group = c.benchmark_group("nack");
-    let mut sim = SimRoom::new(1, Downlink::LoseOneIn(20));
+    let mut sim = SimRoom::with_egress(1, Downlink::LoseOneIn(20), own_egress);
     let mut all = NackStats::default();
     group.throughput(Throughput::Elements(1));
-    group.bench_function("room_answers_nack_with_rtx", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = NackStats::default();
             while total.retransmitted < iters {
@@ -49,7 +61,7 @@ fn nack(c: &mut Criterion) {
         "the subscriber got {received} of {forwarded} forwarded packets"
     );
     eprintln!(
-        "nack: {forwarded} packets forwarded, {} lost on the downlink, {received} received; \
+        "{name}: {forwarded} packets forwarded, {} lost on the downlink, {received} received; \
          {} NACK datagrams answered with {} retransmissions",
         sim.lost_downlink(),
         all.datagrams,

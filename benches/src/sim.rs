@@ -81,8 +81,12 @@ struct Peer {
     /// RTP packets the peer's str0m handed up (originals and recovered).
     rtp_received: u64,
     /// The SSRC the room forwards on to this peer (learned from the first
-    /// forwarded packet); anything else from the room is a retransmission.
+    /// forwarded packet); with str0m's egress anything else from the room
+    /// is a retransmission (RTX).
     forward_ssrc: Option<u32>,
+    /// Sequence numbers the lossy downlink dropped once (a retransmission
+    /// on the same SSRC, as Weir's own egress sends it, gets through).
+    lost_once: VecDeque<u16>,
 }
 
 /// A room with one VP8 publisher and `subscribers` subscribers to it.
@@ -103,6 +107,7 @@ pub struct SimRoom {
     time_nacks: bool,
     nacks: NackStats,
     forwarded_datagram_len: usize,
+    own_egress: bool,
 }
 
 impl SimRoom {
@@ -111,10 +116,17 @@ impl SimRoom {
     /// that a keyframe and two more frames reach every subscriber. Then
     /// the downlink becomes `downlink`.
     pub fn new(subscribers: usize, downlink: Downlink) -> SimRoom {
+        SimRoom::with_egress(subscribers, downlink, true)
+    }
+
+    /// As [`SimRoom::new`], with Weir's own egress (`own_egress`, the
+    /// server's default) or str0m's send path for every forwarded packet.
+    pub fn with_egress(subscribers: usize, downlink: Downlink, own_egress: bool) -> SimRoom {
         weir_sfu::install_crypto();
         let now = Instant::now();
         // One DTLS certificate for the room, as the server configures it.
-        let config = RoomConfig::new(server_addr()).with_generated_dtls_cert();
+        let mut config = RoomConfig::new(server_addr()).with_generated_dtls_cert();
+        config.own_egress = own_egress;
         let mut sim = SimRoom {
             now,
             room: Room::new("bench", config, now),
@@ -129,6 +141,7 @@ impl SimRoom {
             time_nacks: false,
             nacks: NackStats::default(),
             forwarded_datagram_len: 0,
+            own_egress,
         };
         sim.join("publisher", false);
         for n in 0..subscribers {
@@ -392,6 +405,7 @@ impl SimRoom {
             next_timeout: self.now,
             rtp_received: 0,
             forward_ssrc: None,
+            lost_once: VecDeque::new(),
         });
         self.pump();
     }
@@ -542,7 +556,19 @@ impl SimRoom {
         match self.downlink {
             Downlink::Deliver => true,
             Downlink::Discard => false,
-            Downlink::LoseOneIn(n) => peer.forward_ssrc != Some(ssrc) || seq % n != 7 % n,
+            Downlink::LoseOneIn(n) => {
+                if peer.forward_ssrc != Some(ssrc)
+                    || seq % n != 7 % n
+                    || peer.lost_once.contains(&seq)
+                {
+                    return true;
+                }
+                if peer.lost_once.len() >= 64 {
+                    peer.lost_once.pop_front();
+                }
+                peer.lost_once.push_back(seq);
+                false
+            }
         }
     }
 
@@ -611,7 +637,13 @@ impl SimRoom {
             self.drain_room();
             return;
         }
-        let forward_ssrc = self.peers[index].forward_ssrc;
+        // Weir's own egress retransmits on the forwarding SSRC: every RTP
+        // datagram a NACK brings is a retransmission.
+        let forward_ssrc = if self.own_egress {
+            None
+        } else {
+            self.peers[index].forward_ssrc
+        };
         // Timers already due are not this datagram's cost.
         self.prepare(self.now);
         let start = Instant::now();
