@@ -126,6 +126,10 @@ async function threeWayCall(codec) {
     for (const { user, consoleErrors } of pages) {
       assert.deepEqual(consoleErrors, [], `${user}'s page logged no errors`);
     }
+    // What the pages saw was sealed by Weir's own egress (Chromium's DTLS
+    // negotiates AES-GCM), not str0m's send path.
+    const sealedByWeir = server.logs().match(/forwarded RTP sealed by Weir/g) || [];
+    assert.equal(sealedByWeir.length, PAGES.length, "every page's session on Weir's egress");
   } catch (e) {
     console.log(server.logs().split("\n").slice(-60).join("\n"));
     throw e;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use str0m::rtp::rtcp::Nack;
 use str0m::rtp::ExtensionValues;
+use tracing::info;
 
 use super::Room;
 use crate::egress::history::{nacked, KeptPacket, PacketHistory, SentPacket, SentRing};
@@ -64,18 +65,24 @@ impl ParticipantEgress {
         }
     }
 
-    fn sealer(&mut self) -> Option<&mut RtpSealer> {
+    /// The session's sealer, made the first time its keys are there
+    /// (`participant` names the session in the log line saying which path
+    /// its forwarded RTP takes).
+    fn sealer(&mut self, participant: &dyn std::fmt::Display) -> Option<&mut RtpSealer> {
         if self.sealer.is_none() && !self.unsupported {
             let keys = self.key_tap.keys()?;
-            match keys
+            let profile = keys.profile();
+            if let Some(Ok(session)) = keys
                 .outbound()
                 .map(|master| master.and_then(|m| m.rtp_session_key()))
             {
-                Some(Ok(session)) => self.sealer = RtpSealer::new(&session).ok(),
-                _ => self.unsupported = true,
+                self.sealer = RtpSealer::new(&session).ok();
             }
             if self.sealer.is_none() {
                 self.unsupported = true;
+                info!(%participant, ?profile, "forwarded RTP goes through str0m (SRTP profile)");
+            } else {
+                info!(%participant, ?profile, "forwarded RTP sealed by Weir");
             }
         }
         self.sealer.as_mut()
@@ -124,13 +131,14 @@ pub(super) fn send_own(
     now: Instant,
 ) -> OwnSend {
     let Participant {
+        id,
         rtc,
         own_egress: egress,
         subscriptions,
         needs_flush,
         ..
     } = participant;
-    if egress.destination.is_none() || egress.sealer().is_none() {
+    if egress.destination.is_none() || egress.sealer(id).is_none() {
         return OwnSend::ViaStr0m;
     }
     let Some(subscription) = subscriptions.iter_mut().find(|s| s.track == packet.track) else {
@@ -207,7 +215,8 @@ fn seal(
     scratch.extend_from_slice(payload);
     let mut datagram = Vec::with_capacity(scratch.len() + crate::egress::srtp_keys::TAG_LEN);
     let sealed = egress
-        .sealer()
+        .sealer
+        .as_mut()
         .map(|sealer| sealer.seal_into(&scratch, &mut datagram));
     egress.scratch = scratch;
     match sealed {
