@@ -122,10 +122,9 @@ pub struct Participant {
     pub needs_timeout: bool,
     pub connected: bool,
     pub leaving: bool,
-    /// Weir's own egress for this session.
+    /// Weir's own egress for this session (its queue, when not empty,
+    /// needs the next drive pass).
     pub own_egress: crate::room::own_egress::ParticipantEgress,
-    /// Its queue holds datagrams for the next drive pass.
-    pub needs_flush: bool,
 }
 
 impl Participant {

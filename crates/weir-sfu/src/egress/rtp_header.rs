@@ -20,6 +20,12 @@ const MAX_ONE_BYTE_ID: u8 = 14;
 /// The one-byte form's values are 1..=16 bytes.
 const MAX_ONE_BYTE_LEN: usize = 16;
 
+/// The longest header [`write_header`] writes: the fixed 12 bytes, the
+/// extension block's 4, and every element at its longest (mid 1 + 16,
+/// audio level 2, orientation 2, content type 2, playout delay 4, capture
+/// time 1 + 16 = 44 bytes, a whole number of words).
+pub const MAX_HEADER_LEN: usize = 12 + 4 + 44;
+
 /// The ids one subscriber m-line negotiated for the extensions Weir
 /// writes (`None`: not negotiated, or not writable in the one-byte form).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -240,6 +246,34 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 12, "nothing to write, no extension block");
+    }
+
+    #[test]
+    fn the_longest_header_fits_max_header_len() {
+        let ids = ExtensionIds {
+            mid: Some(1),
+            audio_level: Some(2),
+            video_orientation: Some(3),
+            video_content_type: Some(4),
+            playout_delay: Some(5),
+            abs_capture_time: Some(6),
+        };
+        let values = ExtensionValues {
+            audio_level: Some(-1),
+            voice_activity: Some(false),
+            video_orientation: Some(VideoOrientation::Deg180),
+            video_content_type: Some(1),
+            play_delay_min: Some(MediaTime::from_millis(0)),
+            play_delay_max: Some(MediaTime::from_millis(10)),
+            abs_capture_time: Some(str0m::rtp::AbsCaptureTime {
+                capture_time: UNIX_EPOCH,
+                clock_offset: Some(-1),
+            }),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        write_header(fields(), &ids, Some(&"m".repeat(16)), &values, &mut out);
+        assert_eq!(out.len(), MAX_HEADER_LEN);
     }
 
     #[test]

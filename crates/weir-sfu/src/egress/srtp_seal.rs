@@ -148,6 +148,32 @@ impl RtpSealer {
     /// [`TAG_LEN`]) and returns the packet index it was sealed with. On an
     /// error `out` is left as it was.
     pub fn seal_into(&mut self, rtp: &[u8], out: &mut Vec<u8>) -> Result<PacketIndex, SealError> {
+        let start = out.len();
+        out.reserve(rtp.len() + TAG_LEN);
+        out.extend_from_slice(rtp);
+        self.seal_in_place(out, start)
+    }
+
+    /// Seals the RTP packet that `out[start..]` holds where it is (for a
+    /// packet written straight into its datagram) and appends the tag;
+    /// returns the packet index it was sealed with. On an error the packet
+    /// is removed (`out` is truncated to `start`).
+    pub fn seal_in_place(
+        &mut self,
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<PacketIndex, SealError> {
+        let sealed = self.seal_tail(out, start);
+        if sealed.is_err() {
+            out.truncate(start);
+        }
+        sealed
+    }
+
+    fn seal_tail(&mut self, out: &mut Vec<u8>, start: usize) -> Result<PacketIndex, SealError> {
+        let rtp = out
+            .get(start..)
+            .ok_or(SealError::Malformed("starts past the buffer"))?;
         let header_len = rtp_header_len(rtp)?;
         let seq = u16::from_be_bytes([rtp[2], rtp[3]]);
         let ssrc = u32::from_be_bytes([rtp[8], rtp[9], rtp[10], rtp[11]]);
@@ -161,25 +187,17 @@ impl RtpSealer {
             *byte ^= salt;
         }
 
-        let start = out.len();
-        out.reserve(rtp.len() + TAG_LEN);
-        out.extend_from_slice(rtp);
         let (header, payload) = out[start..].split_at_mut(header_len);
-        let sealed = self.cipher.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(iv),
-            Aad::from(&*header),
-            payload,
-        );
-        match sealed {
-            Ok(tag) => {
-                out.extend_from_slice(tag.as_ref());
-                Ok(index)
-            }
-            Err(_) => {
-                out.truncate(start);
-                Err(SealError::Crypto)
-            }
-        }
+        let tag = self
+            .cipher
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(iv),
+                Aad::from(&*header),
+                payload,
+            )
+            .map_err(|_| SealError::Crypto)?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(index)
     }
 
     /// The index of this packet; the stream's highest index moves forward
@@ -317,6 +335,24 @@ mod tests {
             sealer.seal_into(&rtp(1, 6, 0, b"a"), &mut out),
             Ok(PacketIndex::new(1, 1))
         );
+    }
+
+    #[test]
+    fn sealing_in_place_gives_the_bytes_of_sealing_a_copy() {
+        let plain = rtp(42, 0x77, 1, b"in place");
+        let mut copied = vec![9, 9];
+        sealer().seal_into(&plain, &mut copied).expect("seal");
+        let mut in_place = vec![9, 9];
+        in_place.extend_from_slice(&plain);
+        sealer().seal_in_place(&mut in_place, 2).expect("seal");
+        assert_eq!(in_place, copied);
+        // A refused packet is removed, what was before it stays.
+        in_place.extend_from_slice(&[0x80, 1, 2]);
+        let before = in_place.len() - 3;
+        assert!(sealer().seal_in_place(&mut in_place, before).is_err());
+        assert_eq!(in_place.len(), before);
+        assert!(sealer().seal_in_place(&mut in_place, before + 5).is_err());
+        assert_eq!(in_place.len(), before);
     }
 
     #[test]

@@ -109,7 +109,10 @@ impl Room {
         let mut work: Vec<&mut Participant> = self
             .participants
             .values_mut()
-            .filter(|p| step.contains(&p.key) && (p.needs_poll || p.needs_timeout || p.needs_flush))
+            .filter(|p| {
+                step.contains(&p.key)
+                    && (p.needs_poll || p.needs_timeout || p.own_egress.has_queued())
+            })
             .collect();
         for run in run_all(&mut work, now) {
             self.take_run(now, run);
@@ -126,7 +129,7 @@ impl Room {
         let due: Vec<ParticipantKey> = self
             .participants
             .values()
-            .filter(|p| p.needs_poll || p.needs_timeout || p.needs_flush)
+            .filter(|p| p.needs_poll || p.needs_timeout || p.own_egress.has_queued())
             .map(|p| p.key)
             .collect();
         if due.is_empty() {
@@ -207,7 +210,6 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
         if !participant.rtc.is_alive() {
             participant.next_timeout = None;
             participant.own_egress.queue.clear();
-            participant.needs_flush = false;
             return run;
         }
         match participant.rtc.poll_output() {
@@ -219,11 +221,7 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
             Ok(Output::Transmit(transmit)) => {
                 // str0m sends SRTP and SRTCP only on the selected ICE pair
                 // (STUN answers go to every pair that checks).
-                if transmit
-                    .contents
-                    .first()
-                    .is_some_and(|b| (128..192).contains(b))
-                {
+                if crate::stun::looks_like_rtp_or_rtcp(&transmit.contents) {
                     participant.own_egress.destination = Some(transmit.destination);
                 }
                 run.transmits.push(RoomOutput::Transmit {
@@ -246,7 +244,6 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
 /// str0m sent in the same pass (a packet written through str0m for its
 /// sender reports is always the first of its pass).
 fn flush_own_egress(participant: &mut Participant, run: &mut RtcRun) {
-    participant.needs_flush = false;
     let queue = &mut participant.own_egress.queue;
     match participant.own_egress.destination {
         Some(destination) => {

@@ -89,7 +89,6 @@ impl Room {
             connected: false,
             leaving: false,
             own_egress: super::own_egress::ParticipantEgress::new(key_tap),
-            needs_flush: false,
         };
 
         let answer = match offer {

@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::media::Mid;
 use str0m::rtp::rtcp::Nack;
 use str0m::rtp::ExtensionValues;
 use tracing::info;
@@ -27,7 +28,8 @@ use tracing::info;
 use super::Room;
 use crate::egress::history::{nacked, KeptPacket, PacketHistory, SentPacket, SentRing};
 use crate::egress::key_tap::KeyTap;
-use crate::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
+use crate::egress::rtp_header::{write_header, ExtensionIds, HeaderFields, MAX_HEADER_LEN};
+use crate::egress::srtp_keys::TAG_LEN;
 use crate::egress::srtp_seal::RtpSealer;
 use crate::participant::{Participant, ParticipantKey};
 use crate::track::TrackKey;
@@ -53,8 +55,6 @@ pub struct ParticipantEgress {
     pub destination: Option<std::net::SocketAddr>,
     /// Sealed datagrams waiting for the drive pass.
     pub queue: Vec<Vec<u8>>,
-    /// The plain packet being built.
-    scratch: Vec<u8>,
 }
 
 impl ParticipantEgress {
@@ -63,6 +63,11 @@ impl ParticipantEgress {
             key_tap,
             ..Default::default()
         }
+    }
+
+    /// Datagrams wait for the next drive pass.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
     }
 
     /// The session's sealer, made the first time its keys are there
@@ -92,8 +97,8 @@ impl ParticipantEgress {
 /// One subscription's side of Weir's egress.
 #[derive(Debug, Default)]
 pub struct SubscriptionEgress {
-    /// The subscriber's SSRC and extension ids on this m-line.
-    stream: Option<(u32, ExtensionIds, String)>,
+    /// The subscriber's SSRC and extension ids on this m-line, and the mid.
+    stream: Option<(u32, ExtensionIds, Mid)>,
     /// When the next packet goes through str0m (sender reports).
     next_via_str0m: Option<Instant>,
     /// What was sent, for NACKs (video only).
@@ -114,7 +119,7 @@ pub(super) enum OwnSend {
 /// A forwarded packet as the forwarder rewrote it for one subscription.
 pub(super) struct Forwarded<'a> {
     pub track: TrackKey,
-    pub mid: str0m::media::Mid,
+    pub mid: Mid,
     pub fields: HeaderFields,
     pub in_ssrc: u32,
     pub in_seq: u64,
@@ -135,7 +140,6 @@ pub(super) fn send_own(
         rtc,
         own_egress: egress,
         subscriptions,
-        needs_flush,
         ..
     } = participant;
     if egress.destination.is_none() || egress.sealer(id).is_none() {
@@ -180,7 +184,7 @@ pub(super) fn send_own(
             .media(packet.mid)
             .map(|m| ExtensionIds::from_map(m.remote_extmap()))
             .unwrap_or_default();
-        own.stream = Some((ssrc, ids, packet.mid.to_string()));
+        own.stream = Some((ssrc, ids, packet.mid));
     }
     let Some((ssrc, ids, mid)) = &own.stream else {
         return OwnSend::ViaStr0m;
@@ -195,34 +199,26 @@ pub(super) fn send_own(
     own.bytes += packet.payload.len() as u64;
     own.packets += 1;
     egress.queue.push(datagram);
-    *needs_flush = true;
     record(own, false);
     OwnSend::Sent
 }
 
-/// The header and payload sealed into a new datagram.
+/// The header and payload written straight into a new datagram and
+/// sealed there.
 fn seal(
     egress: &mut ParticipantEgress,
     fields: HeaderFields,
     ids: &ExtensionIds,
-    mid: &str,
+    mid: &Mid,
     extensions: &ExtensionValues,
     payload: &[u8],
 ) -> Option<Vec<u8>> {
-    let mut scratch = std::mem::take(&mut egress.scratch);
-    scratch.clear();
-    write_header(fields, ids, Some(mid), extensions, &mut scratch);
-    scratch.extend_from_slice(payload);
-    let mut datagram = Vec::with_capacity(scratch.len() + crate::egress::srtp_keys::TAG_LEN);
-    let sealed = egress
-        .sealer
-        .as_mut()
-        .map(|sealer| sealer.seal_into(&scratch, &mut datagram));
-    egress.scratch = scratch;
-    match sealed {
-        Some(Ok(_)) => Some(datagram),
-        _ => None,
-    }
+    let sealer = egress.sealer.as_mut()?;
+    let mut datagram = Vec::with_capacity(MAX_HEADER_LEN + payload.len() + TAG_LEN);
+    write_header(fields, ids, Some(mid), extensions, &mut datagram);
+    datagram.extend_from_slice(payload);
+    sealer.seal_in_place(&mut datagram, 0).ok()?;
+    Some(datagram)
 }
 
 impl Room {
@@ -253,7 +249,6 @@ impl Room {
         let Participant {
             own_egress: egress,
             subscriptions,
-            needs_flush,
             ..
         } = participant;
         let media_ssrc = *nack.ssrc;
@@ -306,7 +301,6 @@ impl Room {
                 own.bytes += payload.len() as u64;
                 own.packets += 1;
                 egress.queue.push(datagram);
-                *needs_flush = true;
                 counters.rtp_retransmitted += 1;
             }
         }
