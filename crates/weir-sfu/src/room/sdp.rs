@@ -63,7 +63,15 @@ pub(crate) fn without_downlink_twcc(sdp: &str, author: SdpAuthor) -> Cow<'_, str
         SdpAuthor::Client => "a=recvonly",
     };
     let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
-    let is_twcc = |line: &str| line.starts_with("a=extmap:") && line.contains(TRANSPORT_CC_URI);
+    // `a=extmap:<id>[/<direction>] <uri> [<attributes>]`: the URI is the
+    // second token. (A line that only contains the URI somewhere, such as
+    // two attributes run together by a stray CR, is not this extension and
+    // is left for the parser to judge.)
+    let is_twcc = |line: &str| {
+        line.strip_prefix("a=extmap:")
+            .and_then(|rest| rest.split_ascii_whitespace().nth(1))
+            == Some(TRANSPORT_CC_URI)
+    };
     let mut kept = String::with_capacity(sdp.len());
     let mut section_start = 0;
     while section_start < lines.len() {
@@ -201,5 +209,10 @@ a=sendrecv\r\n";
             without_downlink_twcc(junk, SdpAuthor::Server),
             "m=\na=sendonly\n"
         );
+        // Two attributes run together by a stray CR (found by the whip_whep
+        // fuzz target): removing the "line" would hide the malformed
+        // attribute from the parser, which refuses the raw offer.
+        let joined = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\rAa=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\na=recvonly\r\n";
+        assert_eq!(without_downlink_twcc(joined, SdpAuthor::Client), joined);
     }
 }
