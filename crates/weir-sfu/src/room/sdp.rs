@@ -63,14 +63,21 @@ pub(crate) fn without_downlink_twcc(sdp: &str, author: SdpAuthor) -> Cow<'_, str
         SdpAuthor::Client => "a=recvonly",
     };
     let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
-    // `a=extmap:<id>[/<direction>] <uri> [<attributes>]`: the URI is the
-    // second token. (A line that only contains the URI somewhere, such as
-    // two attributes run together by a stray CR, is not this extension and
-    // is left for the parser to judge.)
+    // Only a well-formed `a=extmap:<id>[/<direction>] <uri>` line is
+    // removed. Anything else that mentions the URI (two attributes run
+    // together by a stray CR, trailing junk) is left for the parser to
+    // judge: removing it would accept an offer str0m refuses.
     let is_twcc = |line: &str| {
-        line.strip_prefix("a=extmap:")
-            .and_then(|rest| rest.split_ascii_whitespace().nth(1))
-            == Some(TRANSPORT_CC_URI)
+        let content = line.strip_suffix('\n').unwrap_or(line);
+        let content = content.strip_suffix('\r').unwrap_or(content);
+        content
+            .strip_prefix("a=extmap:")
+            .and_then(|rest| rest.split_once(' '))
+            .is_some_and(|(id, uri)| {
+                uri == TRANSPORT_CC_URI
+                    && !id.is_empty()
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/')
+            })
     };
     let mut kept = String::with_capacity(sdp.len());
     let mut section_start = 0;
@@ -214,5 +221,7 @@ a=sendrecv\r\n";
         // attribute from the parser, which refuses the raw offer.
         let joined = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\rAa=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\na=recvonly\r\n";
         assert_eq!(without_downlink_twcc(joined, SdpAuthor::Client), joined);
+        let trailing = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\ru\na=recvonly\r\n";
+        assert_eq!(without_downlink_twcc(trailing, SdpAuthor::Client), trailing);
     }
 }
