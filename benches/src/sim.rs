@@ -292,14 +292,17 @@ impl SimRoom {
         while let Some(output) = self.room.poll_output() {
             if let RoomOutput::Transmit {
                 destination,
-                contents,
+                datagrams,
             } = &output
             {
-                if *destination != publisher && is_rtp(contents) {
-                    sent += 1;
-                    if self.downlink == Downlink::Discard {
-                        continue;
-                    }
+                let rtp = if *destination == publisher {
+                    0
+                } else {
+                    datagrams.iter().filter(|d| is_rtp(d)).count()
+                };
+                sent += rtp;
+                if rtp > 0 && self.downlink == Downlink::Discard {
+                    continue;
                 }
             }
             self.backlog.push_back(output);
@@ -314,14 +317,14 @@ impl SimRoom {
         while let Some(output) = self.room.poll_output() {
             if let RoomOutput::Transmit {
                 destination,
-                contents,
+                datagrams,
             } = &output
             {
-                if *destination == subscriber
-                    && is_rtp(contents)
-                    && Some(rtp_ssrc_and_seq(contents).0) != forward_ssrc
-                {
-                    retransmitted += 1;
+                if *destination == subscriber {
+                    retransmitted += datagrams
+                        .iter()
+                        .filter(|d| is_rtp(d) && Some(rtp_ssrc_and_seq(d).0) != forward_ssrc)
+                        .count() as u64;
                 }
             }
             self.backlog.push_back(output);
@@ -500,40 +503,45 @@ impl SimRoom {
         panic!("the network did not quiesce");
     }
 
+    /// One datagram from the room to the peer at `destination` (lost on
+    /// the downlink when the scenario says so).
+    fn deliver(&mut self, destination: SocketAddr, contents: &[u8]) {
+        let Some(index) = self.peers.iter().position(|p| p.addr == destination) else {
+            return;
+        };
+        if index != PUBLISHER && is_rtp(contents) && !self.passes_downlink(index, contents) {
+            self.lost_downlink += 1;
+            return;
+        }
+        let now = self.now;
+        let peer = &mut self.peers[index];
+        let Ok(datagram) = contents.try_into() else {
+            return;
+        };
+        peer.rtc
+            .handle_input(Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source: server_addr(),
+                    destination,
+                    contents: datagram,
+                },
+            ))
+            .expect("the peer accepts the room's datagram");
+        // str0m wants its output drained after every input.
+        self.poll_peer(index);
+    }
+
     fn route(&mut self, output: RoomOutput) {
         match output {
             RoomOutput::Transmit {
                 destination,
-                contents,
+                datagrams,
             } => {
-                let Some(index) = self.peers.iter().position(|p| p.addr == destination) else {
-                    return;
-                };
-                if index != PUBLISHER
-                    && is_rtp(&contents)
-                    && !self.passes_downlink(index, &contents)
-                {
-                    self.lost_downlink += 1;
-                    return;
+                for datagram in datagrams.iter() {
+                    self.deliver(destination, datagram);
                 }
-                let now = self.now;
-                let peer = &mut self.peers[index];
-                let Ok(datagram) = contents.as_slice().try_into() else {
-                    return;
-                };
-                peer.rtc
-                    .handle_input(Input::Receive(
-                        now,
-                        Receive {
-                            proto: Protocol::Udp,
-                            source: server_addr(),
-                            destination,
-                            contents: datagram,
-                        },
-                    ))
-                    .expect("the peer accepts the room's datagram");
-                // str0m wants its output drained after every input.
-                self.poll_peer(index);
             }
             RoomOutput::Signal { to, message } => {
                 if let Some(index) = self.peers.iter().position(|p| p.key == to) {

@@ -246,7 +246,7 @@ impl Net {
                 match output {
                     RoomOutput::Transmit {
                         destination,
-                        contents,
+                        datagrams,
                     } => {
                         assert!(
                             self.sources.contains(&destination),
@@ -257,9 +257,11 @@ impl Net {
                             continue;
                         };
                         let now = self.now;
-                        let peer = &mut self.peers[index];
-                        if let Ok(contents) = contents.as_slice().try_into() {
-                            let _ = peer.rtc.handle_input(Input::Receive(
+                        for datagram in datagrams.iter() {
+                            let Ok(contents) = datagram.try_into() else {
+                                continue;
+                            };
+                            let _ = self.peers[index].rtc.handle_input(Input::Receive(
                                 now,
                                 Receive {
                                     proto: Protocol::Udp,
@@ -268,6 +270,7 @@ impl Net {
                                     contents,
                                 },
                             ));
+                            // str0m wants its output drained after every input.
                             self.poll_peer(index);
                         }
                     }

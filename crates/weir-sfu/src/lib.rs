@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod datagrams;
 pub mod egress;
 pub mod forwarder;
 mod ids;
@@ -35,6 +36,7 @@ pub mod track;
 
 pub use config::RoomConfig;
 pub use counters::RoomCounters;
+pub use datagrams::Datagrams;
 pub use participant::{ParticipantKey, SessionKind};
 pub use room::admin::AdminError;
 pub use room::{JoinError, JoinRequest, Joined, Room, RoomOutput, TrackSnapshot};

@@ -37,10 +37,11 @@ mod tests;
 /// What the room asks its owner to do.
 #[derive(Debug)]
 pub enum RoomOutput {
-    /// Send a UDP datagram from the shared media socket.
+    /// Send UDP datagrams, in order, from the shared media socket (one
+    /// str0m output, or a subscriber's packets of one pass sealed by Weir).
     Transmit {
         destination: SocketAddr,
-        contents: Vec<u8>,
+        datagrams: crate::Datagrams,
     },
     /// Send a signalling message to a participant.
     Signal {

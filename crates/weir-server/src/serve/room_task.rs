@@ -538,8 +538,12 @@ impl RoomTask {
             match output {
                 RoomOutput::Transmit {
                     destination,
-                    contents,
-                } => self.outgoing.push(destination, &contents),
+                    datagrams,
+                } => {
+                    for datagram in datagrams.iter() {
+                        self.outgoing.push(destination, datagram);
+                    }
+                }
                 RoomOutput::Signal { to, message } => {
                     if let Some(signals) = sessions.get(&to).and_then(|s| s.signals.as_ref()) {
                         let _ = signals.send(message);

@@ -7,10 +7,13 @@
 //! at most [`STEP_PARTICIPANTS`], so that [`Room::poll_output`] hands out
 //! the first subscribers' datagrams before the last ones are made: a
 //! burst to a large room is neither held back nor materialised whole.
-//! Within a step the `Rtc`s are independent, so a big step runs on two
-//! threads: this one and one of rayon's, each taking half. Only the `Rtc`s
-//! run in parallel; what they emit (datagrams, events) is taken
-//! afterwards, in participant order, by the room alone.
+//! On one thread, each participant of a step is looked up and driven, and
+//! what it emitted taken at once (its events may mark participants later
+//! in the step, which then carry them in the same step). Within a step the
+//! `Rtc`s are independent, so a big step on a process that may use two
+//! cores runs on two threads: this one and one of rayon's, each taking
+//! half. Only the `Rtc`s run in parallel; what they emit (datagrams,
+//! events) is taken afterwards, in participant order, by the room alone.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
@@ -21,6 +24,7 @@ use weir_protocol::LeaveReason;
 
 use super::{Room, RoomOutput};
 use crate::participant::{Participant, ParticipantKey};
+use crate::Datagrams;
 
 /// Participants driven per step (a step's datagrams are what the owner
 /// can send before the next step) on one thread: small, so that a
@@ -105,16 +109,30 @@ impl Room {
             STEP_PARTICIPANTS
         };
         let take = self.drive.queue.len().min(step_size);
+        if take < PARALLEL_MIN_PARTICIPANTS || !several_cores() {
+            // One thread: each participant is looked up, driven, and what
+            // it emitted taken, in queue order.
+            for _ in 0..take {
+                let Some(key) = self.drive.queue.pop_front() else {
+                    break;
+                };
+                let Some(participant) = self.participants.get_mut(&key) else {
+                    continue;
+                };
+                if needs_drive(participant) {
+                    let run = drive_rtc(participant, now);
+                    self.take_run(now, run);
+                }
+            }
+            return true;
+        }
         let step: HashSet<ParticipantKey> = self.drive.queue.drain(..take).collect();
         let mut work: Vec<&mut Participant> = self
             .participants
             .values_mut()
-            .filter(|p| {
-                step.contains(&p.key)
-                    && (p.needs_poll || p.needs_timeout || p.own_egress.has_queued())
-            })
+            .filter(|p| step.contains(&p.key) && needs_drive(p))
             .collect();
-        for run in run_all(&mut work, now) {
+        for run in run_on_two_threads(&mut work, now) {
             self.take_run(now, run);
         }
         true
@@ -129,7 +147,7 @@ impl Room {
         let due: Vec<ParticipantKey> = self
             .participants
             .values()
-            .filter(|p| p.needs_poll || p.needs_timeout || p.own_egress.has_queued())
+            .filter(|p| needs_drive(p))
             .map(|p| p.key)
             .collect();
         if due.is_empty() {
@@ -159,11 +177,14 @@ impl Room {
     }
 }
 
-/// Runs every participant of `work`, on two threads when there are many.
-fn run_all(work: &mut [&mut Participant], now: Instant) -> Vec<RtcRun> {
-    if work.len() < PARALLEL_MIN_PARTICIPANTS || !several_cores() {
-        return work.iter_mut().map(|p| drive_rtc(p, now)).collect();
-    }
+/// Whether a participant has anything for a drive step to do.
+fn needs_drive(participant: &Participant) -> bool {
+    participant.needs_poll || participant.needs_timeout || participant.own_egress.has_queued()
+}
+
+/// Runs every participant of `work`, half of them on one of rayon's
+/// threads.
+fn run_on_two_threads(work: &mut [&mut Participant], now: Instant) -> Vec<RtcRun> {
     let (here, there) = work.split_at_mut(work.len() / 2);
     let mut theirs = Vec::new();
     let mut ours = Vec::new();
@@ -226,7 +247,7 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
                 }
                 run.transmits.push(RoomOutput::Transmit {
                     destination: transmit.destination,
-                    contents: transmit.contents.into(),
+                    datagrams: Datagrams::one(transmit.contents.into()),
                 })
             }
             Ok(Output::Event(event)) => run.events.push(event),
@@ -245,14 +266,14 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
 /// sender reports is always the first of its pass).
 fn flush_own_egress(participant: &mut Participant, run: &mut RtcRun) {
     let queue = &mut participant.own_egress.queue;
+    if queue.is_empty() {
+        return;
+    }
     match participant.own_egress.destination {
-        Some(destination) => {
-            run.transmits
-                .extend(queue.drain(..).map(|contents| RoomOutput::Transmit {
-                    destination,
-                    contents,
-                }))
-        }
+        Some(destination) => run.transmits.push(RoomOutput::Transmit {
+            destination,
+            datagrams: queue.take(),
+        }),
         None => queue.clear(),
     }
 }

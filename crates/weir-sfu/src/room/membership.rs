@@ -288,7 +288,7 @@ impl Room {
                 Ok(str0m::Output::Transmit(transmit)) => {
                     self.outputs.push_back(RoomOutput::Transmit {
                         destination: transmit.destination,
-                        contents: transmit.contents.into(),
+                        datagrams: crate::Datagrams::one(transmit.contents.into()),
                     });
                 }
                 Ok(str0m::Output::Event(_)) => {}

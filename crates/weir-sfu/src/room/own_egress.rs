@@ -54,7 +54,7 @@ pub struct ParticipantEgress {
     /// remote address).
     pub destination: Option<std::net::SocketAddr>,
     /// Sealed datagrams waiting for the drive pass.
-    pub queue: Vec<Vec<u8>>,
+    pub queue: crate::Datagrams,
 }
 
 impl ParticipantEgress {
@@ -193,32 +193,35 @@ pub(super) fn send_own(
         ssrc: *ssrc,
         ..packet.fields
     };
-    let Some(datagram) = seal(egress, fields, ids, mid, packet.extensions, packet.payload) else {
+    if !seal_onto(egress, fields, ids, mid, packet.extensions, packet.payload) {
         return OwnSend::ViaStr0m;
-    };
+    }
     own.bytes += packet.payload.len() as u64;
     own.packets += 1;
-    egress.queue.push(datagram);
     record(own, false);
     OwnSend::Sent
 }
 
-/// The header and payload written straight into a new datagram and
-/// sealed there.
-fn seal(
+/// The header and payload written straight onto the end of `queue` and
+/// sealed there; false (and nothing queued) when the session cannot seal.
+fn seal_onto(
     egress: &mut ParticipantEgress,
     fields: HeaderFields,
     ids: &ExtensionIds,
     mid: &Mid,
     extensions: &ExtensionValues,
     payload: &[u8],
-) -> Option<Vec<u8>> {
-    let sealer = egress.sealer.as_mut()?;
-    let mut datagram = Vec::with_capacity(MAX_HEADER_LEN + payload.len() + TAG_LEN);
-    write_header(fields, ids, Some(mid), extensions, &mut datagram);
-    datagram.extend_from_slice(payload);
-    sealer.seal_in_place(&mut datagram, 0).ok()?;
-    Some(datagram)
+) -> bool {
+    let ParticipantEgress { sealer, queue, .. } = egress;
+    let Some(sealer) = sealer.as_mut() else {
+        return false;
+    };
+    queue.push_with(MAX_HEADER_LEN + payload.len() + TAG_LEN, |buffer| {
+        let start = buffer.len();
+        write_header(fields, ids, Some(mid), extensions, buffer);
+        buffer.extend_from_slice(payload);
+        sealer.seal_in_place(buffer, start).is_ok()
+    })
 }
 
 impl Room {
@@ -293,14 +296,12 @@ impl Room {
                     ssrc: *ssrc,
                 };
                 let payload = Arc::clone(&kept.payload);
-                let Some(datagram) = seal(egress, fields, ids, mid, &kept.extensions, &payload)
-                else {
+                if !seal_onto(egress, fields, ids, mid, &kept.extensions, &payload) {
                     continue;
-                };
+                }
                 record.resent += 1;
                 own.bytes += payload.len() as u64;
                 own.packets += 1;
-                egress.queue.push(datagram);
                 counters.rtp_retransmitted += 1;
             }
         }

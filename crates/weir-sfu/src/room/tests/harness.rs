@@ -248,6 +248,39 @@ impl Net {
         mid
     }
 
+    /// One datagram from the room to the peer at `destination` (dropped
+    /// there when `drop_downstream` says so).
+    fn deliver(&mut self, destination: SocketAddr, contents: &[u8]) {
+        let Some(index) = self.peers.iter().position(|p| p.addr == destination) else {
+            return;
+        };
+        if is_rtp(contents) {
+            if let Some(drop) = self.drop_downstream.as_mut() {
+                if drop(index, contents) {
+                    self.dropped += 1;
+                    return;
+                }
+            }
+        }
+        let peer = &mut self.peers[index];
+        let Ok(contents) = contents.try_into() else {
+            return;
+        };
+        if let Err(e) = peer.rtc.handle_input(Input::Receive(
+            self.now,
+            Receive {
+                proto: Protocol::Udp,
+                source: server_addr(),
+                destination,
+                contents,
+            },
+        )) {
+            panic!("{} refused input: {e}", peer.name);
+        }
+        // str0m wants its output drained after every input.
+        self.poll_peer(index);
+    }
+
     /// Routes room outputs and peer outputs until both are quiet.
     pub(super) fn pump(&mut self) {
         for _ in 0..10_000 {
@@ -257,37 +290,11 @@ impl Net {
                 match output {
                     RoomOutput::Transmit {
                         destination,
-                        contents,
+                        datagrams,
                     } => {
-                        let Some(index) = self.peers.iter().position(|p| p.addr == destination)
-                        else {
-                            continue;
-                        };
-                        if is_rtp(&contents) {
-                            if let Some(drop) = self.drop_downstream.as_mut() {
-                                if drop(index, &contents) {
-                                    self.dropped += 1;
-                                    continue;
-                                }
-                            }
+                        for datagram in datagrams.iter() {
+                            self.deliver(destination, datagram);
                         }
-                        let peer = &mut self.peers[index];
-                        let Ok(contents) = contents.as_slice().try_into() else {
-                            continue;
-                        };
-                        if let Err(e) = peer.rtc.handle_input(Input::Receive(
-                            self.now,
-                            Receive {
-                                proto: Protocol::Udp,
-                                source: server_addr(),
-                                destination,
-                                contents,
-                            },
-                        )) {
-                            panic!("{} refused input: {e}", peer.name);
-                        }
-                        // str0m wants its output drained after every input.
-                        self.poll_peer(index);
                     }
                     RoomOutput::Signal { to, message } => {
                         if let Some(index) = self.peers.iter().position(|p| p.key == to) {

@@ -1,0 +1,181 @@
+//! One or more UDP datagrams to one destination, back to back in one
+//! buffer: what [`crate::RoomOutput::Transmit`] carries.
+//!
+//! A subscriber's packets of one pass (a video frame, its audio) are
+//! sealed straight into one buffer and handed to the owner as one output,
+//! instead of an allocation, a copy and an output per datagram. The owner
+//! sends them in order (its send batch makes UDP GSO sends of them).
+
+/// Datagrams in send order; never holds an empty one.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Datagrams {
+    bytes: Vec<u8>,
+    /// Each datagram's length, in order.
+    sizes: Vec<u16>,
+}
+
+/// Most bytes one datagram may have (a UDP payload's limit).
+pub const MAX_DATAGRAM_LEN: usize = u16::MAX as usize;
+
+/// Datagrams reserved for when the first one is written (a video frame's
+/// packets to one subscriber usually fit).
+const RESERVED_DATAGRAMS: usize = 4;
+
+impl Datagrams {
+    /// No datagrams.
+    pub fn new() -> Datagrams {
+        Datagrams::default()
+    }
+
+    /// One datagram (empty or oversized contents make none).
+    pub fn one(contents: Vec<u8>) -> Datagrams {
+        match u16::try_from(contents.len()) {
+            Ok(size) if size > 0 => Datagrams {
+                bytes: contents,
+                sizes: vec![size],
+            },
+            _ => Datagrams::default(),
+        }
+    }
+
+    /// Appends a datagram that `write` puts at the end of the buffer it is
+    /// given (which it may only append to); `write` returns false when it
+    /// could not, and whatever it appended is removed. Returns whether a
+    /// datagram was added. `expected_len` sizes the first reservation.
+    pub fn push_with(
+        &mut self,
+        expected_len: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) -> bool {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(expected_len * RESERVED_DATAGRAMS);
+            self.sizes.reserve(RESERVED_DATAGRAMS * 2);
+        }
+        let start = self.bytes.len();
+        let written = write(&mut self.bytes);
+        let size = self.bytes.len().saturating_sub(start);
+        match u16::try_from(size) {
+            Ok(size) if written && size > 0 => {
+                self.sizes.push(size);
+                true
+            }
+            _ => {
+                self.bytes.truncate(start);
+                false
+            }
+        }
+    }
+
+    /// Appends a copy of `contents` as one datagram (false, and nothing
+    /// added, when it is empty or oversized).
+    pub fn push(&mut self, contents: &[u8]) -> bool {
+        self.push_with(contents.len(), |buffer| {
+            buffer.extend_from_slice(contents);
+            true
+        })
+    }
+
+    /// How many datagrams.
+    pub fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    /// All datagrams' bytes.
+    pub fn total_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The datagrams in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut rest = self.bytes.as_slice();
+        self.sizes.iter().map(move |&size| {
+            let (datagram, tail) = rest.split_at(usize::from(size));
+            rest = tail;
+            datagram
+        })
+    }
+
+    /// The first datagram, if any.
+    pub fn first(&self) -> Option<&[u8]> {
+        self.iter().next()
+    }
+
+    /// Removes every datagram, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.sizes.clear();
+    }
+
+    /// The datagrams, leaving this empty (and without buffers).
+    pub fn take(&mut self) -> Datagrams {
+        std::mem::take(self)
+    }
+}
+
+impl std::fmt::Debug for Datagrams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datagrams")
+            .field("datagrams", &self.sizes.len())
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_datagrams_apart_and_in_order() {
+        let mut datagrams = Datagrams::new();
+        assert!(datagrams.push(&[1, 2, 3]));
+        assert!(datagrams.push_with(2, |b| {
+            b.extend_from_slice(&[4, 5]);
+            true
+        }));
+        assert!(datagrams.push(&[6]));
+        let all: Vec<&[u8]> = datagrams.iter().collect();
+        assert_eq!(all, vec![&[1u8, 2, 3][..], &[4, 5][..], &[6][..]]);
+        assert_eq!(datagrams.len(), 3);
+        assert_eq!(datagrams.total_bytes(), 6);
+        assert_eq!(datagrams.first(), Some(&[1u8, 2, 3][..]));
+    }
+
+    #[test]
+    fn a_failed_or_empty_write_adds_nothing() {
+        let mut datagrams = Datagrams::one(vec![9, 9]);
+        assert!(!datagrams.push_with(4, |b| {
+            b.extend_from_slice(&[1, 2, 3]);
+            false
+        }));
+        assert!(!datagrams.push_with(4, |_| true));
+        assert!(!datagrams.push(&[]));
+        assert!(!datagrams.push(&vec![0; MAX_DATAGRAM_LEN + 1]));
+        assert!(datagrams.push(&vec![0; MAX_DATAGRAM_LEN]));
+        assert_eq!(datagrams.len(), 2);
+        assert_eq!(datagrams.total_bytes(), 2 + MAX_DATAGRAM_LEN);
+        assert_eq!(datagrams.first(), Some(&[9u8, 9][..]));
+    }
+
+    #[test]
+    fn one_refuses_empty_and_oversized_contents() {
+        assert!(Datagrams::one(Vec::new()).is_empty());
+        assert!(Datagrams::one(vec![0; MAX_DATAGRAM_LEN + 1]).is_empty());
+        assert_eq!(Datagrams::one(vec![7; 10]).len(), 1);
+    }
+
+    #[test]
+    fn take_leaves_it_empty() {
+        let mut datagrams = Datagrams::one(vec![1]);
+        let taken = datagrams.take();
+        assert!(datagrams.is_empty());
+        assert_eq!(datagrams.total_bytes(), 0);
+        assert_eq!(taken.len(), 1);
+        datagrams.clear();
+        assert!(datagrams.is_empty());
+    }
+}
