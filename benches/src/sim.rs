@@ -302,6 +302,10 @@ impl SimRoom {
                 };
                 sent += rtp;
                 if rtp > 0 && self.downlink == Downlink::Discard {
+                    // As the room task does once it has copied them.
+                    if let RoomOutput::Transmit { datagrams, .. } = output {
+                        self.room.recycle(datagrams);
+                    }
                     continue;
                 }
             }

@@ -17,9 +17,9 @@ pub struct Datagrams {
 /// Most bytes one datagram may have (a UDP payload's limit).
 pub const MAX_DATAGRAM_LEN: usize = u16::MAX as usize;
 
-/// Datagrams reserved for when the first one is written (a video frame's
-/// packets to one subscriber usually fit).
-const RESERVED_DATAGRAMS: usize = 4;
+/// Datagrams reserved for when the first one is written into a new
+/// buffer (a video frame's packets to one subscriber usually fit).
+const RESERVED_DATAGRAMS: usize = 8;
 
 impl Datagrams {
     /// No datagrams.
@@ -114,6 +114,11 @@ impl Datagrams {
     pub fn take(&mut self) -> Datagrams {
         std::mem::take(self)
     }
+
+    /// Bytes the buffer holds without growing.
+    pub fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
 }
 
 impl std::fmt::Debug for Datagrams {
@@ -177,5 +182,7 @@ mod tests {
         assert_eq!(taken.len(), 1);
         datagrams.clear();
         assert!(datagrams.is_empty());
+        assert_eq!(datagrams.capacity_bytes(), 0);
+        assert!(Datagrams::one(vec![1; 10]).capacity_bytes() >= 10);
     }
 }

@@ -143,6 +143,9 @@ pub struct Room {
     track_order: Vec<TrackKey>,
     routes: HashMap<SocketAddr, ParticipantKey>,
     outputs: VecDeque<RoomOutput>,
+    /// Emptied datagram buffers the owner gave back ([`Room::recycle`]),
+    /// for the next pass's subscriber queues.
+    spare_datagrams: Vec<crate::Datagrams>,
     next_key: u64,
     counters: RoomCounters,
     /// The `now` of the latest input, for work triggered without one.
@@ -169,6 +172,7 @@ impl Room {
             track_order: Vec::new(),
             routes: HashMap::new(),
             outputs: VecDeque::new(),
+            spare_datagrams: Vec::new(),
             next_key: 1,
             counters: RoomCounters::default(),
             last_now: now,
