@@ -75,22 +75,30 @@ pub fn write_header(
     values: &ExtensionValues,
     out: &mut Vec<u8>,
 ) {
-    let start = out.len();
-    out.push(0x80);
-    out.push((fields.payload_type & 0x7f) | if fields.marker { 0x80 } else { 0 });
-    out.extend_from_slice(&fields.seq.to_be_bytes());
-    out.extend_from_slice(&fields.timestamp.to_be_bytes());
-    out.extend_from_slice(&fields.ssrc.to_be_bytes());
+    // Built on the stack and appended once (no capacity check per byte).
+    let mut header = [0u8; MAX_HEADER_LEN];
+    header[0] = 0x80;
+    header[1] = (fields.payload_type & 0x7f) | if fields.marker { 0x80 } else { 0 };
+    header[2..4].copy_from_slice(&fields.seq.to_be_bytes());
+    header[4..8].copy_from_slice(&fields.timestamp.to_be_bytes());
+    header[8..12].copy_from_slice(&fields.ssrc.to_be_bytes());
+    header[12..14].copy_from_slice(&[0xbe, 0xde]);
 
-    let block = out.len();
-    out.extend_from_slice(&[0xbe, 0xde, 0, 0]);
+    const BLOCK: usize = 16;
+    let mut len = BLOCK;
     let mut element = |id: Option<u8>, value: &[u8]| {
         let Some(id) = id else { return };
-        if value.is_empty() || value.len() > MAX_ONE_BYTE_LEN {
+        // Every element fits: MAX_HEADER_LEN counts each at its longest,
+        // and each is written at most once.
+        if value.is_empty()
+            || value.len() > MAX_ONE_BYTE_LEN
+            || len + 1 + value.len() > header.len()
+        {
             return;
         }
-        out.push((id << 4) | (value.len() as u8 - 1));
-        out.extend_from_slice(value);
+        header[len] = (id << 4) | (value.len() as u8 - 1);
+        header[len + 1..len + 1 + value.len()].copy_from_slice(value);
+        len += 1 + value.len();
     };
     if let Some(mid) = mid {
         element(ids.mid, mid.as_bytes());
@@ -119,26 +127,26 @@ pub fn write_header(
     if let Some(capture) = &values.abs_capture_time {
         let mut value = [0u8; 16];
         value[..8].copy_from_slice(&ntp_64(capture.capture_time).to_be_bytes());
-        let len = match capture.clock_offset {
+        let value_len = match capture.clock_offset {
             Some(offset) => {
                 value[8..].copy_from_slice(&offset.to_be_bytes());
                 16
             }
             None => 8,
         };
-        element(ids.abs_capture_time, &value[..len]);
+        element(ids.abs_capture_time, &value[..value_len]);
     }
 
-    let written = out.len() - block - 4;
+    let written = len - BLOCK;
     if written == 0 {
-        out.truncate(block);
+        out.extend_from_slice(&header[..12]);
         return;
     }
-    // Padded with zero bytes to whole 32-bit words.
+    // Padded with zero bytes (already there) to whole 32-bit words.
     let words = written.div_ceil(4);
-    out.resize(block + 4 + 4 * words, 0);
-    out[block + 2..block + 4].copy_from_slice(&(words as u16).to_be_bytes());
-    out[start] |= 0x10;
+    header[14..16].copy_from_slice(&(words as u16).to_be_bytes());
+    header[0] |= 0x10;
+    out.extend_from_slice(&header[..BLOCK + 4 * words]);
 }
 
 /// `time` as a 64-bit NTP timestamp (seconds since 1900 in the upper 32
