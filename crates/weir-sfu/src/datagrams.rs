@@ -19,7 +19,7 @@ pub const MAX_DATAGRAM_LEN: usize = u16::MAX as usize;
 
 /// Datagrams reserved for when the first one is written into a new
 /// buffer (a video frame's packets to one subscriber usually fit).
-const RESERVED_DATAGRAMS: usize = 8;
+const RESERVED_DATAGRAMS: usize = 6;
 
 impl Datagrams {
     /// No datagrams.

@@ -46,7 +46,7 @@ const HISTORY_PACKETS: usize = 2048;
 /// drive step's worth comes back before the next step needs them).
 const SPARE_BUFFERS: usize = 64;
 /// Larger buffers (grown by a keyframe) are freed instead of kept.
-const SPARE_BUFFER_MAX_BYTES: usize = 16 * 1024;
+const SPARE_BUFFER_MAX_BYTES: usize = 8 * 1024;
 
 /// One participant's side of Weir's egress.
 #[derive(Debug, Default)]

@@ -5,3 +5,4 @@ mod admin;
 mod harness;
 mod media;
 mod session;
+mod timer_grid;
