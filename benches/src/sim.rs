@@ -302,10 +302,6 @@ impl SimRoom {
                 };
                 sent += rtp;
                 if rtp > 0 && self.downlink == Downlink::Discard {
-                    // As the room task does once it has copied them.
-                    if let RoomOutput::Transmit { datagrams, .. } = output {
-                        self.room.recycle(datagrams);
-                    }
                     continue;
                 }
             }

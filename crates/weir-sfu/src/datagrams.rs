@@ -17,9 +17,11 @@ pub struct Datagrams {
 /// Most bytes one datagram may have (a UDP payload's limit).
 pub const MAX_DATAGRAM_LEN: usize = u16::MAX as usize;
 
-/// Datagrams reserved for when the first one is written into a new
-/// buffer (a video frame's packets to one subscriber usually fit).
-const RESERVED_DATAGRAMS: usize = 6;
+/// Datagrams' room reserved whenever the buffer is full: a video frame's
+/// packets to one subscriber usually fit in one step, and a keyframe's
+/// many grow it a step at a time, never to twice its need (a keyframe
+/// pass holds one such buffer per subscriber).
+const GROWTH_DATAGRAMS: usize = 6;
 
 impl Datagrams {
     /// No datagrams.
@@ -41,15 +43,14 @@ impl Datagrams {
     /// Appends a datagram that `write` puts at the end of the buffer it is
     /// given (which it may only append to); `write` returns false when it
     /// could not, and whatever it appended is removed. Returns whether a
-    /// datagram was added. `expected_len` sizes the first reservation.
-    pub fn push_with(
-        &mut self,
-        expected_len: usize,
-        write: impl FnOnce(&mut Vec<u8>) -> bool,
-    ) -> bool {
-        if self.bytes.capacity() == 0 {
-            self.bytes.reserve(expected_len * RESERVED_DATAGRAMS);
-            self.sizes.reserve(RESERVED_DATAGRAMS * 2);
+    /// datagram was added. `max_len` is the most `write` appends (more
+    /// is kept too, at the cost of a copy).
+    pub fn push_with(&mut self, max_len: usize, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        if self.bytes.capacity() - self.bytes.len() < max_len {
+            self.bytes.reserve_exact(max_len * GROWTH_DATAGRAMS);
+        }
+        if self.sizes.capacity() == self.sizes.len() {
+            self.sizes.reserve_exact(GROWTH_DATAGRAMS);
         }
         let start = self.bytes.len();
         let written = write(&mut self.bytes);
@@ -164,6 +165,20 @@ mod tests {
         assert_eq!(datagrams.len(), 2);
         assert_eq!(datagrams.total_bytes(), 2 + MAX_DATAGRAM_LEN);
         assert_eq!(datagrams.first(), Some(&[9u8, 9][..]));
+    }
+
+    #[test]
+    fn the_buffer_grows_by_steps_of_datagrams_not_by_doubling() {
+        let mut datagrams = Datagrams::new();
+        for _ in 0..GROWTH_DATAGRAMS {
+            assert!(datagrams.push(&[1; 1000]));
+        }
+        assert_eq!(datagrams.capacity_bytes(), 1000 * GROWTH_DATAGRAMS);
+        for _ in 0..GROWTH_DATAGRAMS * 4 {
+            assert!(datagrams.push(&[1; 1000]));
+        }
+        // A keyframe's worth: at most one step more than it holds.
+        assert!(datagrams.capacity_bytes() < datagrams.total_bytes() + 1000 * GROWTH_DATAGRAMS);
     }
 
     #[test]

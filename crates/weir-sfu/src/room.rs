@@ -149,9 +149,6 @@ pub struct Room {
     track_order: Vec<TrackKey>,
     routes: HashMap<SocketAddr, ParticipantKey>,
     outputs: VecDeque<RoomOutput>,
-    /// Emptied datagram buffers the owner gave back ([`Room::recycle`]),
-    /// for the next pass's subscriber queues.
-    spare_datagrams: Vec<crate::Datagrams>,
     /// Where the grid of [`TIMER_GRID`] starts.
     timer_epoch: Instant,
     next_key: u64,
@@ -180,7 +177,6 @@ impl Room {
             track_order: Vec::new(),
             routes: HashMap::new(),
             outputs: VecDeque::new(),
-            spare_datagrams: Vec::new(),
             timer_epoch: now,
             next_key: 1,
             counters: RoomCounters::default(),

@@ -55,7 +55,6 @@ impl Room {
             participants,
             counters,
             config,
-            spare_datagrams,
             ..
         } = self;
         let nack_history = NackHistory {
@@ -133,7 +132,7 @@ impl Room {
                     extensions: &ext_vals,
                     nackable: is_video,
                 };
-                if let OwnSend::Sent = send_own(participant, &forwarded, spare_datagrams, now) {
+                if let OwnSend::Sent = send_own(participant, &forwarded, now) {
                     counters.rtp_forwarded += 1;
                     counters.rtp_sealed_by_weir += 1;
                     continue;

@@ -42,11 +42,6 @@ pub const SENDER_REPORT_REFRESH: Duration = Duration::from_millis(500);
 const MAX_RESENDS: u8 = 2;
 /// Most publisher packets a track keeps for NACKs (the age bounds it first).
 const HISTORY_PACKETS: usize = 2048;
-/// Emptied datagram buffers a room keeps for its subscribers' queues (a
-/// drive step's worth comes back before the next step needs them).
-const SPARE_BUFFERS: usize = 64;
-/// Larger buffers (grown by a keyframe) are freed instead of kept.
-const SPARE_BUFFER_MAX_BYTES: usize = 8 * 1024;
 
 /// One participant's side of Weir's egress.
 #[derive(Debug, Default)]
@@ -139,7 +134,6 @@ pub(super) struct Forwarded<'a> {
 pub(super) fn send_own(
     participant: &mut Participant,
     packet: &Forwarded<'_>,
-    spare: &mut Vec<Datagrams>,
     now: Instant,
 ) -> OwnSend {
     let Participant {
@@ -200,7 +194,6 @@ pub(super) fn send_own(
         ssrc: *ssrc,
         ..packet.fields
     };
-    give_buffer(&mut egress.queue, spare);
     if !seal_onto(egress, fields, ids, mid, packet.extensions, packet.payload) {
         return OwnSend::ViaStr0m;
     }
@@ -208,16 +201,6 @@ pub(super) fn send_own(
     own.packets += 1;
     record(own, false);
     OwnSend::Sent
-}
-
-/// A queue about to get its first datagram takes a spare buffer, if there
-/// is one.
-fn give_buffer(queue: &mut Datagrams, spare: &mut Vec<Datagrams>) {
-    if queue.capacity_bytes() == 0 {
-        if let Some(buffer) = spare.pop() {
-            *queue = buffer;
-        }
-    }
 }
 
 /// The header and payload written straight onto the end of `queue` and
@@ -243,20 +226,6 @@ fn seal_onto(
 }
 
 impl Room {
-    /// Gives back datagrams the owner has sent (or copied): their buffer
-    /// is reused for a subscriber's next queue instead of a new one grown
-    /// packet by packet. Optional; a bounded number are kept.
-    pub fn recycle(&mut self, mut datagrams: Datagrams) {
-        let capacity = datagrams.capacity_bytes();
-        if capacity > 0
-            && capacity <= SPARE_BUFFER_MAX_BYTES
-            && self.spare_datagrams.len() < SPARE_BUFFERS
-        {
-            datagrams.clear();
-            self.spare_datagrams.push(datagrams);
-        }
-    }
-
     /// Keeps a forwarded publisher packet for NACKs from subscribers on
     /// Weir's egress.
     pub(super) fn keep_for_nacks(&mut self, now: Instant, track: TrackKey, packet: KeptPacket) {
@@ -276,7 +245,6 @@ impl Room {
             participants,
             tracks,
             counters,
-            spare_datagrams,
             ..
         } = self;
         let Some(participant) = participants.get_mut(&key) else {
@@ -329,7 +297,6 @@ impl Room {
                     ssrc: *ssrc,
                 };
                 let payload = Arc::clone(&kept.payload);
-                give_buffer(&mut egress.queue, spare_datagrams);
                 if !seal_onto(egress, fields, ids, mid, &kept.extensions, &payload) {
                     continue;
                 }
@@ -339,50 +306,5 @@ impl Room {
                 counters.rtp_retransmitted += 1;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::RoomConfig;
-
-    fn buffer_of(bytes: usize) -> Datagrams {
-        Datagrams::one(vec![0; bytes])
-    }
-
-    #[test]
-    fn recycled_buffers_are_kept_emptied_and_bounded() {
-        let mut room = Room::new(
-            "r",
-            RoomConfig::new(([127, 0, 0, 1], 7882).into()),
-            Instant::now(),
-        );
-        for _ in 0..SPARE_BUFFERS + 10 {
-            room.recycle(buffer_of(1200));
-        }
-        room.recycle(buffer_of(SPARE_BUFFER_MAX_BYTES + 1));
-        room.recycle(Datagrams::new());
-        assert_eq!(room.spare_datagrams.len(), SPARE_BUFFERS);
-        assert!(room
-            .spare_datagrams
-            .iter()
-            .all(|b| b.is_empty() && b.capacity_bytes() >= 1200));
-    }
-
-    #[test]
-    fn an_empty_queue_takes_a_spare_buffer_and_a_busy_one_keeps_its_own() {
-        let mut spare = vec![buffer_of(4000)];
-        spare[0].clear();
-        let mut queue = Datagrams::new();
-        give_buffer(&mut queue, &mut spare);
-        assert!(spare.is_empty());
-        assert!(queue.capacity_bytes() >= 4000);
-
-        let mut spare = vec![Datagrams::new()];
-        let mut busy = buffer_of(10);
-        give_buffer(&mut busy, &mut spare);
-        assert_eq!(spare.len(), 1);
-        assert_eq!(busy.len(), 1);
     }
 }
