@@ -277,6 +277,67 @@ fn str0m_accepts_what_weir_seals_across_a_sequence_wrap() {
     );
 }
 
+/// A subscription's first packets go through str0m, which seals with the
+/// extended sequence number as index; when they cross a wrap before Weir's
+/// first packet, Weir must seal with the extended number too: a fresh
+/// sealer estimating from its own first packet would count rollover 0 and
+/// every packet it sealed would fail the receiver's check (seen as a rare
+/// flaky room test: subscribers got only str0m's two packets a second).
+#[test]
+fn weir_continues_a_stream_another_sealer_rolled_over() {
+    let mut pair = Pair::connect();
+    let (ssrc, pt) = pair.video_ssrc_and_pt();
+    let keys = pair.server_tap.keys().expect("server keys");
+    let master = keys.outbound().expect("AEAD").expect("key");
+    let mut datagram = Vec::new();
+
+    // Stands in for str0m's send path: four packets across the wrap.
+    let mut first_sender = sealer(&master);
+    for seq in [65_534u16, 65_535, 0, 1] {
+        datagram.clear();
+        first_sender
+            .seal_into(&rtp(pt, seq, 0, ssrc, &payload(seq, 300)), &mut datagram)
+            .expect("seal");
+        pair.send_sealed(&datagram);
+    }
+    // A fresh sealer that estimates the index: rollover 0, refused.
+    let mut estimating = sealer(&master);
+    datagram.clear();
+    let index = estimating
+        .seal_into(&rtp(pt, 2, 0, ssrc, &payload(2, 300)), &mut datagram)
+        .expect("seal");
+    assert_eq!(index.roc(), 0);
+    pair.send_sealed(&datagram);
+    // Weir's egress: the extended number given, rollover 1, accepted.
+    let mut weir = sealer(&master);
+    for seq in 3u16..10 {
+        datagram.clear();
+        datagram.extend_from_slice(&rtp(pt, seq, 0, ssrc, &payload(seq, 300)));
+        let extended = PacketIndex::from_extended(65_536 + u64::from(seq)).expect("index");
+        let index = weir
+            .seal_in_place_at(&mut datagram, 0, extended)
+            .expect("seal");
+        assert_eq!(index.roc(), 1);
+        pair.send_sealed(&datagram);
+    }
+    let seqs: Vec<u64> = pair
+        .received
+        .iter()
+        .filter(|r| r.ssrc == ssrc)
+        .map(|r| r.seq % 65_536)
+        .collect();
+    assert_eq!(seqs, vec![65_534, 65_535, 0, 1, 3, 4, 5, 6, 7, 8, 9]);
+
+    // An index that does not end in the packet's sequence number is refused
+    // and nothing is left in the buffer.
+    datagram.clear();
+    datagram.extend_from_slice(&rtp(pt, 11, 0, ssrc, b"x"));
+    let wrong = PacketIndex::from_extended(65_536 + 12).expect("index");
+    assert!(weir.seal_in_place_at(&mut datagram, 0, wrong).is_err());
+    assert!(datagram.is_empty());
+    assert!(PacketIndex::from_extended(1 << 48).is_none());
+}
+
 #[test]
 fn str0m_drops_packets_sealed_with_the_wrong_key_or_tampered() {
     let mut pair = Pair::connect();

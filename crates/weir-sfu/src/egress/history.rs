@@ -83,7 +83,9 @@ impl PacketHistory {
 /// How one packet was sent to a subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SentPacket {
-    pub out_seq: u16,
+    /// The extended sequence number it was sent with (its low 16 bits on
+    /// the wire; all of it is the SRTP index).
+    pub out_seq: u64,
     pub out_timestamp: u32,
     pub payload_type: u8,
     pub marker: bool,
@@ -117,14 +119,14 @@ impl Default for SentRing {
 
 impl SentRing {
     pub fn record(&mut self, sent: SentPacket) {
-        self.slots[usize::from(sent.out_seq) % SENT_RING] = Some(sent);
+        self.slots[(sent.out_seq % SENT_RING as u64) as usize] = Some(sent);
     }
 
     /// The packet sent as `out_seq`, if its slot was not reused since.
     pub fn get_mut(&mut self, out_seq: u16) -> Option<&mut SentPacket> {
         self.slots[usize::from(out_seq) % SENT_RING]
             .as_mut()
-            .filter(|s| s.out_seq == out_seq)
+            .filter(|s| s.out_seq as u16 == out_seq)
     }
 }
 
@@ -184,7 +186,7 @@ mod tests {
     #[test]
     fn sent_ring_keeps_the_latest_per_slot() {
         let mut ring = SentRing::default();
-        let sent = |out_seq: u16, in_seq: u64| SentPacket {
+        let sent = |out_seq: u64, in_seq: u64| SentPacket {
             out_seq,
             out_timestamp: 0,
             payload_type: 96,
@@ -195,10 +197,10 @@ mod tests {
             resent: 0,
         };
         ring.record(sent(65_535, 100));
-        ring.record(sent(0, 101));
+        ring.record(sent(65_536, 101));
         assert_eq!(ring.get_mut(65_535).map(|s| s.in_seq), Some(100));
         assert_eq!(ring.get_mut(0).map(|s| s.in_seq), Some(101));
-        ring.record(sent(SENT_RING as u16, 500));
+        ring.record(sent(SENT_RING as u64, 500));
         assert!(ring.get_mut(0).is_none(), "slot reused");
         assert_eq!(ring.get_mut(SENT_RING as u16).map(|s| s.in_seq), Some(500));
         assert!(ring.get_mut(5).is_none());

@@ -30,6 +30,13 @@ impl PacketIndex {
         self.0 as u16
     }
 
+    /// The index of an extended sequence number (the rollover counter in
+    /// the bits above the low 16, as str0m and RFC 3711 count it); `None`
+    /// beyond 48 bits.
+    pub fn from_extended(extended_seq: u64) -> Option<PacketIndex> {
+        (extended_seq < 1 << 48).then_some(PacketIndex(extended_seq))
+    }
+
     /// The index of a packet with sequence number `seq`, given the highest
     /// index of its stream so far: the one of `roc - 1`, `roc`, `roc + 1`
     /// whose index is nearest (RFC 3711 section 3.3.1 and appendix A).
@@ -68,6 +75,8 @@ pub enum SealError {
     KeyExhausted { ssrc: u32 },
     #[error("more than {MAX_STREAMS} SSRCs on one SRTP session")]
     TooManyStreams,
+    #[error("the given index {index:?} is not the packet's sequence number {seq}")]
+    IndexMismatch { index: PacketIndex, seq: u16 },
     #[error("the cipher failed")]
     Crypto,
 }
@@ -163,21 +172,51 @@ impl RtpSealer {
         out: &mut Vec<u8>,
         start: usize,
     ) -> Result<PacketIndex, SealError> {
-        let sealed = self.seal_tail(out, start);
+        let sealed = self.seal_tail(out, start, None);
         if sealed.is_err() {
             out.truncate(start);
         }
         sealed
     }
 
-    fn seal_tail(&mut self, out: &mut Vec<u8>, start: usize) -> Result<PacketIndex, SealError> {
+    /// As [`RtpSealer::seal_in_place`], with the packet index given
+    /// instead of estimated: for a stream whose sender counts extended
+    /// sequence numbers (the room's rewriter, as str0m does), so that the
+    /// rollover counter is the one the receiver learned from every packet
+    /// of the stream, including ones another sealer sent. `index` must end
+    /// in the packet's sequence number.
+    pub fn seal_in_place_at(
+        &mut self,
+        out: &mut Vec<u8>,
+        start: usize,
+        index: PacketIndex,
+    ) -> Result<PacketIndex, SealError> {
+        let sealed = self.seal_tail(out, start, Some(index));
+        if sealed.is_err() {
+            out.truncate(start);
+        }
+        sealed
+    }
+
+    fn seal_tail(
+        &mut self,
+        out: &mut Vec<u8>,
+        start: usize,
+        given: Option<PacketIndex>,
+    ) -> Result<PacketIndex, SealError> {
         let rtp = out
             .get(start..)
             .ok_or(SealError::Malformed("starts past the buffer"))?;
         let header_len = rtp_header_len(rtp)?;
         let seq = u16::from_be_bytes([rtp[2], rtp[3]]);
         let ssrc = u32::from_be_bytes([rtp[8], rtp[9], rtp[10], rtp[11]]);
-        let index = self.next_index(ssrc, seq)?;
+        let index = match given {
+            Some(index) if index.seq() != seq => {
+                return Err(SealError::IndexMismatch { index, seq });
+            }
+            Some(index) => index,
+            None => self.next_index(ssrc, seq)?,
+        };
 
         let mut iv = [0u8; 12];
         iv[2..6].copy_from_slice(&ssrc.to_be_bytes());

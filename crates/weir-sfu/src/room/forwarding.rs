@@ -126,6 +126,7 @@ impl Room {
                         timestamp: rewritten.timestamp.0,
                         ssrc: 0,
                     },
+                    out_seq: rewritten.seq.0,
                     in_ssrc: *packet.header.ssrc,
                     in_seq: *packet.seq_no,
                     payload: &packet.payload,

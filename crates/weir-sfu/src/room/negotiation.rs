@@ -50,7 +50,7 @@ impl Room {
                 None => {
                     let clock_rate = if is_video { 90_000 } else { 48_000 };
                     (
-                        Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
+                        Forwarder::new(is_video, clock_rate, initial_out_seq(), random_u32()),
                         None,
                     )
                 }
@@ -500,7 +500,7 @@ impl Room {
             participant.subscriptions.push(Subscription {
                 track,
                 state: OutState::Open(mid),
-                forwarder: Forwarder::new(is_video, clock_rate, random_u32() as u16, random_u32()),
+                forwarder: Forwarder::new(is_video, clock_rate, initial_out_seq(), random_u32()),
                 pt_map: Vec::new(),
                 egress: None,
                 recycled_line: None,
@@ -535,4 +535,22 @@ fn rollback_offered(participant: &mut crate::participant::Participant) {
             _ => {}
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Pins the first sequence number of new subscriptions in this thread
+    /// (a test's room), e.g. just below the 16-bit wrap.
+    pub(super) static PINNED_INITIAL_SEQ: std::cell::Cell<Option<u16>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The first sequence number of a new subscription's stream: random, as
+/// RFC 3550 asks.
+fn initial_out_seq() -> u16 {
+    #[cfg(test)]
+    if let Some(seq) = PINNED_INITIAL_SEQ.with(|pinned| pinned.get()) {
+        return seq;
+    }
+    random_u32() as u16
 }

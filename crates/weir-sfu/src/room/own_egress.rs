@@ -30,7 +30,7 @@ use crate::egress::history::{nacked, KeptPacket, PacketHistory, SentPacket, Sent
 use crate::egress::key_tap::KeyTap;
 use crate::egress::rtp_header::{write_header, ExtensionIds, HeaderFields, MAX_HEADER_LEN};
 use crate::egress::srtp_keys::TAG_LEN;
-use crate::egress::srtp_seal::RtpSealer;
+use crate::egress::srtp_seal::{PacketIndex, RtpSealer};
 use crate::participant::{Participant, ParticipantKey};
 use crate::track::TrackKey;
 use crate::Datagrams;
@@ -122,6 +122,9 @@ pub(super) struct Forwarded<'a> {
     pub track: TrackKey,
     pub mid: Mid,
     pub fields: HeaderFields,
+    /// The extended sequence number (`fields.seq` is its low 16 bits): the
+    /// SRTP index, as str0m seals this subscription's other packets.
+    pub out_seq: u64,
     pub in_ssrc: u32,
     pub in_seq: u64,
     pub payload: &'a [u8],
@@ -155,7 +158,7 @@ pub(super) fn send_own(
             own.sent
                 .get_or_insert_with(SentRing::default)
                 .record(SentPacket {
-                    out_seq: packet.fields.seq,
+                    out_seq: packet.out_seq,
                     out_timestamp: packet.fields.timestamp,
                     payload_type: packet.fields.payload_type,
                     marker: packet.fields.marker,
@@ -194,7 +197,18 @@ pub(super) fn send_own(
         ssrc: *ssrc,
         ..packet.fields
     };
-    if !seal_onto(egress, fields, ids, mid, packet.extensions, packet.payload) {
+    let Some(index) = PacketIndex::from_extended(packet.out_seq) else {
+        return OwnSend::ViaStr0m;
+    };
+    if !seal_onto(
+        egress,
+        fields,
+        index,
+        ids,
+        mid,
+        packet.extensions,
+        packet.payload,
+    ) {
         return OwnSend::ViaStr0m;
     }
     own.bytes += packet.payload.len() as u64;
@@ -208,6 +222,7 @@ pub(super) fn send_own(
 fn seal_onto(
     egress: &mut ParticipantEgress,
     fields: HeaderFields,
+    index: PacketIndex,
     ids: &ExtensionIds,
     mid: &Mid,
     extensions: &ExtensionValues,
@@ -221,7 +236,7 @@ fn seal_onto(
         let start = buffer.len();
         write_header(fields, ids, Some(mid), extensions, buffer);
         buffer.extend_from_slice(payload);
-        sealer.seal_in_place(buffer, start).is_ok()
+        sealer.seal_in_place_at(buffer, start, index).is_ok()
     })
 }
 
@@ -292,12 +307,15 @@ impl Room {
                 let fields = HeaderFields {
                     payload_type: record.payload_type,
                     marker: record.marker,
-                    seq: record.out_seq,
+                    seq: record.out_seq as u16,
                     timestamp: record.out_timestamp,
                     ssrc: *ssrc,
                 };
                 let payload = Arc::clone(&kept.payload);
-                if !seal_onto(egress, fields, ids, mid, &kept.extensions, &payload) {
+                let Some(index) = PacketIndex::from_extended(record.out_seq) else {
+                    continue;
+                };
+                if !seal_onto(egress, fields, index, ids, mid, &kept.extensions, &payload) {
                     continue;
                 }
                 record.resent += 1;

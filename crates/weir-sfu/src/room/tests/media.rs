@@ -21,6 +21,21 @@ fn forwards_every_packet_in_order_through_str0m_alone() {
     forwards_every_packet_in_order(false);
 }
 
+/// Subscriptions whose sequence starts just below the 16-bit wrap: the
+/// first packets (through str0m, before Weir's egress has its keys and
+/// destination) cross it, and Weir's later packets must be sealed with
+/// the rollover counter the subscriber learned from them. Before the fix
+/// Weir's sealer started counting at its own first packet (rollover 0)
+/// and the subscribers got only str0m's ~2 packets a second.
+#[test]
+fn forwards_every_packet_when_the_first_ones_cross_the_sequence_wrap() {
+    for start in [65_534u16, 65_535, 65_530] {
+        super::super::negotiation::PINNED_INITIAL_SEQ.with(|pinned| pinned.set(Some(start)));
+        forwards_every_packet_in_order(true);
+    }
+    super::super::negotiation::PINNED_INITIAL_SEQ.with(|pinned| pinned.set(None));
+}
+
 /// `own_egress`: Weir seals forwarded packets (and str0m about two a
 /// second per subscription, for its sender reports), or str0m all.
 fn forwards_every_packet_in_order(own_egress: bool) {
