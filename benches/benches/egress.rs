@@ -19,7 +19,7 @@ use str0m::rtp::{ExtensionValues, VideoOrientation};
 use weir_benches::sim::PAYLOAD_BYTES;
 use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
 use weir_sfu::egress::srtp_keys::{AeadProfile, MasterKey};
-use weir_sfu::egress::srtp_seal::RtpSealer;
+use weir_sfu::egress::srtp_seal::{PacketIndex, RtpSealer};
 
 fn publisher_packet() -> Vec<u8> {
     let mut packet = vec![
@@ -78,24 +78,29 @@ fn fan_out(c: &mut Criterion) {
         ..Default::default()
     };
     let mut batch = Vec::with_capacity(SUBSCRIBERS * 1300);
-    let mut seq = 0u16;
+    let mut seq = 0u64;
     group.bench_function("rewrite_and_seal_to_50_subscribers", |b| {
         b.iter(|| {
-            seq = seq.wrapping_add(1);
+            seq += 1;
             batch.clear();
             for (i, sealer) in sealers.iter_mut().enumerate() {
-                // The subscriber's own SSRC, sequence and timestamp offset.
+                // The subscriber's own SSRC, sequence and timestamp offset;
+                // sealed with its extended sequence number, as the room does.
                 let start = batch.len();
+                let out_seq = seq + i as u64 * 1000;
+                let index = PacketIndex::from_extended(out_seq).expect("48 bits");
                 let fields = HeaderFields {
                     payload_type: 96,
                     marker: false,
-                    seq: seq.wrapping_add(i as u16 * 1000),
+                    seq: index.seq(),
                     timestamp: 90_000u32.wrapping_add(i as u32 * 7919),
                     ssrc: 0x1000_0000 + i as u32,
                 };
                 write_header(fields, &ids, Some("1"), black_box(&values), &mut batch);
                 batch.extend_from_slice(&payload);
-                sealer.seal_in_place(&mut batch, start).expect("seal");
+                sealer
+                    .seal_in_place_at(&mut batch, start, index)
+                    .expect("seal");
             }
             black_box(batch.len())
         })

@@ -14,8 +14,10 @@
 //! a sealed packet is the input with its RTP header unchanged and a 16-byte
 //! tag appended, sealed with the packet's own sequence number; sealing the
 //! same packet again right away gives the same index and the same bytes
-//! (same key, IV and plaintext); a packet that is refused leaves the send
-//! buffer as it was.
+//! (same key, IV and plaintext), and so does sealing it in place with
+//! that index given (the room's path), while a given index that does not
+//! end in the packet's sequence number is refused; a packet that is
+//! refused leaves the send buffer as it was.
 #![no_main]
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -26,7 +28,7 @@ use str0m::rtp::{AbsCaptureTime, ExtensionValues, VideoOrientation};
 use weir_fuzz::Reader;
 use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
 use weir_sfu::egress::srtp_keys::{AeadProfile, MasterKey, TAG_LEN};
-use weir_sfu::egress::srtp_seal::{rtp_header_len, RtpSealer};
+use weir_sfu::egress::srtp_seal::{rtp_header_len, PacketIndex, RtpSealer};
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Reader::new(data);
@@ -63,6 +65,17 @@ fuzz_target!(|data: &[u8]| {
                 let second = sealer.seal_into(packet, &mut again).expect("sealed once");
                 assert_eq!(second, index);
                 assert_eq!(&again[..], &out[before..]);
+                again.clear();
+                again.extend_from_slice(packet);
+                let given = sealer.seal_in_place_at(&mut again, 0, index).ok();
+                assert_eq!(given, Some(index));
+                assert_eq!(&again[..], &out[before..]);
+                again.clear();
+                again.extend_from_slice(&[1, 2]);
+                again.extend_from_slice(packet);
+                let wrong = PacketIndex::new(index.roc(), index.seq().wrapping_add(1));
+                assert!(sealer.seal_in_place_at(&mut again, 2, wrong).is_err());
+                assert_eq!(again, [1, 2]);
             }
             Err(_) => assert_eq!(out.len(), before),
         }

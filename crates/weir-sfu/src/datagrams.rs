@@ -100,11 +100,6 @@ impl Datagrams {
         })
     }
 
-    /// The first datagram, if any.
-    pub fn first(&self) -> Option<&[u8]> {
-        self.iter().next()
-    }
-
     /// Removes every datagram, keeping the buffers.
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -116,8 +111,9 @@ impl Datagrams {
         std::mem::take(self)
     }
 
-    /// Bytes the buffer holds without growing.
-    pub fn capacity_bytes(&self) -> usize {
+    /// Bytes the buffer holds without growing (what its tests check).
+    #[cfg(test)]
+    fn capacity_bytes(&self) -> usize {
         self.bytes.capacity()
     }
 }
@@ -148,7 +144,7 @@ mod tests {
         assert_eq!(all, vec![&[1u8, 2, 3][..], &[4, 5][..], &[6][..]]);
         assert_eq!(datagrams.len(), 3);
         assert_eq!(datagrams.total_bytes(), 6);
-        assert_eq!(datagrams.first(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(datagrams.iter().next(), Some(&[1u8, 2, 3][..]));
     }
 
     #[test]
@@ -164,7 +160,7 @@ mod tests {
         assert!(datagrams.push(&vec![0; MAX_DATAGRAM_LEN]));
         assert_eq!(datagrams.len(), 2);
         assert_eq!(datagrams.total_bytes(), 2 + MAX_DATAGRAM_LEN);
-        assert_eq!(datagrams.first(), Some(&[9u8, 9][..]));
+        assert_eq!(datagrams.iter().next(), Some(&[9u8, 9][..]));
     }
 
     #[test]

@@ -172,11 +172,7 @@ impl RtpSealer {
         out: &mut Vec<u8>,
         start: usize,
     ) -> Result<PacketIndex, SealError> {
-        let sealed = self.seal_tail(out, start, None);
-        if sealed.is_err() {
-            out.truncate(start);
-        }
-        sealed
+        self.seal_or_remove(out, start, None)
     }
 
     /// As [`RtpSealer::seal_in_place`], with the packet index given
@@ -191,7 +187,18 @@ impl RtpSealer {
         start: usize,
         index: PacketIndex,
     ) -> Result<PacketIndex, SealError> {
-        let sealed = self.seal_tail(out, start, Some(index));
+        self.seal_or_remove(out, start, Some(index))
+    }
+
+    /// Seals `out[start..]` with the given or estimated index; on an error
+    /// the packet is removed.
+    fn seal_or_remove(
+        &mut self,
+        out: &mut Vec<u8>,
+        start: usize,
+        given: Option<PacketIndex>,
+    ) -> Result<PacketIndex, SealError> {
+        let sealed = self.seal_tail(out, start, given);
         if sealed.is_err() {
             out.truncate(start);
         }

@@ -197,13 +197,10 @@ pub(super) fn send_own(
         ssrc: *ssrc,
         ..packet.fields
     };
-    let Some(index) = PacketIndex::from_extended(packet.out_seq) else {
-        return OwnSend::ViaStr0m;
-    };
     if !seal_onto(
         egress,
         fields,
-        index,
+        packet.out_seq,
         ids,
         mid,
         packet.extensions,
@@ -218,18 +215,20 @@ pub(super) fn send_own(
 }
 
 /// The header and payload written straight onto the end of `queue` and
-/// sealed there; false (and nothing queued) when the session cannot seal.
+/// sealed there with `out_seq` (the extended sequence number whose low 16
+/// bits are `fields.seq`) as the SRTP index; false (and nothing queued)
+/// when the session cannot seal.
 fn seal_onto(
     egress: &mut ParticipantEgress,
     fields: HeaderFields,
-    index: PacketIndex,
+    out_seq: u64,
     ids: &ExtensionIds,
     mid: &Mid,
     extensions: &ExtensionValues,
     payload: &[u8],
 ) -> bool {
     let ParticipantEgress { sealer, queue, .. } = egress;
-    let Some(sealer) = sealer.as_mut() else {
+    let (Some(sealer), Some(index)) = (sealer.as_mut(), PacketIndex::from_extended(out_seq)) else {
         return false;
     };
     queue.push_with(MAX_HEADER_LEN + payload.len() + TAG_LEN, |buffer| {
@@ -312,10 +311,15 @@ impl Room {
                     ssrc: *ssrc,
                 };
                 let payload = Arc::clone(&kept.payload);
-                let Some(index) = PacketIndex::from_extended(record.out_seq) else {
-                    continue;
-                };
-                if !seal_onto(egress, fields, index, ids, mid, &kept.extensions, &payload) {
+                if !seal_onto(
+                    egress,
+                    fields,
+                    record.out_seq,
+                    ids,
+                    mid,
+                    &kept.extensions,
+                    &payload,
+                ) {
                     continue;
                 }
                 record.resent += 1;
