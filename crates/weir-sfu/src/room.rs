@@ -141,7 +141,10 @@ pub const TIMER_GRID: Duration = Duration::from_millis(10);
 pub struct Room {
     name: String,
     config: RoomConfig,
-    participants: HashMap<ParticipantKey, Participant>,
+    /// Boxed: a participant is ~10 KiB (its `Rtc`), so the table holds
+    /// pointers, not its spare capacity of participants (nor moves them
+    /// when it grows).
+    participants: HashMap<ParticipantKey, Box<Participant>>,
     /// Join order, for "the first publisher" and stable listings.
     join_order: Vec<ParticipantKey>,
     tracks: HashMap<TrackKey, PublishedTrack>,

@@ -130,6 +130,7 @@ impl Room {
         let mut work: Vec<&mut Participant> = self
             .participants
             .values_mut()
+            .map(|p| &mut **p)
             .filter(|p| step.contains(&p.key) && needs_drive(p))
             .collect();
         for run in run_on_two_threads(&mut work, now) {

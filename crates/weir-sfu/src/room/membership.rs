@@ -124,7 +124,7 @@ impl Room {
         info!(room = %self.name, participant = %participant_id, user = %request.user_id, kind = ?request.kind, "participant joined");
         self.counters.participants_joined += 1;
         let others = self.participant_infos();
-        self.participants.insert(key, participant);
+        self.participants.insert(key, Box::new(participant));
         self.join_order.push(key);
         self.wake(now, key);
 

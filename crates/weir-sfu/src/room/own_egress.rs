@@ -268,7 +268,7 @@ impl Room {
             own_egress: egress,
             subscriptions,
             ..
-        } = participant;
+        } = &mut **participant;
         let media_ssrc = *nack.ssrc;
         let Some(subscription) = subscriptions
             .iter_mut()
