@@ -158,7 +158,7 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
                     let _ = socket.send(Message::Close(None)).await;
                     return;
                 };
-                let ends = matches!(message, ServerMessage::Leave { .. });
+                let ends = matches!(*message, ServerMessage::Leave { .. });
                 if send_json(&mut socket, &message).await.is_err() {
                     break LeaveReason::Disconnected;
                 }
