@@ -7,7 +7,9 @@
 #   benches/compare-janus.sh [WEIR_LOAD_FLAGS...]
 #
 # Default scenario: 1 room, 1 publisher, 50 subscribers, audio + video,
-# 1500 kbit/s, 30 fps, 30 s. Flags given replace the matching defaults
+# 1500 kbit/s, 30 fps, 30 s, after a 3 s warm-up call on each server
+# (--warmup: the start readings are of a server that has carried a call,
+# its code paged in). Flags given replace the matching defaults
 # (e.g. `--subscribers 5 --duration 10`); the script sets --target, --url,
 # --janus-url, --data-dir, --server-pid, --json and --no-progress itself.
 #
@@ -120,7 +122,7 @@ trap 'exit 130' INT TERM
 
 # The scenario: defaults, each replaced by the flag if given.
 scenario=()
-defaults=(--rooms 1 --publishers 1 --subscribers 50 --media av --video-kbps 1500 --fps 30 --duration 30)
+defaults=(--rooms 1 --publishers 1 --subscribers 50 --media av --video-kbps 1500 --fps 30 --duration 30 --warmup 3s)
 for ((i = 0; i < ${#defaults[@]}; i += 2)); do
     name=${defaults[i]}
     given=no

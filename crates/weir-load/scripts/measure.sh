@@ -33,6 +33,11 @@ mkdir -p "$data"
 # The REST API's admin key (32+ letters and digits), for --record.
 admin_key=loadtestadminkey0123456789abcdefghij
 
+# WARMUP (default 3s; 0 for none): weir-load's --warmup, a call of one
+# publisher and one subscriber before the start readings, so that the
+# server's memory growth is the scenario's, not its code being paged in by
+# the first call.
+warmup=${WARMUP:-3s}
 # SERVER_CPUS / HARNESS_CPUS (taskset lists) override the pinning, e.g.
 # SERVER_CPUS=0,1 to let the server use both cores.
 server_cpus=${SERVER_CPUS:-0}
@@ -52,7 +57,7 @@ curl -fsS http://127.0.0.1:7880/healthz >/dev/null
 status=0
 WEIR_ADMIN_KEY=$admin_key taskset -c "$harness_cpus" "$bin/weir-load" \
     --url ws://127.0.0.1:7880/rtc/v1 --data-dir "$data" --server-pid "$server" \
-    --json "$out/$name.json" --no-progress "$@" >"$out/$name.txt" || status=$?
+    --json "$out/$name.json" --no-progress --warmup "$warmup" "$@" >"$out/$name.txt" || status=$?
 cat "$out/$name.txt"
 # CPU time per server thread (how the work spread over threads and cores).
 for task in /proc/"$server"/task/*; do

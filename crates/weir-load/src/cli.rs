@@ -17,6 +17,7 @@ pub const MAX_CLIENTS: u64 = 5000;
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 const MAX_RAMP: Duration = Duration::from_secs(600);
 const MAX_DRAIN: Duration = Duration::from_secs(30);
+const MAX_WARMUP: Duration = Duration::from_secs(60);
 
 const AFTER_HELP: &str = "\
 Example: one room, 4 publishers (audio + 1500 kbps video) and 4 subscribers
@@ -111,6 +112,13 @@ pub struct Args {
     /// How long to keep receiving after sending stops (at most 30 s).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub drain: Duration,
+    /// Before the run, a call of this long in a room of its own (one
+    /// publisher, one subscriber, the same media), so that the server's
+    /// start readings are of a server that has already carried a call:
+    /// its code for the media path paged in, as on a server in service
+    /// (at most 1 min; 0 for none).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
     /// The server's process id: its CPU time and memory go into the report.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
@@ -140,6 +148,8 @@ pub struct Args {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub run: RunOptions,
+    /// `--warmup`: the warm-up call's length, if any.
+    pub warmup: Option<Duration>,
     pub target: TargetPlan,
     pub json: Option<PathBuf>,
 }
@@ -191,6 +201,9 @@ impl Args {
         if self.drain > MAX_DRAIN {
             bail!("--drain must be at most 30s");
         }
+        if self.warmup > MAX_WARMUP {
+            bail!("--warmup must be at most 1m");
+        }
         let per_room = u64::from(self.publishers) + u64::from(self.subscribers);
         let clients = u64::from(self.rooms) * per_room;
         if clients > MAX_CLIENTS {
@@ -200,7 +213,12 @@ impl Args {
             Some(prefix) => prefix.clone(),
             None => format!("load-{:06x}", rand::random::<u32>() & 0xff_ffff),
         };
-        let longest_room = format!("{room_prefix}-{}", self.rooms);
+        let longest_room = if self.warmup.is_zero() {
+            format!("{room_prefix}-{}", self.rooms)
+        } else {
+            // Covers the warm-up call's room, `{prefix}-warmup-1`, too.
+            format!("{room_prefix}-warmup-{}", self.rooms)
+        };
         if !weir_server::token::is_valid_name(&longest_room) {
             bail!("--room-prefix {room_prefix:?}: room names are 1-128 letters, digits or -_.@");
         }
@@ -218,6 +236,7 @@ impl Args {
             room_prefix,
         };
         Ok(Plan {
+            warmup: (!self.warmup.is_zero()).then_some(self.warmup),
             run: RunOptions {
                 scenario,
                 target: self.target,
@@ -345,6 +364,49 @@ mod tests {
     }
 
     #[test]
+    fn a_warmup_is_one_small_call_in_a_room_of_its_own() {
+        let flags = [
+            "--data-dir",
+            "d",
+            "--rooms",
+            "3",
+            "--subscribers",
+            "50",
+            "--media",
+            "video",
+            "--ramp",
+            "5s",
+            "--record",
+            "--admin-key",
+            "k",
+            "--room-prefix",
+            "bench",
+        ];
+        let plan = args(&flags).expect("valid flags").plan().expect("a plan");
+        assert_eq!(plan.warmup, None);
+        let mut with_warmup = flags.to_vec();
+        with_warmup.extend(["--warmup", "3s", "--server-pid", "7"]);
+        let plan = args(&with_warmup)
+            .expect("valid flags")
+            .plan()
+            .expect("a plan");
+        assert_eq!(plan.warmup, Some(Duration::from_secs(3)));
+        let warm = crate::warmup_options(&plan.run, Duration::from_secs(3));
+        let scenario = &warm.scenario;
+        assert_eq!(
+            (scenario.rooms, scenario.publishers, scenario.subscribers),
+            (1, 1, 1)
+        );
+        assert_eq!(scenario.media, Media::Video);
+        assert_eq!(scenario.duration, Duration::from_secs(3));
+        assert_eq!(scenario.ramp, Duration::ZERO);
+        assert!(!scenario.record);
+        assert_eq!(scenario.room_name(0), "bench-warmup-1");
+        assert_eq!(warm.server_pid, None, "the warm-up takes no readings");
+        assert_eq!(plan.run.server_pid, Some(7));
+    }
+
+    #[test]
     fn a_janus_plan_needs_no_credentials() {
         let plan = args(&["--target", "janus", "--publishers", "2"])
             .expect("valid flags")
@@ -381,6 +443,7 @@ mod tests {
         );
         refused(&["--data-dir", "d", "--record"], "--admin-key");
         refused(&["--data-dir", "d", "--duration", "2h"], "--duration");
+        refused(&["--data-dir", "d", "--warmup", "2m"], "--warmup");
         refused(
             &["--data-dir", "d", "--rooms", "1000", "--subscribers", "10"],
             "clients",

@@ -106,6 +106,9 @@ pub struct Report {
     pub fps: Option<u32>,
     pub keyframe_interval: Option<u32>,
     pub ramp_s: f64,
+    /// `--warmup`: the call the server carried before the start readings
+    /// (0: none, the readings are of a server fresh from its start).
+    pub warmup_s: f64,
     pub clients_joined: u64,
     pub join_failures: u64,
     pub packets_sent: u64,
@@ -206,6 +209,15 @@ impl Report {
                 ),
             )),
             _ => rows.push(("server cpu", "not measured (no --server-pid)".to_string())),
+        }
+        if self.warmup_s > 0.0 && self.server_rss_bytes.is_some() {
+            rows.push((
+                "warm-up",
+                format!(
+                    "the server carried a {:.0} s call before the start readings",
+                    self.warmup_s
+                ),
+            ));
         }
         if let Some(rss) = self.server_rss_bytes {
             rows.push((

@@ -496,6 +496,7 @@ async fn measure(
         fps: video.then_some(scenario.video.fps),
         keyframe_interval: video.then_some(scenario.video.keyframe_interval),
         ramp_s: round2(scenario.ramp.as_secs_f64()),
+        warmup_s: 0.0,
         clients_joined: 0,
         join_failures: 0,
         packets_sent: total_sent(clients),

@@ -1,5 +1,6 @@
 //! A tiny scenario against an in-process server on 127.0.0.1: 1 room,
-//! 1 publisher, 2 subscribers, 3 s, recorded. The report must be plausible.
+//! 1 publisher, 2 subscribers, 3 s, recorded, after a 1 s warm-up call. The
+//! report must be plausible.
 //!
 //! This starts WebRTC peers: run it in a loopback-only network namespace,
 //! `unshare -n bash -c 'ip link set lo up; exec cargo test -p weir-load'`.
@@ -54,6 +55,8 @@ async fn a_tiny_recorded_scenario_reports_plausible_numbers() {
         "3",
         "--ramp",
         "0.5",
+        "--warmup",
+        "1s",
         "--server-pid",
         &pid,
         "--record",
@@ -88,6 +91,7 @@ async fn a_tiny_recorded_scenario_reports_plausible_numbers() {
         "forwarded_packets_per_cpu_second",
         "client_cpu_seconds",
         "recording",
+        "warmup_s",
     ] {
         assert!(json.get(field).is_some(), "{field} in {text}");
     }
@@ -110,7 +114,9 @@ async fn a_tiny_recorded_scenario_reports_plausible_numbers() {
         (report.rooms, report.publishers, report.subscribers),
         (1, 1, 2)
     );
+    // The warm-up call's two clients are not the run's.
     assert_eq!(report.clients_joined, 3);
+    assert_eq!(report.warmup_s, 1.0);
     assert_eq!(report.join_failures, 0, "{:?}", report.errors);
     assert!(
         (2.9..4.0).contains(&report.duration_s),
@@ -143,6 +149,7 @@ async fn a_tiny_recorded_scenario_reports_plausible_numbers() {
     assert_eq!(per_track.video_tracks, 2);
     assert_eq!(per_track.rss_bytes, (rss.peak - rss.start) / 2);
 
+    // Only the run's room was recorded, not the warm-up call's.
     assert!(report.recording);
     assert_eq!(report.recordings.len(), 1);
     let recording = &report.recordings[0];
