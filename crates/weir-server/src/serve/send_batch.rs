@@ -40,6 +40,15 @@ pub struct Group<'a> {
     pub datagrams: usize,
 }
 
+/// Consecutive groups (indices into [`SendBatch::groups`]) sent by one
+/// `sendmmsg`, with the segment size given for each of its messages (none
+/// when every group is a single datagram).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub groups: Range<usize>,
+    pub segment_size: Option<usize>,
+}
+
 #[derive(Debug, Clone)]
 struct GroupSpan {
     destination: SocketAddr,
@@ -158,6 +167,49 @@ impl SendBatch {
         })
     }
 
+    /// The groups of the last [`SendBatch::arrange`] in runs that one
+    /// `sendmmsg` can carry, at most `max_messages` groups each. The
+    /// segment size is a socket option of each message, given once for a
+    /// call, so a run's groups of several datagrams share one segment
+    /// size, and a single datagram joins when it is no longer than that
+    /// size (the kernel sends a message no longer than its segment size
+    /// whole). A fan-out's audio packets, one per subscriber, are one run.
+    pub fn runs(&self, max_messages: usize) -> Vec<Run> {
+        let max_messages = max_messages.max(1);
+        let mut runs: Vec<Run> = Vec::new();
+        // The open run's longest single datagram.
+        let mut longest_single = 0;
+        for (index, group) in self.groups.iter().enumerate() {
+            let single = group.datagrams == 1;
+            let joins = runs.last().is_some_and(|run| {
+                run.groups.end == index
+                    && run.groups.len() < max_messages
+                    && match (run.segment_size, single) {
+                        (Some(size), true) => group.bytes.len() <= size,
+                        (Some(size), false) => group.segment_size == size,
+                        (None, true) => true,
+                        (None, false) => longest_single <= group.segment_size,
+                    }
+            });
+            if !joins {
+                longest_single = 0;
+                runs.push(Run {
+                    groups: index..index,
+                    segment_size: None,
+                });
+            }
+            if let Some(run) = runs.last_mut() {
+                run.groups.end = index + 1;
+                if single {
+                    longest_single = longest_single.max(group.bytes.len());
+                } else {
+                    run.segment_size = Some(group.segment_size);
+                }
+            }
+        }
+        runs
+    }
+
     /// Gives back buffer space beyond `bytes` (after a burst, so that a
     /// large room's biggest keyframe is not held forever).
     pub fn shrink_to(&mut self, bytes: usize) {
@@ -202,6 +254,84 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// (groups, segment size) per run.
+    fn runs(batch: &SendBatch, max_messages: usize) -> Vec<(usize, Option<usize>)> {
+        batch
+            .runs(max_messages)
+            .into_iter()
+            .map(|run| (run.groups.len(), run.segment_size))
+            .collect()
+    }
+
+    #[test]
+    fn a_fan_out_of_single_datagrams_is_one_run() {
+        let mut batch = SendBatch::new();
+        // An audio packet to each of 50 subscribers (sizes differ a little).
+        for port in 0..50u16 {
+            batch.push(addr(1000 + port), &datagram(1, 120 + usize::from(port % 3)));
+        }
+        batch.arrange(64);
+        assert_eq!(runs(&batch, 64), vec![(50, None)]);
+        assert_eq!(
+            runs(&batch, 16),
+            vec![(16, None), (16, None), (16, None), (2, None)]
+        );
+    }
+
+    #[test]
+    fn runs_share_one_segment_size_and_take_shorter_single_datagrams() {
+        let mut batch = SendBatch::new();
+        // Subscriber 1: a frame of 3 x 1000 and an audio packet; 2: the
+        // same frame; 3: an audio packet; 4: a frame of 2 x 900 (another
+        // size starts a run); 5: a single datagram longer than 900 (would
+        // be cut: starts a run); 6: a frame of 2 x 1000, which may not
+        // follow the 1100 in one run (it would be cut at 1000).
+        for (port, sizes) in [
+            (1, vec![1000, 1000, 1000]),
+            (1, vec![120]),
+            (2, vec![1000, 1000, 1000]),
+            (3, vec![120]),
+            (4, vec![900, 900]),
+            (5, vec![1100]),
+            (6, vec![1000, 1000]),
+        ] {
+            for len in sizes {
+                batch.push(addr(port), &datagram(0, len));
+            }
+        }
+        batch.arrange(64);
+        assert_eq!(
+            shape(&batch)
+                .iter()
+                .map(|(_, size, count, _)| (*size, *count))
+                .collect::<Vec<_>>(),
+            vec![
+                (Some(1000), 4),
+                (Some(1000), 3),
+                (None, 1),
+                (Some(900), 2),
+                (None, 1),
+                (Some(1000), 2)
+            ]
+        );
+        assert_eq!(
+            runs(&batch, 64),
+            vec![(3, Some(1000)), (1, Some(900)), (1, None), (1, Some(1000))]
+        );
+        // Single datagrams first, then a frame whose segments are at least
+        // as long: one run (so 1100 then 2 x 1200 would be one too).
+        let mut batch = SendBatch::new();
+        batch.push(addr(1), &datagram(0, 120));
+        batch.push(addr(2), &datagram(0, 1000));
+        batch.push(addr(3), &datagram(0, 1000));
+        batch.push(addr(3), &datagram(0, 1000));
+        batch.arrange(64);
+        assert_eq!(runs(&batch, 64), vec![(3, Some(1000))]);
+        // Without GSO every group is one datagram: runs of any sizes.
+        batch.arrange(1);
+        assert_eq!(runs(&batch, 64), vec![(4, None)]);
     }
 
     #[test]
