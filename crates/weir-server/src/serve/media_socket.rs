@@ -253,40 +253,32 @@ impl MediaSocket {
             .iter()
             .map(|group| Some(SockaddrStorage::from(group.destination)))
             .collect();
-        let fd = self.io.as_raw_fd();
-        let sent = match segment_size.map(u16::try_from) {
-            Some(Ok(size)) => {
-                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
-                    groups.len(),
-                    Some(nix::cmsg_space!(u16)),
-                );
-                let control = [ControlMessage::UdpGsoSegments(&size)];
-                sendmmsg(
-                    fd,
-                    &mut headers,
-                    &slices,
-                    &addresses,
-                    control,
-                    MsgFlags::empty(),
-                )?
-                .count()
-            }
-            Some(Err(_)) => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
-            None => {
-                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(groups.len(), None);
-                let control: [ControlMessage<'_>; 0] = [];
-                sendmmsg(
-                    fd,
-                    &mut headers,
-                    &slices,
-                    &addresses,
-                    control,
-                    MsgFlags::empty(),
-                )?
-                .count()
-            }
+        // The segment size for every message, where there is one.
+        let segment_size = match segment_size.map(u16::try_from).transpose() {
+            Ok(size) => size,
+            Err(_) => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
         };
-        Ok(sent)
+        let gso;
+        let control: &[ControlMessage<'_>] = match &segment_size {
+            Some(size) => {
+                gso = [ControlMessage::UdpGsoSegments(size)];
+                &gso
+            }
+            None => &[],
+        };
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+            groups.len(),
+            segment_size.map(|_| nix::cmsg_space!(u16)),
+        );
+        let sent = sendmmsg(
+            self.io.as_raw_fd(),
+            &mut headers,
+            &slices,
+            &addresses,
+            control,
+            MsgFlags::empty(),
+        )?;
+        Ok(sent.count())
     }
 }
 
@@ -349,6 +341,14 @@ mod tests {
         MediaSocket::new(io).expect("socket state")
     }
 
+    /// A receiving socket on loopback that gives up after 2 s.
+    fn peer() -> std::net::UdpSocket {
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        peer.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        peer
+    }
+
     /// What a peer socket receives, as (first byte, length) per datagram.
     fn drain(peer: &std::net::UdpSocket, expected: usize) -> Vec<(u8, usize)> {
         let mut got = Vec::new();
@@ -365,14 +365,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_arrives_as_separate_datagrams_in_order() {
         let socket = media_socket().await;
-        let peers: Vec<std::net::UdpSocket> = (0..2)
-            .map(|_| {
-                let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-                peer.set_read_timeout(Some(Duration::from_secs(2)))
-                    .expect("timeout");
-                peer
-            })
-            .collect();
+        let peers: Vec<std::net::UdpSocket> = (0..2).map(|_| peer()).collect();
         let mut batch = SendBatch::new();
         let mut expected: Vec<Vec<(u8, usize)>> = vec![Vec::new(), Vec::new()];
         for (index, peer) in peers.iter().enumerate() {
@@ -405,14 +398,7 @@ mod tests {
     #[tokio::test]
     async fn a_fan_out_goes_out_in_few_syscalls_and_every_peer_gets_its_datagram() {
         let socket = media_socket().await;
-        let peers: Vec<std::net::UdpSocket> = (0..100)
-            .map(|_| {
-                let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-                peer.set_read_timeout(Some(Duration::from_secs(2)))
-                    .expect("timeout");
-                peer
-            })
-            .collect();
+        let peers: Vec<std::net::UdpSocket> = (0..100).map(|_| peer()).collect();
         let mut batch = SendBatch::new();
         for (index, peer) in peers.iter().enumerate() {
             let tag = index as u8;
@@ -442,9 +428,7 @@ mod tests {
             return;
         };
         let socket = MediaSocket::new(io).expect("socket state");
-        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        peer.set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
+        let peer = peer();
         let mut batch = SendBatch::new();
         for tag in 0..3u8 {
             batch.push(peer.local_addr().expect("addr"), &[tag; 800]);
