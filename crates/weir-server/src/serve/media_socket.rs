@@ -60,9 +60,16 @@ pub struct SendOutcome {
 }
 
 impl SendOutcome {
-    /// Groups the kernel took (one syscall counted elsewhere).
-    fn sent(&mut self, groups: &[Group<'_>]) {
-        self.datagrams_sent += groups.iter().map(|g| g.datagrams as u64).sum::<u64>();
+    /// One `sendmmsg` of `groups` that the kernel took `sent` messages of;
+    /// how many groups are done.
+    fn took(&mut self, groups: &[Group<'_>], sent: usize) -> usize {
+        self.syscalls += 1;
+        let sent = sent.min(groups.len());
+        self.datagrams_sent += groups[..sent]
+            .iter()
+            .map(|g| g.datagrams as u64)
+            .sum::<u64>();
+        sent
     }
 
     fn add(&mut self, group: &Group<'_>, result: io::Result<()>) {
@@ -175,14 +182,11 @@ impl MediaSocket {
         result: io::Result<usize>,
         outcome: &mut SendOutcome,
     ) -> usize {
-        outcome.syscalls += 1;
         match result {
-            Ok(sent) if sent > 0 => {
-                let sent = sent.min(groups.len());
-                outcome.sent(&groups[..sent]);
-                sent
-            }
+            Ok(sent) if sent > 0 => outcome.took(groups, sent),
             _ => {
+                // The refused call, then the single send.
+                outcome.syscalls += 1;
                 let Some(first) = groups.first() else {
                     return 1;
                 };
@@ -220,10 +224,7 @@ impl MediaSocket {
                         retries += 1;
                     }
                     Ok(sent) if sent > 0 => {
-                        outcome.syscalls += 1;
-                        let sent = sent.min(rest.len());
-                        outcome.sent(&rest[..sent]);
-                        next += sent;
+                        next += outcome.took(rest, sent);
                         retries = 0;
                     }
                     _ => {
@@ -422,7 +423,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_ipv6_socket_reaches_ipv4_peers_mapped() {
+    async fn an_ipv6_socket_reaches_ipv4_peers_in_one_call() {
         // Where the host has no IPv6 there is nothing to test.
         let Ok(io) = UdpSocket::bind("[::]:0").await else {
             return;
