@@ -82,6 +82,10 @@ async fn counting_receiver() -> (String, Arc<AtomicUsize>) {
     (format!("http://{addr}/hook"), count)
 }
 
+/// An event created an hour from now: the outbox makes a new event due at
+/// its creation time, so the running server's sender (which looks at the
+/// outbox on its own, e.g. right after starting) never finds these due
+/// while the test writes their states. Only the retried one becomes due.
 fn outbox_event(app_id: &str, room_id: &str, event_id: &str) -> NewOutboxEvent {
     NewOutboxEvent {
         event_id: event_id.to_string(),
@@ -91,7 +95,7 @@ fn outbox_event(app_id: &str, room_id: &str, event_id: &str) -> NewOutboxEvent {
         body: json!({"event_id": event_id, "event_type": "PARTICIPANT_JOINED",
             "app_id": app_id, "room_id": room_id, "timestamp_ms": 1})
         .to_string(),
-        created_at_ms: unix_now_ms(),
+        created_at_ms: unix_now_ms() + 3_600_000,
     }
 }
 
