@@ -56,8 +56,9 @@ pub struct RecorderStats {
     pub frames: u64,
     /// Keyframe requests emitted.
     pub keyframe_requests: u64,
-    /// Audio frames dropped from the pre-roll.
-    pub preroll_dropped: u64,
+    /// Times the audio waited the whole pre-roll for a video keyframe
+    /// that did not come, and started an audio-only file.
+    pub video_waits_given_up: u64,
     /// Writer errors (a file was closed early).
     pub writer_errors: u64,
 }
@@ -71,6 +72,11 @@ pub struct Recorder {
     clock: SenderClock,
     formats: Formats,
     preroll: VecDeque<TimedFrame>,
+    /// The publisher has a video track (told before its first packet).
+    video_expected: bool,
+    /// No keyframe came within the pre-roll: audio goes on alone until one
+    /// does (which then starts a file with video).
+    video_wait_given_up: bool,
     series: Vec<FileSeries>,
     out: VecDeque<Command>,
     last_keyframe_request: Option<Instant>,
@@ -122,6 +128,8 @@ impl Recorder {
             clock: SenderClock::default(),
             formats,
             preroll: VecDeque::new(),
+            video_expected: false,
+            video_wait_given_up: false,
             series,
             out: VecDeque::new(),
             last_keyframe_request: None,
@@ -142,6 +150,17 @@ impl Recorder {
     /// in the configuration's outputs).
     pub fn next_file_indexes(&self) -> Vec<u32> {
         self.series.iter().map(FileSeries::next_index).collect()
+    }
+
+    /// Says that the publisher has a track of `kind`, before its codec is
+    /// known (its first packet): audio then waits for the first video
+    /// keyframe even if it comes first (rule 4), instead of starting an
+    /// audio-only file. A keyframe is asked for at once.
+    pub fn expect_track(&mut self, now: Instant, kind: MediaKind) {
+        if kind == MediaKind::Video && self.config.content.includes(kind) && !self.video_expected {
+            self.video_expected = true;
+            self.want_keyframe(now);
+        }
     }
 
     /// Declares a published track and its codec (from the SDP). Media of an
@@ -480,23 +499,26 @@ impl Recorder {
             return;
         };
         self.stats.frames += 1;
-        let video_expected = self.tracks[slot(MediaKind::Video)].is_some();
+        let video_expected = self.video_expected || self.tracks[slot(MediaKind::Video)].is_some();
         let mut frames = Vec::new();
         match frame.kind {
-            MediaKind::Audio if video_expected && self.formats.video.is_none() => {
-                // Rule 4: hold audio until the first video keyframe.
+            MediaKind::Audio
+                if video_expected && self.formats.video.is_none() && !self.video_wait_given_up =>
+            {
+                // Rule 4: hold audio until the first video keyframe, a
+                // few seconds at most: then the held audio starts an
+                // audio-only file (the keyframe, when it comes, starts the
+                // next file, with video).
                 let newest = frame.pts_us();
                 self.preroll.push_back(frame);
                 let limit = self.config.preroll.as_micros() as i64;
-                while self
-                    .preroll
-                    .front()
-                    .is_some_and(|f| newest - f.pts_us() > limit)
-                {
-                    self.preroll.pop_front();
-                    self.stats.preroll_dropped += 1;
+                let oldest_us = self.preroll.front().map_or(newest, TimedFrame::pts_us);
+                if newest - oldest_us <= limit {
+                    return;
                 }
-                return;
+                self.video_wait_given_up = true;
+                self.stats.video_waits_given_up += 1;
+                frames.extend(self.preroll.drain(..));
             }
             MediaKind::Video if self.formats.video.is_none() => return,
             MediaKind::Video if !self.preroll.is_empty() => {

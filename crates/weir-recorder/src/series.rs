@@ -4,6 +4,8 @@
 //! - **Cuts** (cycle, 2 GiB split, MP4 format change) happen only at a video
 //!   keyframe (at any audio frame for audio-only files). Audio after the
 //!   keyframe's time moves to the next file: nothing is lost between files.
+//!   A video keyframe reaching an audio-only file cuts it too: the next file
+//!   has both tracks.
 //!   A keyframe is requested `keyframe_lead` before a planned cut.
 //! - **HLS segments** end at the first keyframe once `slice - 1.5 s` long.
 //! - **Interruptions**: the file is flushed and paused. Mode `new_file`
@@ -13,6 +15,9 @@
 //!   keyframe repeated once a second (no giant sample, wall clock kept), and
 //!   HLS marks a discontinuity. `never_split` does not fill: its timeline
 //!   skips the gap.
+//! - **Late video**: video whose first keyframe comes after the file's
+//!   first audio starts with that picture frozen from the file's start, so
+//!   both tracks share time 0 (no container here has an edit list).
 //! - **Holes** inside a run (Opus DTX) are filled with silence.
 
 use std::time::{Duration, SystemTime};
@@ -266,6 +271,12 @@ impl FileSeries {
             return Vec::new();
         };
         if !file.has(frame.kind) {
+            if frame.kind == MediaKind::Video && frame.keyframe && formats.video.is_some() {
+                // Video came to an audio-only file (its keyframe was late,
+                // or the camera was turned on): the file ends here and the
+                // next one, from this keyframe, has both tracks.
+                return self.cut(&frame, out);
+            }
             return Vec::new();
         }
         if let Some(paused) = file.paused_at_us.take() {
@@ -303,6 +314,24 @@ impl FileSeries {
         };
         // A hole (DTX, late track) is filled before the frame is looked at.
         let rel = file.rel(&frame);
+        let lane = &mut file.lanes[kind_slot(frame.kind)];
+        if frame.kind == MediaKind::Video
+            && frame.keyframe
+            && !frame.filler
+            && !lane.started
+            && rel > lane.next_dts
+        {
+            // Video starting after the file's first audio (the audio held
+            // for this keyframe, or a camera turned on late): its first
+            // picture is shown from the file's start, as a frozen frame
+            // fills a gap. Otherwise the first video sample would be at
+            // time 0 and the whole video ahead of its audio.
+            lane.last_keyframe = Some(frame.data.clone());
+            let from = lane.next_dts;
+            let mut frames = self.filler(MediaKind::Video, from, rel);
+            frames.push(frame);
+            return frames;
+        }
         if let Some((from, to)) = file.lanes[kind_slot(frame.kind)].hole(rel, !file.frozen) {
             let mut frames = self.filler(frame.kind, from, to);
             frames.push(frame);

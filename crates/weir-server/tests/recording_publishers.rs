@@ -304,6 +304,155 @@ fn check_recording(
 }
 
 // ------------------------------------------------------------------------
+// A publisher whose video starts after its audio.
+
+/// Sends Opus packets until `stop`, and VP8 (10 fps, a keyframe a second,
+/// the first frame one) from `video_after` on.
+fn spawn_late_video_sender(
+    video: LocalTrack,
+    audio: LocalTrack,
+    video_after: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    tokio::spawn(async move {
+        let mut vp8 = Vp8Source::new(Vp8Config {
+            fps: 10,
+            packet_size: 300,
+            keyframe_packets: 2,
+            delta_packets: 1,
+            keyframe_interval: 10,
+            ..Vp8Config::default()
+        });
+        let mut opus = OpusSource::new(OpusConfig {
+            packet_size: 40,
+            ptime_ms: 20,
+        });
+        let mut video_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + video_after,
+            vp8.frame_interval(),
+        );
+        let mut audio_tick = tokio::time::interval(opus.packet_interval());
+        let mut frame = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let sent = tokio::select! {
+                _ = video_tick.tick() => video.send_vp8_frame(&mut vp8, &mut frame).await,
+                _ = audio_tick.tick() => audio.send_opus_packet(&mut opus).await.map(|_| ()),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// A publisher's audio reaches the recorder first (here its video starts
+/// 2.5 s later; in a browser the encoder starts later, and a job started
+/// mid-call may tap an audio packet first). The server tells the recorder
+/// of the video track when it taps it, so the audio waits for the first
+/// keyframe and the one file has both tracks from the first audio on —
+/// not an audio-only file (or, since a keyframe cuts an audio-only file,
+/// an audio-only file of 2.5 s and then one with video). The video's first
+/// picture is repeated from the file's start, so the live video is at its
+/// time and no sample is longer than a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_that_starts_after_the_audio_is_in_the_publishers_one_file() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let _turn = SERIAL.lock().await;
+    let storage = tempfile::tempdir().expect("storage dir");
+    let server = TestServer::start().await;
+    let app = server.app.app_id.clone();
+    put_rule(
+        &server,
+        json!({
+            "formats": ["MP4"],
+            "storage": {"kind": "local", "path": storage.path().display().to_string()},
+        }),
+    )
+    .await;
+    let room = "late-video";
+    let client = join_publisher(&server, room, "anchor").await;
+    let tracks = client
+        .publish_tracks(&[
+            (TrackKind::Video, TrackSource::Camera),
+            (TrackKind::Audio, TrackSource::Microphone),
+        ])
+        .await
+        .expect("publish");
+    client.wait_connected(WAIT).await.expect("connected");
+    let (status, job) = server
+        .api(
+            Method::POST,
+            &format!("/apps/{app}/recordings"),
+            Some(json!({"room_id": room})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let job_id = job["job_id"].as_str().expect("a job id").to_string();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = Instant::now();
+    spawn_late_video_sender(
+        tracks[0].clone(),
+        tracks[1].clone(),
+        Duration::from_millis(2_500),
+        Arc::clone(&stop),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent_for = sending.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_job(&server, &job_id).await;
+    let job = wait_for_complete_files(&server, &job_id, 1).await;
+    let files = job["files"].as_array().cloned().unwrap_or_default();
+    assert_eq!(files.len(), 1, "one file: {job}");
+    let path = storage
+        .path()
+        .join(files[0]["object"].as_str().expect("an object"));
+    let probed = probe(&path);
+    println!(
+        "sent for {sent_for:.2} s; file: {} s, {} {}x{}, audio {:?}",
+        probed.duration, probed.video_codec, probed.width, probed.height, probed.audio_codec
+    );
+    assert_eq!(probed.video_codec, "vp8");
+    assert_eq!(probed.audio_codec.as_deref(), Some("opus"));
+    // From the first audio packet (the 2.5 s before the video included),
+    // less what the sender report timing moves.
+    assert!(
+        probed.duration > sent_for - 0.7,
+        "the file lasts {} s of {sent_for:.2} s sent",
+        probed.duration
+    );
+    // The video track starts with the file, its first picture frozen
+    // (repeated once a second) until the publisher's video starts, 2.5 s
+    // after its audio: 10 frames a second from there, in step with the
+    // audio. (The synthetic VP8 is no decodable picture: no decode check.)
+    let packets = &probed.video_packets;
+    let first = packets.first().expect("video packets");
+    assert!(first.keyframe && first.pts.abs() < 0.05, "{packets:?}");
+    let live_from = packets
+        .windows(2)
+        .find(|pair| (pair[1].pts - pair[0].pts - 0.1).abs() < 0.02)
+        .map(|pair| pair[0].pts)
+        .unwrap_or_else(|| panic!("no 10 fps run: {packets:?}"));
+    assert!(
+        (live_from - 2.5).abs() < 0.3,
+        "the live video starts {live_from} s into the file, 2.5 s expected: {packets:?}"
+    );
+    // No sample longer than the 1 s of a repeated picture (not one 2.5 s
+    // first sample).
+    assert!(
+        packets
+            .windows(2)
+            .all(|pair| pair[1].pts - pair[0].pts <= 1.01),
+        "{packets:?}"
+    );
+    client.leave().await.expect("leave");
+    server.shutdown().await;
+}
+
+// ------------------------------------------------------------------------
 // auto_record: at most 25 publishers.
 
 /// A cheap synthetic publisher: VP8 at 10 fps (one small packet per delta

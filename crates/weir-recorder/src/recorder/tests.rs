@@ -145,3 +145,158 @@ fn audio_whose_sender_report_comes_late_stays_in_its_hls_segments() {
         "EXTINF {segments:?} add up to {total} s, the recording is {duration} s"
     );
 }
+
+/// A recording that starts while the publisher is sending: the server taps
+/// both tracks at once, but the first packet it hands over may be audio,
+/// with the publisher's sender report already known, and the video track
+/// reaches the recorder a few packets later. `expect_video`: the server
+/// told the recorder of the video track when it tapped it (before any of
+/// its packets). `keyframe_at`: the frame (every 40 ms from 60 ms) that is
+/// the first keyframe, if any. Returns the completed files.
+fn record_audio_first(expect_video: bool, keyframe_at: Option<u32>) -> Vec<FileCompleted> {
+    let t0 = Instant::now();
+    let context = NamingContext::new("app", "room", "user");
+    let mut recorder = Recorder::new(
+        RecorderConfig::new(context, vec![OutputConfig::new(Format::Mp4)]),
+        t0,
+        SystemTime::now(),
+    );
+    if expect_video {
+        recorder.expect_track(t0, MediaKind::Video);
+    }
+    recorder.add_track(t0, Codec::Opus);
+    recorder.handle_sender_report(
+        t0,
+        MediaKind::Audio,
+        SenderReport {
+            ntp_time: ntp_at(0.0),
+            rtp_time: RtpTime(AUDIO_TS),
+        },
+    );
+    let mut commands = Vec::new();
+    for ms in (0..9_000u32).step_by(20) {
+        let now = t0 + Duration::from_millis(u64::from(ms));
+        let k = ms / 20;
+        recorder.handle_rtp(
+            now,
+            MediaKind::Audio,
+            RtpPacket {
+                ssrc: AUDIO_SSRC,
+                seq: SeqNo(k as u16),
+                timestamp: RtpTime(AUDIO_TS + 960 * k),
+                marker: false,
+                payload: vec![0xf8, 0xff, 0xfe],
+                arrival: now,
+            },
+        );
+        if ms == 60 {
+            recorder.add_track(now, Codec::Vp8);
+            recorder.handle_sender_report(
+                now,
+                MediaKind::Video,
+                SenderReport {
+                    ntp_time: ntp_at(0.06),
+                    rtp_time: RtpTime(VIDEO_TS),
+                },
+            );
+        }
+        if ms >= 60 && ms % 40 == 20 {
+            let n = (ms - 60) / 40;
+            recorder.handle_rtp(
+                now,
+                MediaKind::Video,
+                RtpPacket {
+                    ssrc: VIDEO_SSRC,
+                    seq: SeqNo(n as u16),
+                    timestamp: RtpTime(VIDEO_TS.wrapping_add(3_600 * n)),
+                    marker: true,
+                    payload: vp8_payload(keyframe_at == Some(n)),
+                    arrival: now,
+                },
+            );
+        }
+        recorder.handle_timeout(now);
+        commands.extend(std::iter::from_fn(|| recorder.poll_command()));
+    }
+    recorder.stop(t0 + Duration::from_secs(9));
+    commands.extend(std::iter::from_fn(|| recorder.poll_command()));
+    commands
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::FileCompleted(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn seconds(file: &FileCompleted) -> f64 {
+    file.duration.as_secs_f64()
+}
+
+#[test]
+fn a_video_track_tapped_with_the_audio_is_in_the_file_when_audio_comes_first() {
+    // The keyframe the recorder asked for comes 0.46 s in.
+    let files = record_audio_first(true, Some(10));
+    assert_eq!(files.len(), 1, "one MP4: {files:?}");
+    assert_eq!(
+        (files[0].width, files[0].height),
+        (320, 240),
+        "video in the file"
+    );
+    // The audio held for the keyframe is in it: 9 s of media.
+    assert!(
+        (seconds(&files[0]) - 9.0).abs() < 0.1,
+        "{} s",
+        seconds(&files[0])
+    );
+}
+
+#[test]
+fn video_reaching_an_audio_only_file_starts_the_next_file() {
+    // Not told of the video track, the recorder starts an audio-only file
+    // at the first audio (audio-only streams start at once, rule 4); the
+    // video keyframe then cuts it, and the next file has both tracks.
+    let files = record_audio_first(false, Some(10));
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!((files[0].width, files[0].height), (0, 0));
+    assert!(
+        (seconds(&files[0]) - 0.46).abs() < 0.05,
+        "{} s",
+        seconds(&files[0])
+    );
+    assert_eq!((files[1].width, files[1].height), (320, 240));
+    assert!(
+        (seconds(&files[1]) - 8.54).abs() < 0.1,
+        "{} s",
+        seconds(&files[1])
+    );
+}
+
+#[test]
+fn audio_waits_for_an_expected_video_track_a_few_seconds_at_most() {
+    // Video expected but no keyframe for 6 s: after the 5 s pre-roll the
+    // held audio starts an audio-only file (none of it dropped); the
+    // keyframe starts the next file, with video.
+    let files = record_audio_first(true, Some(150));
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!((files[0].width, files[0].height), (0, 0));
+    assert!(
+        (seconds(&files[0]) - 6.06).abs() < 0.05,
+        "{} s",
+        seconds(&files[0])
+    );
+    assert_eq!((files[1].width, files[1].height), (320, 240));
+    assert!((seconds(&files[0]) + seconds(&files[1]) - 9.0).abs() < 0.1);
+}
+
+#[test]
+fn audio_of_a_stream_whose_video_never_comes_is_recorded_whole() {
+    let files = record_audio_first(true, None);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!((files[0].width, files[0].height), (0, 0));
+    assert!(
+        (seconds(&files[0]) - 9.0).abs() < 0.1,
+        "{} s",
+        seconds(&files[0])
+    );
+}

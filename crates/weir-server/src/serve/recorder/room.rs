@@ -33,7 +33,8 @@ pub struct ActiveJob {
 struct TappedTrack {
     user_id: String,
     kind: MediaKind,
-    /// The stream was told the track's codec (at its first packet).
+    /// The stream was told the track's codec (at its first packet; its
+    /// kind when it was tapped).
     declared: bool,
 }
 
@@ -178,14 +179,20 @@ impl RoomRecording {
         }
         let track_id = track.track_id.to_string();
         if room.set_tap(now, &track_id, true).is_ok() {
+            let kind = match track.kind {
+                TrackKind::Audio => MediaKind::Audio,
+                TrackKind::Video => MediaKind::Video,
+            };
+            if let Some(stream) = self.streams.get(user) {
+                // A full queue (it never is for a new tap) only loses the
+                // head start: the codec still comes with the first packet.
+                stream.offer(StreamInput::Tapped(kind));
+            }
             self.tracks.insert(
                 track_id,
                 TappedTrack {
                     user_id: user.clone(),
-                    kind: match track.kind {
-                        TrackKind::Audio => MediaKind::Audio,
-                        TrackKind::Video => MediaKind::Video,
-                    },
+                    kind,
                     declared: false,
                 },
             );
@@ -239,8 +246,12 @@ impl RoomRecording {
             if !self.open_stream(&user) {
                 return;
             }
+            let stream = self.streams.get(&user);
             for track in self.tracks.values_mut().filter(|t| t.user_id == user) {
                 track.declared = false;
+                if let Some(stream) = stream {
+                    stream.offer(StreamInput::Tapped(track.kind));
+                }
             }
         }
         let Some(track) = self.tracks.get_mut(track_id) else {

@@ -68,7 +68,10 @@ impl FileNumbering {
 /// What the room tells a stream.
 #[derive(Debug)]
 pub enum StreamInput {
-    /// A track of the publisher is tapped from now on.
+    /// A track of this kind was tapped; its codec comes with its first
+    /// packet. Told at once so that audio coming first waits for video.
+    Tapped(MediaKind),
+    /// The codec of a tapped track (at its first packet).
     Track(Codec),
     /// One packet of a tapped track.
     Packet(TappedPacket),
@@ -254,6 +257,7 @@ impl Stream {
     fn handle(&mut self, input: StreamInput) -> bool {
         let now = Instant::now();
         match input {
+            StreamInput::Tapped(kind) => self.recorder.expect_track(now, kind),
             StreamInput::Track(codec) => {
                 self.publisher_present = true;
                 self.recorder.add_track(now, codec);
