@@ -98,8 +98,8 @@ impl ParticipantEgress {
 /// One subscription's side of Weir's egress.
 #[derive(Debug, Default)]
 pub struct SubscriptionEgress {
-    /// The subscriber's SSRC and extension ids on this m-line, and the mid.
-    stream: Option<(u32, ExtensionIds, Mid)>,
+    /// The subscriber's SSRC, extension ids and mid on this m-line.
+    stream: Option<EgressStream>,
     /// When the next packet goes through str0m (sender reports).
     next_via_str0m: Option<Instant>,
     /// What was sent, for NACKs (video only).
@@ -107,6 +107,17 @@ pub struct SubscriptionEgress {
     /// Sent by Weir (str0m's egress statistics do not count them).
     pub bytes: u64,
     pub packets: u64,
+}
+
+/// Where a subscription's packets go, learnt from str0m at its first
+/// packet sealed by Weir.
+#[derive(Debug)]
+struct EgressStream {
+    ssrc: u32,
+    ids: ExtensionIds,
+    /// The mid as the header extension writes it (str0m's `Mid` trims its
+    /// padding each time it is read as text).
+    mid: String,
 }
 
 /// What to do with one forwarded packet for one subscriber.
@@ -188,21 +199,24 @@ pub(super) fn send_own(
             .media(packet.mid)
             .map(|m| ExtensionIds::from_map(m.remote_extmap()))
             .unwrap_or_default();
-        own.stream = Some((ssrc, ids, packet.mid));
+        own.stream = Some(EgressStream {
+            ssrc,
+            ids,
+            mid: packet.mid.to_string(),
+        });
     }
-    let Some((ssrc, ids, mid)) = &own.stream else {
+    let Some(stream) = &own.stream else {
         return OwnSend::ViaStr0m;
     };
     let fields = HeaderFields {
-        ssrc: *ssrc,
+        ssrc: stream.ssrc,
         ..packet.fields
     };
     if !seal_onto(
         egress,
         fields,
         packet.out_seq,
-        ids,
-        mid,
+        stream,
         packet.extensions,
         packet.payload,
     ) {
@@ -222,8 +236,7 @@ fn seal_onto(
     egress: &mut ParticipantEgress,
     fields: HeaderFields,
     out_seq: u64,
-    ids: &ExtensionIds,
-    mid: &Mid,
+    stream: &EgressStream,
     extensions: &ExtensionValues,
     payload: &[u8],
 ) -> bool {
@@ -233,7 +246,7 @@ fn seal_onto(
     };
     queue.push_with(MAX_HEADER_LEN + payload.len() + TAG_LEN, |buffer| {
         let start = buffer.len();
-        write_header(fields, ids, Some(mid), extensions, buffer);
+        write_header(fields, &stream.ids, Some(&stream.mid), extensions, buffer);
         buffer.extend_from_slice(payload);
         sealer.seal_in_place_at(buffer, start, index).is_ok()
     })
@@ -272,7 +285,7 @@ impl Room {
         let media_ssrc = *nack.ssrc;
         let Some(subscription) = subscriptions
             .iter_mut()
-            .find(|s| matches!(&s.own.stream, Some((ssrc, _, _)) if *ssrc == media_ssrc))
+            .find(|s| s.own.stream.as_ref().is_some_and(|e| e.ssrc == media_ssrc))
         else {
             return;
         };
@@ -283,7 +296,7 @@ impl Room {
             return;
         };
         let own = &mut subscription.own;
-        let (Some((ssrc, ids, mid)), Some(sent)) = (&own.stream, own.sent.as_mut()) else {
+        let (Some(stream), Some(sent)) = (&own.stream, own.sent.as_mut()) else {
             return;
         };
         for entry in nack.reports.iter() {
@@ -308,15 +321,14 @@ impl Room {
                     marker: record.marker,
                     seq: record.out_seq as u16,
                     timestamp: record.out_timestamp,
-                    ssrc: *ssrc,
+                    ssrc: stream.ssrc,
                 };
                 let payload = Arc::clone(&kept.payload);
                 if !seal_onto(
                     egress,
                     fields,
                     record.out_seq,
-                    ids,
-                    mid,
+                    stream,
                     &kept.extensions,
                     &payload,
                 ) {
