@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Rtc};
 use tracing::{debug, info, warn};
@@ -143,11 +144,13 @@ pub struct Room {
     config: RoomConfig,
     /// Boxed: a participant is ~10 KiB (its `Rtc`), so the table holds
     /// pointers, not its spare capacity of participants (nor moves them
-    /// when it grows).
-    participants: HashMap<ParticipantKey, Box<Participant>>,
+    /// when it grows). Keyed by room-local ids the room assigns (no untrusted input), so
+    /// hashed with rustc-hash's Fx, not SipHash: a lookup per subscriber
+    /// per forwarded packet.
+    participants: FxHashMap<ParticipantKey, Box<Participant>>,
     /// Join order, for "the first publisher" and stable listings.
     join_order: Vec<ParticipantKey>,
-    tracks: HashMap<TrackKey, PublishedTrack>,
+    tracks: FxHashMap<TrackKey, PublishedTrack>,
     /// Track publication order.
     track_order: Vec<TrackKey>,
     routes: HashMap<SocketAddr, ParticipantKey>,
@@ -174,9 +177,9 @@ impl Room {
         Room {
             name: name.into(),
             config,
-            participants: HashMap::new(),
+            participants: FxHashMap::default(),
             join_order: Vec::new(),
-            tracks: HashMap::new(),
+            tracks: FxHashMap::default(),
             track_order: Vec::new(),
             routes: HashMap::new(),
             outputs: VecDeque::new(),
