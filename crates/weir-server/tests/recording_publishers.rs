@@ -304,11 +304,12 @@ fn check_recording(
 }
 
 // ------------------------------------------------------------------------
-// A publisher whose video starts after its audio.
+// Synthetic publishers.
 
-/// Sends Opus packets until `stop`, and VP8 (10 fps, a keyframe a second,
-/// the first frame one) from `video_after` on.
-fn spawn_late_video_sender(
+/// A cheap synthetic publisher: VP8 at 10 fps (one small packet per delta
+/// frame, a keyframe a second, the first frame one) from `video_after` on,
+/// and Opus at 50 small packets a second, until `stop`.
+fn spawn_cheap_sender(
     video: LocalTrack,
     audio: LocalTrack,
     video_after: Duration,
@@ -344,6 +345,9 @@ fn spawn_late_video_sender(
         }
     });
 }
+
+// ------------------------------------------------------------------------
+// A publisher whose video starts after its audio.
 
 /// A publisher's audio reaches the recorder first (here its video starts
 /// 2.5 s later; in a browser the encoder starts later, and a job started
@@ -393,7 +397,7 @@ async fn video_that_starts_after_the_audio_is_in_the_publishers_one_file() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let sending = Instant::now();
-    spawn_late_video_sender(
+    spawn_cheap_sender(
         tracks[0].clone(),
         tracks[1].clone(),
         Duration::from_millis(2_500),
@@ -455,38 +459,6 @@ async fn video_that_starts_after_the_audio_is_in_the_publishers_one_file() {
 // ------------------------------------------------------------------------
 // auto_record: at most 25 publishers.
 
-/// A cheap synthetic publisher: VP8 at 10 fps (one small packet per delta
-/// frame, a keyframe a second) and Opus at 50 small packets a second,
-/// until `stop`.
-fn spawn_cheap_sender(video: LocalTrack, audio: LocalTrack, stop: Arc<AtomicBool>) {
-    tokio::spawn(async move {
-        let mut vp8 = Vp8Source::new(Vp8Config {
-            fps: 10,
-            packet_size: 300,
-            keyframe_packets: 2,
-            delta_packets: 1,
-            keyframe_interval: 10,
-            ..Vp8Config::default()
-        });
-        let mut opus = OpusSource::new(OpusConfig {
-            packet_size: 40,
-            ptime_ms: 20,
-        });
-        let mut video_tick = tokio::time::interval(vp8.frame_interval());
-        let mut audio_tick = tokio::time::interval(opus.packet_interval());
-        let mut frame = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let sent = tokio::select! {
-                _ = video_tick.tick() => video.send_vp8_frame(&mut vp8, &mut frame).await,
-                _ = audio_tick.tick() => audio.send_opus_packet(&mut opus).await.map(|_| ()),
-            };
-            if sent.is_err() {
-                return;
-            }
-        }
-    });
-}
-
 /// The seed rule (TRTC): "Single stream recording can record a maximum of
 /// 25 anchors in a room. If more than 25 anchors are recorded, the first 25
 /// anchors will be recorded according to the check-in time." Here every
@@ -529,7 +501,12 @@ async fn auto_record_records_the_first_25_publishers_by_join_time() {
             ])
             .await
             .unwrap_or_else(|e| panic!("{user} publishes: {e}"));
-        spawn_cheap_sender(tracks[0].clone(), tracks[1].clone(), Arc::clone(&stop));
+        spawn_cheap_sender(
+            tracks[0].clone(),
+            tracks[1].clone(),
+            Duration::ZERO,
+            Arc::clone(&stop),
+        );
         clients.push(client);
     }
     println!(

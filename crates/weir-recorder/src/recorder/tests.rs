@@ -229,26 +229,23 @@ fn record_audio_first(expect_video: bool, keyframe_at: Option<u32>) -> Vec<FileC
         .collect()
 }
 
-fn seconds(file: &FileCompleted) -> f64 {
-    file.duration.as_secs_f64()
+/// Checks a file's picture size ((0, 0): audio only) and duration.
+fn assert_file(file: &FileCompleted, size: (u16, u16), seconds: f64, tolerance: f64) {
+    let duration = file.duration.as_secs_f64();
+    assert_eq!((file.width, file.height), size, "{file:?}");
+    assert!(
+        (duration - seconds).abs() < tolerance,
+        "{duration} s, {seconds} s expected"
+    );
 }
 
 #[test]
 fn a_video_track_tapped_with_the_audio_is_in_the_file_when_audio_comes_first() {
-    // The keyframe the recorder asked for comes 0.46 s in.
+    // The keyframe the recorder asked for comes 0.46 s in; the audio held
+    // for it is in the one file: 9 s of media, with video.
     let files = record_audio_first(true, Some(10));
     assert_eq!(files.len(), 1, "one MP4: {files:?}");
-    assert_eq!(
-        (files[0].width, files[0].height),
-        (320, 240),
-        "video in the file"
-    );
-    // The audio held for the keyframe is in it: 9 s of media.
-    assert!(
-        (seconds(&files[0]) - 9.0).abs() < 0.1,
-        "{} s",
-        seconds(&files[0])
-    );
+    assert_file(&files[0], (320, 240), 9.0, 0.1);
 }
 
 #[test]
@@ -258,18 +255,8 @@ fn video_reaching_an_audio_only_file_starts_the_next_file() {
     // video keyframe then cuts it, and the next file has both tracks.
     let files = record_audio_first(false, Some(10));
     assert_eq!(files.len(), 2, "{files:?}");
-    assert_eq!((files[0].width, files[0].height), (0, 0));
-    assert!(
-        (seconds(&files[0]) - 0.46).abs() < 0.05,
-        "{} s",
-        seconds(&files[0])
-    );
-    assert_eq!((files[1].width, files[1].height), (320, 240));
-    assert!(
-        (seconds(&files[1]) - 8.54).abs() < 0.1,
-        "{} s",
-        seconds(&files[1])
-    );
+    assert_file(&files[0], (0, 0), 0.46, 0.05);
+    assert_file(&files[1], (320, 240), 8.54, 0.1);
 }
 
 #[test]
@@ -279,24 +266,13 @@ fn audio_waits_for_an_expected_video_track_a_few_seconds_at_most() {
     // keyframe starts the next file, with video.
     let files = record_audio_first(true, Some(150));
     assert_eq!(files.len(), 2, "{files:?}");
-    assert_eq!((files[0].width, files[0].height), (0, 0));
-    assert!(
-        (seconds(&files[0]) - 6.06).abs() < 0.05,
-        "{} s",
-        seconds(&files[0])
-    );
-    assert_eq!((files[1].width, files[1].height), (320, 240));
-    assert!((seconds(&files[0]) + seconds(&files[1]) - 9.0).abs() < 0.1);
+    assert_file(&files[0], (0, 0), 6.06, 0.05);
+    assert_file(&files[1], (320, 240), 2.94, 0.1);
 }
 
 #[test]
 fn audio_of_a_stream_whose_video_never_comes_is_recorded_whole() {
     let files = record_audio_first(true, None);
     assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!((files[0].width, files[0].height), (0, 0));
-    assert!(
-        (seconds(&files[0]) - 9.0).abs() < 0.1,
-        "{} s",
-        seconds(&files[0])
-    );
+    assert_file(&files[0], (0, 0), 9.0, 0.1);
 }
