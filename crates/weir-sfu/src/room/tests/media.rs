@@ -100,7 +100,7 @@ fn forwards_every_packet_in_order(own_egress: bool) {
     let counters = net.room.counters();
     assert_eq!(counters.rtp_forwarded, 600);
     if own_egress {
-        // 300 packets over 3.3 s: about 8 per subscriber went through str0m.
+        // 300 packets over 3.3 s: about 4 per subscriber went through str0m.
         assert!(
             (570..600).contains(&counters.rtp_sealed_by_weir),
             "{counters:?}"
