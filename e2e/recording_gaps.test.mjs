@@ -52,7 +52,7 @@ async function leave(server, page, room, how) {
 
 /** Waits until the job is stopped and has `count` complete files; returns
  * them by format, each sorted by file_index. */
-async function completeFiles(server, jobId, count) {
+async function completeFiles(server, receiver, jobId, count) {
   const job = await jobWhen(
     server,
     jobId,
@@ -61,6 +61,16 @@ async function completeFiles(server, jobId, count) {
     `${count} complete files of ${jobId}`,
   );
   assert.equal(job.files.length, count, JSON.stringify(job.files));
+  // The API shows a file complete once it is recorded; its
+  // RECORD_FILE_COMPLETE callback comes after, from the callback sender.
+  await waitFor(
+    () =>
+      job.files.every((f) =>
+        receiver.events("RECORD_FILE_COMPLETE", jobId).some((b) => b.obs_object.endsWith(f.object)),
+      ),
+    20_000,
+    `the RECORD_FILE_COMPLETE callbacks of ${jobId}`,
+  );
   const byFormat = {};
   for (const format of FORMATS) {
     byFormat[format] = job.files.filter((f) => f.record_format === format).sort((a, b) => a.file_index - b.file_index);
@@ -195,7 +205,7 @@ test("gap merge: a 3 s absence continues the file, a 15 s one past the 10 s wind
     console.log(`merge timeline ${JSON.stringify(merge)}; split ${JSON.stringify(split)}`);
 
     // The 10 s window, per format.
-    const merged = await completeFiles(server, mergeJob, 4);
+    const merged = await completeFiles(server, receiver, mergeJob, 4);
     const mergedChecks = {};
     for (const format of FORMATS) {
       const [first, second] = merged[format];
@@ -227,7 +237,7 @@ test("gap merge: a 3 s absence continues the file, a 15 s one past the 10 s wind
     assert.equal(lint1.discontinuities, 0, JSON.stringify(lint1));
 
     // new_file: two files per format, the first finished at the absence.
-    const splitFiles = await completeFiles(server, splitJob, 4);
+    const splitFiles = await completeFiles(server, receiver, splitJob, 4);
     const splitChecks = {};
     for (const format of FORMATS) {
       const [first, second] = splitFiles[format];
@@ -277,7 +287,7 @@ test("a 1-minute cycle cuts at a keyframe: two files per format that abut, nothi
     const stopAt = Date.now();
     await page.close();
 
-    const files = await completeFiles(server, jobId, 4);
+    const files = await completeFiles(server, receiver, jobId, 4);
     const checks = {};
     for (const format of FORMATS) {
       const [a, b] = files[format];
