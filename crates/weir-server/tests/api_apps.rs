@@ -192,6 +192,11 @@ async fn bad_input_is_refused_with_its_code() {
         .await
         .expect("answers");
     assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Not reused for the next request (the body was not read).
+    assert_eq!(
+        oversized.headers().get(reqwest::header::CONNECTION),
+        Some(&reqwest::header::HeaderValue::from_static("close"))
+    );
     let body: Value = oversized.json().await.expect("JSON");
     assert_eq!(error_code(&body), "BODY_TOO_LARGE");
     // Without the admin key.
