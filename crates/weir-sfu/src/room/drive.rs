@@ -13,8 +13,9 @@
 //! `Rtc`s are independent, so a step with many `Rtc`s to run on a process
 //! that may use two cores runs on two threads: this one and one of
 //! rayon's, each taking half (participants that only flush Weir's sealed
-//! datagrams do not count: handing them over costs more than it saves). Only the `Rtc`s run in parallel; what they emit (datagrams,
-//! events) is taken afterwards, in participant order, by the room alone.
+//! datagrams do not count: handing them over costs more than it saves).
+//! Only the `Rtc`s run in parallel; what they emit (datagrams, events) is
+//! taken afterwards, in participant order, by the room alone.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
@@ -155,11 +156,7 @@ impl Room {
                 .queue
                 .iter()
                 .take(PARALLEL_STEP_PARTICIPANTS)
-                .filter(|key| {
-                    self.participants
-                        .get(key)
-                        .is_some_and(|p| p.needs_poll || p.needs_timeout)
-                })
+                .filter(|key| self.participants.get(key).is_some_and(|p| needs_rtc_run(p)))
                 .count()
                 >= PARALLEL_MIN_PARTICIPANTS
     }
@@ -205,7 +202,13 @@ impl Room {
 
 /// Whether a participant has anything for a drive step to do.
 fn needs_drive(participant: &Participant) -> bool {
-    participant.needs_poll || participant.needs_timeout || participant.own_egress.has_queued()
+    needs_rtc_run(participant) || participant.own_egress.has_queued()
+}
+
+/// Whether a participant's `Rtc` has a timeout or output to take (else a
+/// drive only flushes its egress queue).
+fn needs_rtc_run(participant: &Participant) -> bool {
+    participant.needs_poll || participant.needs_timeout
 }
 
 /// Runs every participant of `work`, half of them on one of rayon's
@@ -225,7 +228,7 @@ fn run_on_two_threads(work: &mut [&mut Participant], now: Instant) -> Vec<RtcRun
 /// A participant in a drive step: only its egress queue flushed when str0m
 /// has nothing to do for it, else [`run_rtc`].
 fn drive_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
-    if participant.needs_poll || participant.needs_timeout {
+    if needs_rtc_run(participant) {
         return run_rtc(participant, now);
     }
     let mut run = RtcRun {
