@@ -499,6 +499,10 @@ impl Recorder {
             return;
         };
         self.stats.frames += 1;
+        if frame.kind == MediaKind::Video && frame.keyframe {
+            // What a request left pending wanted has come.
+            self.keyframe_pending = false;
+        }
         let video_expected = self.video_expected || self.tracks[slot(MediaKind::Video)].is_some();
         let mut frames = Vec::new();
         match frame.kind {

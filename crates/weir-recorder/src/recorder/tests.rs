@@ -152,8 +152,12 @@ fn audio_whose_sender_report_comes_late_stays_in_its_hls_segments() {
 /// reaches the recorder a few packets later. `expect_video`: the server
 /// told the recorder of the video track when it tapped it (before any of
 /// its packets). `keyframe_at`: the frame (every 40 ms from 60 ms) that is
-/// the first keyframe, if any. Returns the completed files.
-fn record_audio_first(expect_video: bool, keyframe_at: Option<u32>) -> Vec<FileCompleted> {
+/// the first keyframe, if any. Returns the completed files and the
+/// recorder's counters.
+fn record_audio_first(
+    expect_video: bool,
+    keyframe_at: Option<u32>,
+) -> (Vec<FileCompleted>, RecorderStats) {
     let t0 = Instant::now();
     let context = NamingContext::new("app", "room", "user");
     let mut recorder = Recorder::new(
@@ -220,13 +224,14 @@ fn record_audio_first(expect_video: bool, keyframe_at: Option<u32>) -> Vec<FileC
     }
     recorder.stop(t0 + Duration::from_secs(9));
     commands.extend(std::iter::from_fn(|| recorder.poll_command()));
-    commands
+    let files = commands
         .into_iter()
         .filter_map(|c| match c {
             Command::FileCompleted(f) => Some(f),
             _ => None,
         })
-        .collect()
+        .collect();
+    (files, recorder.stats())
 }
 
 /// Checks a file's picture size ((0, 0): audio only) and duration.
@@ -243,9 +248,13 @@ fn assert_file(file: &FileCompleted, size: (u16, u16), seconds: f64, tolerance: 
 fn a_video_track_tapped_with_the_audio_is_in_the_file_when_audio_comes_first() {
     // The keyframe the recorder asked for comes 0.46 s in; the audio held
     // for it is in the one file: 9 s of media, with video.
-    let files = record_audio_first(true, Some(10));
+    let (files, stats) = record_audio_first(true, Some(10));
     assert_eq!(files.len(), 1, "one MP4: {files:?}");
     assert_file(&files[0], (320, 240), 9.0, 0.1);
+    // Told of the track (a request) and then given its codec (a second
+    // want, 60 ms later, left pending): the keyframe at 0.46 s answers
+    // both, so no second request goes out at 0.5 s.
+    assert_eq!(stats.keyframe_requests, 1, "{stats:?}");
 }
 
 #[test]
@@ -253,7 +262,7 @@ fn video_reaching_an_audio_only_file_starts_the_next_file() {
     // Not told of the video track, the recorder starts an audio-only file
     // at the first audio (audio-only streams start at once, rule 4); the
     // video keyframe then cuts it, and the next file has both tracks.
-    let files = record_audio_first(false, Some(10));
+    let (files, _) = record_audio_first(false, Some(10));
     assert_eq!(files.len(), 2, "{files:?}");
     assert_file(&files[0], (0, 0), 0.46, 0.05);
     assert_file(&files[1], (320, 240), 8.54, 0.1);
@@ -264,7 +273,7 @@ fn audio_waits_for_an_expected_video_track_a_few_seconds_at_most() {
     // Video expected but no keyframe for 6 s: after the 5 s pre-roll the
     // held audio starts an audio-only file (none of it dropped); the
     // keyframe starts the next file, with video.
-    let files = record_audio_first(true, Some(150));
+    let (files, _) = record_audio_first(true, Some(150));
     assert_eq!(files.len(), 2, "{files:?}");
     assert_file(&files[0], (0, 0), 6.06, 0.05);
     assert_file(&files[1], (320, 240), 2.94, 0.1);
@@ -272,7 +281,7 @@ fn audio_waits_for_an_expected_video_track_a_few_seconds_at_most() {
 
 #[test]
 fn audio_of_a_stream_whose_video_never_comes_is_recorded_whole() {
-    let files = record_audio_first(true, None);
+    let (files, _) = record_audio_first(true, None);
     assert_eq!(files.len(), 1, "{files:?}");
     assert_file(&files[0], (0, 0), 9.0, 0.1);
 }
