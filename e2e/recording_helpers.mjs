@@ -204,6 +204,30 @@ export function storedBytes(path) {
  * new session) and resolves once the room lists its audio and video. */
 export async function publish(server, browser, room, user, codec = "H264") {
   const page = await (await browser.newContext()).newPage();
+  // Keep the picture size: on 2 vCPUs with several software encoders,
+  // Chrome's CPU adaptation may drop 640x480 to 480x360 mid-call, which
+  // (as designed) cuts an MP4 at the format change; these tests count the
+  // files their gaps and cycles make. Set on the page's peer connections.
+  await page.addInitScript(() => {
+    const connections = [];
+    const Native = window.RTCPeerConnection;
+    window.RTCPeerConnection = function (...args) {
+      const pc = new Native(...args);
+      connections.push(pc);
+      return pc;
+    };
+    window.RTCPeerConnection.prototype = Native.prototype;
+    Object.setPrototypeOf(window.RTCPeerConnection, Native);
+    window.__keepResolution = async () => {
+      const senders = connections.flatMap((pc) => pc.getSenders()).filter((s) => s.track && s.track.kind === "video");
+      for (const sender of senders) {
+        const parameters = sender.getParameters();
+        parameters.degradationPreference = "maintain-resolution";
+        await sender.setParameters(parameters);
+      }
+      return senders.map((s) => s.getParameters().degradationPreference);
+    };
+  });
   const token = server.token(room, user);
   await page.goto(`${server.base}/?room=${room}&token=${encodeURIComponent(token)}&codec=${codec}&autojoin=1`);
   await waitFor(
@@ -215,6 +239,8 @@ export async function publish(server, browser, room, user, codec = "H264") {
     20_000,
     `${user} to publish audio and video in ${room}`,
   );
+  const preferences = await page.evaluate(() => window.__keepResolution());
+  assert.deepEqual(preferences, ["maintain-resolution"], `${user}'s video keeps its resolution`);
   return page;
 }
 

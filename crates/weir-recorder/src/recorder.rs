@@ -280,7 +280,7 @@ impl Recorder {
 
     /// Ends the recording: every open file is finalized.
     pub fn stop(&mut self, now: Instant) {
-        self.pause(now, true);
+        self.interrupt(now);
         let mut out = Vec::new();
         for series in &mut self.series {
             series.stop(&mut out);
@@ -342,12 +342,8 @@ impl Recorder {
         }
     }
 
+    /// Releases what is held, then pauses the files.
     fn interrupt(&mut self, now: Instant) {
-        self.pause(now, false);
-    }
-
-    /// Releases what is held, then pauses the files (`ending`: for good).
-    fn pause(&mut self, now: Instant, ending: bool) {
         for track in self.tracks.iter_mut().flatten() {
             let mut frames = Vec::new();
             track.assembler.flush(&mut frames);
@@ -365,7 +361,7 @@ impl Recorder {
         }
         let mut out = Vec::new();
         for series in &mut self.series {
-            series.interrupt(ending, &mut out);
+            series.interrupt(&mut out);
         }
         self.out.extend(out);
     }

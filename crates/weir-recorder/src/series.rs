@@ -680,32 +680,27 @@ impl FileSeries {
         carried
     }
 
-    /// Media stopped (publisher gone, track ended, or no RTP): flush and
-    /// pause; `new_file` closes at once.
+    /// Media stopped (publisher gone, track ended, stopped, or no RTP):
+    /// flush and pause; `new_file` closes at once.
     ///
-    /// `ending`: the recording ends here (stopped), so both tracks end with
-    /// the video: audio after the last video frame is dropped. It would
-    /// make the file outlast its reported (video) duration, and the MP4
-    /// longer than the HLS of the same stretch (whose EXTINF follow the
-    /// video).
-    pub fn interrupt(&mut self, ending: bool, out: &mut Vec<Command>) {
+    /// Both tracks end together, at the later one's end: audio that went on
+    /// after the last video frame (a publisher's tab closing stops the
+    /// camera first, or a camera turned off) is kept, and the last picture
+    /// stays on until it ends (a longer last sample, or the last keyframe
+    /// repeated as in a gap). Otherwise the file would outlast its reported
+    /// (video) duration, and the MP4 the HLS of the same stretch, whose
+    /// EXTINF follow the video.
+    pub fn interrupt(&mut self, out: &mut Vec<Command>) {
         let Some(file) = self.open.as_mut() else {
             return;
         };
         if file.paused_at_us.is_some() {
             return;
         }
-        for lane in &mut file.lanes {
-            if let Some(sample) = lane.close(None) {
-                file.buffer.push(sample);
-            }
-        }
-        if ending && file.lanes[kind_slot(MediaKind::Video)].started {
-            let video_end_us = file.origin_us + file.skip_us + file.duration_us();
-            file.buffer.retain(|s| {
-                s.kind == MediaKind::Video || ticks_to_us(s.pts, s.kind) < video_end_us
-            });
-        }
+        self.end_lanes_together();
+        let Some(file) = self.open.as_mut() else {
+            return;
+        };
         let end_us = file.origin_us + file.skip_us + file.duration_us();
         file.paused_at_us = Some(end_us);
         self.flush_fragment(None, out);
@@ -715,6 +710,50 @@ impl FileSeries {
         }
         if self.config.gap_merge == GapMerge::NewFile {
             self.close_file(out);
+        }
+    }
+
+    /// Closes both lanes of the open file, the video one at the audio's end
+    /// when that is later (see [`FileSeries::interrupt`]).
+    fn end_lanes_together(&mut self) {
+        let Some(file) = self.open.as_mut() else {
+            return;
+        };
+        let audio = &mut file.lanes[kind_slot(MediaKind::Audio)];
+        if let Some(sample) = audio.close(None) {
+            file.buffer.push(sample);
+        }
+        let audio_end_us = ticks_to_us(audio.next_dts, MediaKind::Audio);
+        let video_end = us_to_ticks(audio_end_us, MediaKind::Video);
+        let video = &mut file.lanes[kind_slot(MediaKind::Video)];
+        if !video.started {
+            return;
+        }
+        // A last frame up to half a second longer than its own duration.
+        if let Some(sample) = video.close(Some(video_end)) {
+            file.buffer.push(sample);
+        }
+        let from = video.next_dts;
+        if from >= video_end {
+            return;
+        }
+        // Further behind: a gap, filled with the last keyframe.
+        for frame in self.filler(MediaKind::Video, from, video_end) {
+            let Some(file) = self.open.as_mut() else {
+                return;
+            };
+            let rel = file.rel(&frame);
+            if let LaneAdd::Added(Some(sample)) =
+                file.lanes[kind_slot(MediaKind::Video)].add(frame, rel, false)
+            {
+                file.buffer.push(sample);
+            }
+        }
+        let Some(file) = self.open.as_mut() else {
+            return;
+        };
+        if let Some(sample) = file.lanes[kind_slot(MediaKind::Video)].close(Some(video_end)) {
+            file.buffer.push(sample);
         }
     }
 

@@ -494,53 +494,98 @@ fn a_microphone_coming_on_after_the_camera_is_declared_in_every_init() {
     }
 }
 
-#[test]
-fn audio_after_the_last_video_frame_is_cut_so_both_containers_end_together() {
+/// How the recording of a publisher whose camera stops before its
+/// microphone ends.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// The job is stopped just after the audio.
+    Stop,
+    /// The publisher is gone: the interruption pauses the files and the
+    /// merge window (2 s) closes them.
+    WindowExpires,
+}
+
+/// The camera stops `audio_ms - 4 000` ms before the microphone: the
+/// audio is kept whole, the last picture stays on until it ends, and both
+/// files (HLS, MP4) report what ffprobe sees, the same for both.
+fn camera_stops_first(audio_ms: u64, ending: Ending) {
     if !have_ffmpeg() {
         return;
     }
     let dir = temp_dir();
-    let media = make_h264_opus(dir.path(), 6, "320x240", 30);
-    let mut sim = Sim::new(
-        config(vec![hls(2), OutputConfig::new(Format::Mp4)]),
-        Codec::H264,
-    );
+    let media = make_h264_opus(dir.path(), 8, "320x240", 30);
+    let mut outputs = vec![hls(2), OutputConfig::new(Format::Mp4)];
+    if let Ending::WindowExpires = ending {
+        for output in &mut outputs {
+            output.gap_merge = GapMerge::Window(Duration::from_secs(2));
+        }
+    }
+    let mut sim = Sim::new(config(outputs), Codec::H264);
     let t0 = sim.t0;
-    // The camera stops 300 ms before the microphone when the job stops.
     let packets: Vec<_> = schedule(&media, &SendPlan::default(), t0)
         .into_iter()
         .filter(|p| {
             let end = match p.kind {
                 MediaKind::Video => Duration::from_millis(4_000),
-                MediaKind::Audio => Duration::from_millis(4_300),
+                MediaKind::Audio => Duration::from_millis(audio_ms),
             };
             p.at < end
         })
         .collect();
     sim.send(packets);
-    sim.stop_at(Duration::from_millis(4_350));
+    match ending {
+        Ending::Stop => sim.stop_at(Duration::from_millis(audio_ms + 50)),
+        Ending::WindowExpires => {
+            // Silence 3 s: an interruption; the window closes 2 s later.
+            sim.advance(Duration::from_millis(audio_ms + 6_000));
+            assert_eq!(sim.completed.len(), 2, "closed by the window");
+            sim.stop_at(Duration::from_millis(audio_ms + 6_500));
+        }
+    }
     let out = dir.path().join("out");
     sim.write_to(&out);
     assert_eq!(sim.completed.len(), 2, "{:?}", sim.completed);
+    let expected = audio_ms as f64 / 1000.0;
     let probed: Vec<f64> = sim
         .completed
         .iter()
         .map(|done| {
             let path = out.join(&done.object);
             decode_clean(&path);
+            check_video_timeline(&path);
             let probe = ffprobe(&path);
             let reported = done.duration.as_secs_f64();
             assert!(
                 (probe.duration - reported).abs() <= 0.03,
-                "{}: ffprobe {} vs reported {reported}",
+                "{ending:?}: {}: ffprobe {} vs reported {reported}",
                 done.object,
                 probe.duration
+            );
+            assert!(
+                (reported - expected).abs() <= 0.05,
+                "{ending:?}: {}: {reported} s, the audio lasted {expected} s",
+                done.object
             );
             probe.duration
         })
         .collect();
     assert!(
         (probed[0] - probed[1]).abs() <= 0.03,
-        "HLS and MP4 last the same: {probed:?}"
+        "{ending:?}: HLS and MP4 last the same: {probed:?}"
     );
+}
+
+#[test]
+fn audio_after_the_last_video_frame_is_kept_when_the_job_stops() {
+    camera_stops_first(4_300, Ending::Stop);
+}
+
+#[test]
+fn audio_after_the_last_video_frame_is_kept_when_the_window_closes_the_file() {
+    camera_stops_first(4_300, Ending::WindowExpires);
+}
+
+#[test]
+fn a_camera_stopped_seconds_before_the_microphone_is_frozen_to_the_end() {
+    camera_stops_first(6_500, Ending::WindowExpires);
 }
