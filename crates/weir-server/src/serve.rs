@@ -254,6 +254,7 @@ impl RunningServer {
             udp_receive_syscalls = m.udp_receive_syscalls.get(),
             udp_sent = m.udp_datagrams_sent.get(),
             udp_send_syscalls = m.udp_send_syscalls.get(),
+            udp_send_messages = m.udp_send_messages.get(),
             udp_send_errors = m.udp_send_errors.get(),
             udp_dropped = m.udp_datagrams_dropped.get(),
             "stopped"

@@ -57,6 +57,8 @@ pub struct SendOutcome {
     pub datagrams_sent: u64,
     pub datagrams_failed: u64,
     pub syscalls: u64,
+    /// Messages the kernel took (one per GSO group).
+    pub messages: u64,
 }
 
 impl SendOutcome {
@@ -65,6 +67,7 @@ impl SendOutcome {
     fn took(&mut self, groups: &[Group<'_>], sent: usize) -> usize {
         self.syscalls += 1;
         let sent = sent.min(groups.len());
+        self.messages += sent as u64;
         self.datagrams_sent += groups[..sent]
             .iter()
             .map(|g| g.datagrams as u64)
@@ -75,7 +78,10 @@ impl SendOutcome {
     fn add(&mut self, group: &Group<'_>, result: io::Result<()>) {
         self.syscalls += 1;
         match result {
-            Ok(()) => self.datagrams_sent += group.datagrams as u64,
+            Ok(()) => {
+                self.messages += 1;
+                self.datagrams_sent += group.datagrams as u64;
+            }
             Err(e) => {
                 debug!(destination = %group.destination, error = %e, "send failed");
                 self.datagrams_failed += group.datagrams as u64;
@@ -89,6 +95,7 @@ impl SendOutcome {
         metrics.udp_datagrams_sent.add(self.datagrams_sent);
         metrics.udp_send_errors.add(self.datagrams_failed);
         metrics.udp_send_syscalls.add(self.syscalls);
+        metrics.udp_send_messages.add(self.messages);
         if let Some(oldest) = batch.oldest_input {
             metrics
                 .forwarding_latency
@@ -390,7 +397,7 @@ mod tests {
         // a short segment) in another, per destination: four messages, all
         // in one `sendmmsg` (the audio packets are shorter than the
         // frame's segment size).
-        assert_eq!(outcome.syscalls, 1);
+        assert_eq!((outcome.syscalls, outcome.messages), (1, 4));
         for (peer, expected) in peers.iter().zip(&expected) {
             assert_eq!(&drain(peer, expected.len()), expected);
         }
@@ -410,7 +417,7 @@ mod tests {
         assert_eq!(outcome.datagrams_sent, 100);
         assert_eq!(outcome.datagrams_failed, 0);
         // 64 messages per call at most.
-        assert_eq!(outcome.syscalls, 2);
+        assert_eq!((outcome.syscalls, outcome.messages), (2, 100));
         for (index, peer) in peers.iter().enumerate() {
             assert_eq!(drain(peer, 1), vec![(index as u8, 120)]);
         }
@@ -439,7 +446,10 @@ mod tests {
         // One `sendmmsg` took it: Linux sends to an IPv4 address from a
         // dual-stack socket as it is (a refusal would show as the
         // fallback's second syscall).
-        assert_eq!((outcome.datagrams_sent, outcome.syscalls), (3, 1));
+        assert_eq!(
+            (outcome.datagrams_sent, outcome.syscalls, outcome.messages),
+            (3, 1, 1)
+        );
         assert_eq!(drain(&peer, 3), vec![(0, 800), (1, 800), (2, 800)]);
     }
 

@@ -145,9 +145,12 @@ pub struct ServerMetrics {
     pub udp_datagrams_sent: Counter,
     /// Datagrams that could not be sent.
     pub udp_send_errors: Counter,
-    /// Send syscalls (one per GSO group): `udp_datagrams_sent` over this is
-    /// the batching factor.
+    /// Send syscalls (`sendmmsg` of up to 64 messages, or a single send):
+    /// `udp_datagrams_sent` over this is the batching factor.
     pub udp_send_syscalls: Counter,
+    /// Messages sent (a GSO message carries a run of datagrams to one
+    /// destination): `udp_datagrams_sent` over this is what GSO saves.
+    pub udp_send_messages: Counter,
     /// Receive syscalls (`recvmmsg`) that returned datagrams.
     pub udp_receive_syscalls: Counter,
     /// Per datagram sent in answer to received media (forwarded RTP and
