@@ -556,9 +556,7 @@ impl RoomTask {
                     destination,
                     datagrams,
                 } => {
-                    for datagram in datagrams.iter() {
-                        self.outgoing.push(destination, datagram);
-                    }
+                    self.outgoing.push_datagrams(destination, datagrams);
                 }
                 RoomOutput::Signal { to, message } => {
                     if let Some(signals) = sessions.get(&to).and_then(|s| s.signals.as_ref()) {
