@@ -106,12 +106,6 @@ impl Datagrams {
         self.sizes.clear();
     }
 
-    /// The buffer and each datagram's length in order: what a sender
-    /// keeps to send from, instead of a copy.
-    pub fn into_parts(self) -> (Vec<u8>, Vec<u16>) {
-        (self.bytes, self.sizes)
-    }
-
     /// The datagrams, leaving this empty (and without buffers).
     pub fn take(&mut self) -> Datagrams {
         std::mem::take(self)
@@ -201,12 +195,5 @@ mod tests {
         assert!(datagrams.is_empty());
         assert_eq!(datagrams.capacity_bytes(), 0);
         assert!(Datagrams::one(vec![1; 10]).capacity_bytes() >= 10);
-    }
-
-    #[test]
-    fn into_parts_gives_the_buffer_and_the_sizes() {
-        let mut datagrams = Datagrams::one(vec![1, 1]);
-        assert!(datagrams.push(&[2, 2, 2]));
-        assert_eq!(datagrams.into_parts(), (vec![1, 1, 2, 2, 2], vec![2, 3]));
     }
 }

@@ -556,7 +556,9 @@ impl RoomTask {
                     destination,
                     datagrams,
                 } => {
-                    self.outgoing.push_datagrams(destination, datagrams);
+                    for datagram in datagrams.iter() {
+                        self.outgoing.push(destination, datagram);
+                    }
                 }
                 RoomOutput::Signal { to, message } => {
                     if let Some(signals) = sessions.get(&to).and_then(|s| s.signals.as_ref()) {

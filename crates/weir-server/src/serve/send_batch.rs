@@ -10,29 +10,20 @@
 //! without reordering anything; order is always kept.
 //!
 //! Sans-IO: [`SendBatch::arrange`] only computes the groups; the socket
-//! ([`super::media_socket`]) sends them. A room's outputs are kept as they
-//! came (a subscriber's sealed datagrams, back to back in one buffer) and
-//! sent from there: no copy. Other datagrams are copied into the batch's
-//! own buffer, reused between flushes.
+//! ([`super::media_socket`]) sends them. Buffers are reused between
+//! flushes, so a steady room allocates nothing here.
 
 use std::net::SocketAddr;
 use std::ops::Range;
-
-use weir_sfu::Datagrams;
 
 /// Most bytes one GSO send may carry (an IP datagram's limit, less the
 /// IPv6 and UDP headers, rounded down).
 pub const MAX_GSO_BYTES: usize = 65_000;
 
-/// The [`Staged::buffer`] of a datagram copied into the batch's own buffer.
-const OWN_BUFFER: u32 = u32::MAX;
-
-/// A datagram waiting in the batch: `start..start + len` of its buffer.
+/// A datagram waiting in the batch.
 #[derive(Debug, Clone, Copy)]
 struct Staged {
     destination: SocketAddr,
-    /// An index into [`SendBatch::kept`], or [`OWN_BUFFER`].
-    buffer: u32,
     start: usize,
     len: usize,
 }
@@ -61,7 +52,6 @@ pub struct Run {
 #[derive(Debug, Clone)]
 struct GroupSpan {
     destination: SocketAddr,
-    buffer: u32,
     bytes: Range<usize>,
     segment_size: usize,
     datagrams: usize,
@@ -73,10 +63,7 @@ pub struct SendBatch {
     /// thread records the forwarding latency from it).
     pub oldest_input: Option<std::time::Instant>,
     staged: Vec<Staged>,
-    /// The batch's own buffer (copied datagrams).
     staged_bytes: Vec<u8>,
-    /// The room outputs' buffers, sent from where they are.
-    kept: Vec<Vec<u8>>,
     /// Scratch for [`SendBatch::split_off`].
     spare_bytes: Vec<u8>,
     groups: Vec<GroupSpan>,
@@ -93,42 +80,9 @@ impl SendBatch {
         self.staged_bytes.extend_from_slice(contents);
         self.staged.push(Staged {
             destination,
-            buffer: OWN_BUFFER,
             start,
             len: contents.len(),
         });
-    }
-
-    /// Adds datagrams to one destination, keeping their buffer (no copy):
-    /// a room output.
-    pub fn push_datagrams(&mut self, destination: SocketAddr, datagrams: Datagrams) {
-        let Ok(buffer) = u32::try_from(self.kept.len()) else {
-            for datagram in datagrams.iter() {
-                self.push(destination, datagram);
-            }
-            return;
-        };
-        let (bytes, sizes) = datagrams.into_parts();
-        let mut start = 0;
-        for size in sizes {
-            let len = usize::from(size);
-            self.staged.push(Staged {
-                destination,
-                buffer,
-                start,
-                len,
-            });
-            start += len;
-        }
-        self.kept.push(bytes);
-    }
-
-    fn buffer(&self, buffer: u32) -> &[u8] {
-        if buffer == OWN_BUFFER {
-            &self.staged_bytes
-        } else {
-            self.kept.get(buffer as usize).map_or(&[], Vec::as_slice)
-        }
     }
 
     /// Datagrams staged since the last [`SendBatch::clear`].
@@ -141,56 +95,24 @@ impl SendBatch {
     }
 
     /// Moves the datagrams whose destination `moves` picks into `into`
-    /// (both keep push order). A kept buffer moves whole (its datagrams
-    /// have one destination); copied datagrams are copied again.
+    /// (both keep push order).
     pub fn split_off(&mut self, mut moves: impl FnMut(SocketAddr) -> bool, into: &mut SendBatch) {
         let mut kept_bytes = std::mem::take(&mut self.spare_bytes);
         kept_bytes.clear();
-        // Where each moved kept buffer went in `into`.
-        let mut moved_to = vec![OWN_BUFFER; self.kept.len()];
-        let mut staying = 0;
+        let mut kept = 0;
         for i in 0..self.staged.len() {
             let datagram = self.staged[i];
-            let goes = moves(datagram.destination);
-            if datagram.buffer != OWN_BUFFER {
-                let index = datagram.buffer as usize;
-                match (goes, moved_to.get_mut(index)) {
-                    (true, Some(to)) => {
-                        if *to == OWN_BUFFER {
-                            if let Ok(new_index) = u32::try_from(into.kept.len()) {
-                                *to = new_index;
-                                into.kept.push(std::mem::take(&mut self.kept[index]));
-                            }
-                        }
-                        if *to == OWN_BUFFER {
-                            // `into` holds 2^32 buffers: copied instead.
-                            let range = datagram.start..datagram.start + datagram.len;
-                            into.push(datagram.destination, &self.kept[index][range]);
-                        } else {
-                            into.staged.push(Staged {
-                                buffer: *to,
-                                ..datagram
-                            });
-                        }
-                    }
-                    _ => {
-                        self.staged[staying] = datagram;
-                        staying += 1;
-                    }
-                }
-                continue;
-            }
             let contents = &self.staged_bytes[datagram.start..datagram.start + datagram.len];
-            if goes {
+            if moves(datagram.destination) {
                 into.push(datagram.destination, contents);
             } else {
                 let start = kept_bytes.len();
                 kept_bytes.extend_from_slice(contents);
-                self.staged[staying] = Staged { start, ..datagram };
-                staying += 1;
+                self.staged[kept] = Staged { start, ..datagram };
+                kept += 1;
             }
         }
-        self.staged.truncate(staying);
+        self.staged.truncate(kept);
         self.spare_bytes = std::mem::replace(&mut self.staged_bytes, kept_bytes);
         self.groups.clear();
     }
@@ -207,8 +129,6 @@ impl SendBatch {
             let end = datagram.start + datagram.len;
             if let Some(group) = open.as_mut() {
                 let joins = group.destination == datagram.destination
-                    && group.buffer == datagram.buffer
-                    && group.bytes.end == datagram.start
                     && group.datagrams < max_segments
                     && group.bytes.len() + datagram.len <= MAX_GSO_BYTES
                     // Every segment but the last has the group's size, so
@@ -227,7 +147,6 @@ impl SendBatch {
             }
             open = Some(GroupSpan {
                 destination: datagram.destination,
-                buffer: datagram.buffer,
                 bytes: datagram.start..end,
                 segment_size: datagram.len,
                 datagrams: 1,
@@ -242,10 +161,7 @@ impl SendBatch {
     pub fn groups(&self) -> impl Iterator<Item = Group<'_>> {
         self.groups.iter().map(|span| Group {
             destination: span.destination,
-            contents: self
-                .buffer(span.buffer)
-                .get(span.bytes.clone())
-                .unwrap_or(&[]),
+            contents: &self.staged_bytes[span.bytes.clone()],
             segment_size: (span.datagrams > 1).then_some(span.segment_size),
             datagrams: span.datagrams,
         })
@@ -302,7 +218,6 @@ impl SendBatch {
         let datagrams = bytes / 1000;
         self.staged.shrink_to(datagrams);
         self.groups.shrink_to(datagrams);
-        self.kept.shrink_to(datagrams);
     }
 
     /// Empties the batch, keeping its buffers.
@@ -310,7 +225,6 @@ impl SendBatch {
         self.oldest_input = None;
         self.staged.clear();
         self.staged_bytes.clear();
-        self.kept.clear();
         self.groups.clear();
     }
 }
@@ -545,68 +459,6 @@ mod tests {
         let moved = other.groups().next().expect("a group");
         let tags: Vec<u8> = moved.contents.chunks(1101).map(|c| c[0]).collect();
         assert_eq!(tags, vec![0, 1, 2]);
-    }
-
-    fn datagrams(parts: &[(u8, usize)]) -> Datagrams {
-        let mut datagrams = Datagrams::new();
-        for &(tag, len) in parts {
-            assert!(datagrams.push(&datagram(tag, len)));
-        }
-        datagrams
-    }
-
-    #[test]
-    fn room_outputs_are_sent_from_their_own_buffers() {
-        let mut batch = SendBatch::new();
-        // A frame (3 x 1200 and a tail) to 1000 as one output, an audio
-        // packet to 1000 copied in, the frame to 2000, then one more
-        // output to 2000 of the same size: not merged with the frame (it
-        // is another buffer), order kept.
-        batch.push_datagrams(
-            addr(1000),
-            datagrams(&[(1, 1200), (2, 1200), (3, 1200), (4, 500)]),
-        );
-        batch.push(addr(1000), &datagram(5, 120));
-        batch.push_datagrams(addr(2000), datagrams(&[(6, 1200), (7, 1200)]));
-        batch.push_datagrams(addr(2000), datagrams(&[(8, 1200)]));
-        assert_eq!(batch.len(), 8);
-        batch.arrange(64);
-        assert_eq!(
-            shape(&batch),
-            vec![
-                (1000, Some(1200), 4, 4100),
-                (1000, None, 1, 120),
-                (2000, Some(1200), 2, 2400),
-                (2000, None, 1, 1200),
-            ]
-        );
-        let firsts: Vec<Vec<u8>> = batch
-            .groups()
-            .map(|g| g.contents.chunks(1200).map(|c| c[0]).collect())
-            .collect();
-        assert_eq!(firsts, vec![vec![1, 2, 3, 4], vec![5], vec![6, 7], vec![8]]);
-
-        // A sender thread's half takes the buffers of its destinations
-        // whole, and the copied datagrams.
-        let mut other = SendBatch::new();
-        batch.split_off(|d| d.port() == 2000, &mut other);
-        assert_eq!((batch.len(), other.len()), (5, 3));
-        batch.arrange(64);
-        other.arrange(64);
-        assert_eq!(
-            shape(&batch),
-            vec![(1000, Some(1200), 4, 4100), (1000, None, 1, 120)]
-        );
-        assert_eq!(
-            shape(&other),
-            vec![(2000, Some(1200), 2, 2400), (2000, None, 1, 1200)]
-        );
-        let tags: Vec<u8> = other.groups().map(|g| g.contents[0]).collect();
-        assert_eq!(tags, vec![6, 8]);
-        batch.clear();
-        assert!(batch.is_empty());
-        batch.arrange(64);
-        assert_eq!(batch.groups().count(), 0);
     }
 
     #[test]
