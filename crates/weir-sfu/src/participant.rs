@@ -115,6 +115,9 @@ pub struct Participant {
     /// listing another codec first would switch the publisher's encoder).
     pub codec_reference: Option<(String, std::collections::HashMap<String, Vec<String>>)>,
     pub next_timeout: Option<Instant>,
+    /// `next_timeout` may be served late, on the room's coarse timer grid
+    /// (a report or stats timer; see `room/timers.rs`).
+    pub timer_is_lazy: bool,
     pub needs_poll: bool,
     /// Something was written through str0m's direct API (forwarded RTP, a
     /// keyframe request) that str0m only sends on its next timeout input;

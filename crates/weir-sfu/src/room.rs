@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 use str0m::net::{Protocol, Receive};
@@ -34,6 +34,7 @@ mod sdp;
 mod signalling;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 /// What the room asks its owner to do.
 #[derive(Debug)]
@@ -132,11 +133,7 @@ impl JoinError {
     }
 }
 
-/// Participants' str0m timers (reports, NACK checks, ICE, SCTP) are
-/// served on a grid of this step, so the ones due within one step share a
-/// wake-up of the room instead of one each; none is served early, and
-/// none more than a step late. Inputs are never delayed by it.
-pub const TIMER_GRID: Duration = Duration::from_millis(10);
+pub use timers::{LAZY_TIMER_GRID, TIMER_GRID};
 
 /// One room's media core.
 pub struct Room {
@@ -279,22 +276,7 @@ impl Room {
         if self.drive_pending {
             return Some(self.last_now);
         }
-        self.participants
-            .values()
-            .filter_map(|p| p.next_timeout)
-            .min()
-            .map(|at| self.on_timer_grid(at))
-    }
-
-    /// The first point of the timer grid at or after `at`.
-    fn on_timer_grid(&self, at: Instant) -> Instant {
-        let grid = TIMER_GRID.as_nanos();
-        let since = at.saturating_duration_since(self.timer_epoch).as_nanos();
-        let steps = since.div_ceil(grid);
-        let offset = u64::try_from(steps.saturating_mul(grid)).unwrap_or(u64::MAX);
-        self.timer_epoch
-            .checked_add(Duration::from_nanos(offset))
-            .unwrap_or(at)
+        self.next_timer_wake()
     }
 
     /// The next thing to do. Datagrams handled since the last call are
@@ -359,18 +341,9 @@ impl Room {
         true
     }
 
-    /// Time passed: drives every participant whose timeout is due.
+    /// Time passed: drives every participant whose timeout is due (any
+    /// drive does: see `room/timers.rs`).
     pub fn handle_timeout(&mut self, now: Instant) {
-        for participant in self.participants.values_mut() {
-            if participant.next_timeout.is_some_and(|t| t <= now) {
-                if let Err(e) = participant.rtc.handle_input(Input::Timeout(now)) {
-                    warn!(participant = %participant.id, error = %e, "timeout handling failed");
-                    participant.rtc.disconnect();
-                }
-                participant.needs_poll = true;
-                participant.needs_timeout = false;
-            }
-        }
         self.drive(now);
     }
 

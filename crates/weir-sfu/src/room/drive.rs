@@ -167,6 +167,10 @@ impl Room {
         if self.drive.rounds >= MAX_ROUNDS {
             return false;
         }
+        if self.drive.rounds == 0 {
+            // Whatever started this pass also serves the timers due by now.
+            self.mark_due_timers(self.last_now);
+        }
         let due: Vec<ParticipantKey> = self
             .participants
             .values()
@@ -265,6 +269,8 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
         match participant.rtc.poll_output() {
             Ok(Output::Timeout(at)) => {
                 participant.next_timeout = Some(at);
+                participant.timer_is_lazy =
+                    super::timers::tolerates_lateness(participant.rtc.last_timeout_reason());
                 flush_own_egress(participant, &mut run);
                 return run;
             }

@@ -84,6 +84,7 @@ impl Room {
             pending_offer: None,
             codec_reference: None,
             next_timeout: Some(now),
+            timer_is_lazy: false,
             needs_poll: true,
             needs_timeout: false,
             connected: false,
