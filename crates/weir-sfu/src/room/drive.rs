@@ -1,6 +1,6 @@
 //! Driving participants' `Rtc`s after inputs: each one that was written
-//! to gets its timeout input (str0m sends written RTP only then) and is
-//! polled until idle.
+//! to, or whose timer is due (see `room/timers.rs`), gets its timeout
+//! input (str0m sends written RTP only then) and is polled until idle.
 //!
 //! A drive goes in rounds (events of one round, such as a publisher's
 //! RTP, mark more participants for the next) and each round in steps of
