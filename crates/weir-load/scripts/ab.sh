@@ -6,7 +6,7 @@
 # measure.sh pins one. Both builds then see the same state of the machine,
 # which on a shared VM moves a lone run's forwarded packets per CPU-second
 # by ~30 % from minute to minute; the ratio of a pair moves far less
-# (two identical builds: 0.97-1.07, see docs/performance.md).
+# (two identical builds: 0.93-1.07 over 6 pairs, see docs/performance.md).
 #
 # As root (it calls unshare -n), from the repository root:
 #
