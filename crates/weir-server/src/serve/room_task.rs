@@ -319,6 +319,10 @@ impl RoomTask {
         let mut empty_since: Option<Instant> = Some(Instant::now());
         // Set by a close (admin or shutdown): end as soon as everyone left.
         let mut closing = false;
+        // One timer for the room's life, moved when its deadline does (a
+        // new one per pass registered and removed a timer every wake-up).
+        let timer = tokio::time::sleep_until(Instant::now().into());
+        tokio::pin!(timer);
         loop {
             let wake = self
                 .room
@@ -329,6 +333,10 @@ impl RoomTask {
                 Some(d) => wake.min(d),
                 None => wake,
             };
+            let deadline = tokio::time::Instant::from_std(deadline);
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
                 command = self.control.recv() => {
@@ -351,7 +359,7 @@ impl RoomTask {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => {
+                () = &mut timer => {
                     let now = Instant::now();
                     self.room.handle_timeout(now);
                 }

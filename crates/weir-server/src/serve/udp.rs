@@ -47,6 +47,8 @@ pub async fn run_reader(
     let mut storage = vec![0u8; RECEIVE_BUFFER * quinn_udp::BATCH_SIZE];
     let mut meta = vec![RecvMeta::default(); quinn_udp::BATCH_SIZE];
     let mut last_prune = Instant::now();
+    let stop = shutdown.changed();
+    tokio::pin!(stop);
     loop {
         let mut bufs: Vec<IoSliceMut<'_>> = storage
             .chunks_mut(RECEIVE_BUFFER)
@@ -61,7 +63,7 @@ pub async fn run_reader(
                     continue;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = &mut stop => break,
         };
         metrics.udp_receive_syscalls.inc();
         let received_at = Instant::now();
