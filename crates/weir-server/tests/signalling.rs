@@ -364,10 +364,17 @@ async fn a_silent_participant_is_timed_out() {
         .expect("the watcher hears of it");
     assert_eq!(left, silent_id);
     assert_eq!(reason, LeaveReason::PingTimeout);
-    // The watcher, which pings, is still there.
+    // The watcher, which pings, is still there, and stays past further
+    // ping timeouts: its session's timer finds it active and is set again
+    // (its pings go on being answered).
+    let pongs = watcher.stats().pongs;
+    assert!(pongs >= 1, "the watcher's pings are answered");
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert!(
-        watcher.stats().pongs >= 1,
-        "the watcher's pings are answered"
+        watcher.stats().pongs >= pongs + 3,
+        "the watcher's session lives on over two more ping timeouts ({} pongs before, {} after)",
+        pongs,
+        watcher.stats().pongs
     );
     watcher.leave().await.expect("leave");
     server.shutdown().await;
