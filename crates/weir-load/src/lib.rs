@@ -15,6 +15,8 @@
 //!   duplicates, latency).
 //! - [`proc_stats`]: CPU time and RSS from `/proc`.
 //! - [`report`]: the JSON report (a contract) and the human summary.
+//! - [`ceiling`]: a minimal forwarder fed the same 1 -> N traffic, for
+//!   what the machine allows now (the `forwarding-ceiling` binary).
 //!
 //! Media peers bind 127.0.0.1 (against Janus: `--janus-bind-ip`, 127.0.0.2,
 //! see [`target::janus::JanusTarget::new`]). Pin the harness and the server
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+pub mod ceiling;
 pub mod cli;
 pub mod proc_stats;
 pub mod progress;
