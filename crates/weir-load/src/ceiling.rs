@@ -7,8 +7,9 @@
 //! packets a second), N subscribers receiving with UDP GRO on a tokio
 //! runtime (as webrtc-rs does) and sending feedback.
 //!
-//! - [`forwarder`]: one thread; `poll` and `recvmmsg`, an AES-256-GCM
-//!   open per publisher packet, per subscriber a rewritten header, the
+//! - [`forwarder`]: one thread, woken by `poll` (or, to price Weir's
+//!   design, by a tokio runtime with a reader task and a channel to a
+//!   forwarding task); `recvmmsg`, an AES-256-GCM open per publisher packet, per subscriber a rewritten header, the
 //!   payload copied and sealed with its own key, one UDP GSO message per
 //!   subscriber and receive batch, `sendmmsg`. Feedback is opened and
 //!   dropped; a STUN check gets a 100-byte answer. No ICE, DTLS, RTCP,
@@ -25,7 +26,6 @@
 //! loopback namespace). The `forwarding-ceiling` binary runs it.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ use serde::Serialize;
 pub mod forwarder;
 pub mod harness;
 pub mod key;
+
+pub use forwarder::Wakeups;
 
 use forwarder::Downlink;
 use key::Key;
@@ -61,6 +63,8 @@ pub struct CeilingConfig {
     pub keyframe_interval: u32,
     /// The subscribers' feedback and STUN checks.
     pub feedback: bool,
+    /// How the forwarder is woken.
+    pub wakeups: Wakeups,
     /// Cores to pin the forwarder thread and the harness thread to.
     pub forwarder_cpu: Option<usize>,
     pub harness_cpu: Option<usize>,
@@ -70,6 +74,8 @@ pub struct CeilingConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct CeilingReport {
     pub subscribers: usize,
+    /// `poll` or `tokio`.
+    pub wakeups: &'static str,
     pub duration_s: f64,
     pub publisher_packets: u64,
     pub packets_expected: u64,
@@ -88,10 +94,11 @@ pub struct CeilingReport {
 impl CeilingReport {
     pub fn summary(&self) -> String {
         format!(
-            "forwarding ceiling, 1 -> {} for {:.0} s\n\
+            "forwarding ceiling ({} wake-ups), 1 -> {} for {:.0} s\n\
              forwarded     {} packets ({} expected), loss {:.3} %\n\
              messages      {} in {} sendmmsg calls over {} passes\n\
              forwarder cpu {:.3} s: {:.0} forwarded pkt per cpu-second\n",
+            self.wakeups,
             self.subscribers,
             self.duration_s,
             self.forwarded,
@@ -148,16 +155,16 @@ pub fn run(config: &CeilingConfig) -> anyhow::Result<CeilingReport> {
         downlinks.push(Downlink::new(subscriber.local_addr()?, Key::new(seed)?));
         subscribers.push((subscriber, Key::new(seed)?));
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let forwarder = {
-        let stop = Arc::clone(&stop);
         let cpu = config.forwarder_cpu;
+        let wakeups = config.wakeups;
         let publisher = (publisher_address, Key::new(0)?);
         std::thread::Builder::new()
             .name("ceiling-forwarder".into())
             .spawn(move || {
                 pin(cpu)?;
-                forwarder::run(&socket, &state, publisher, downlinks, &stop)
+                forwarder::run(wakeups, &socket, &state, publisher, downlinks, stopped)
             })?
     };
     let harness_outcome = (|| {
@@ -176,7 +183,8 @@ pub fn run(config: &CeilingConfig) -> anyhow::Result<CeilingReport> {
         ))?;
         anyhow::Ok((sent, received.total(), started.elapsed()))
     })();
-    stop.store(true, Ordering::Relaxed);
+    // The forwarder may be gone already (an error): its own result says.
+    let _ = stop.send(true);
     let stats = forwarder
         .join()
         .map_err(|_| anyhow!("the forwarder thread panicked"))??;
@@ -190,6 +198,10 @@ pub fn run(config: &CeilingConfig) -> anyhow::Result<CeilingReport> {
     let cpu = stats.cpu.as_secs_f64();
     Ok(CeilingReport {
         subscribers: config.subscribers,
+        wakeups: match config.wakeups {
+            Wakeups::Poll => "poll",
+            Wakeups::Tokio => "tokio",
+        },
         duration_s: elapsed.as_secs_f64(),
         publisher_packets: sent,
         packets_expected: expected,

@@ -6,12 +6,22 @@
 
 use std::time::Duration;
 
-use weir_load::ceiling::{self, CeilingConfig};
+use weir_load::ceiling::{self, CeilingConfig, CeilingReport, Wakeups};
 use weir_load::scenario::VideoProfile;
 
 #[test]
 fn a_short_run_forwards_every_packet_to_every_subscriber() {
+    check(Wakeups::Poll);
+}
+
+#[test]
+fn the_same_on_tokio() {
+    check(Wakeups::Tokio);
+}
+
+fn check(wakeups: Wakeups) {
     let config = CeilingConfig {
+        wakeups,
         subscribers: 5,
         duration: Duration::from_secs(2),
         video_kbps: 1500,
@@ -21,7 +31,7 @@ fn a_short_run_forwards_every_packet_to_every_subscriber() {
         forwarder_cpu: None,
         harness_cpu: None,
     };
-    let report = ceiling::run(&config).expect("the run completes");
+    let report: CeilingReport = ceiling::run(&config).expect("the run completes");
 
     // Every frame due before 2 s (33 333 us apart; a keyframe every 60th,
     // the first included) and every audio packet (20 ms apart, from 6.7 ms).

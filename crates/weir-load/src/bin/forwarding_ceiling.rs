@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use weir_load::ceiling::{self, CeilingConfig};
+use weir_load::ceiling::{self, CeilingConfig, Wakeups};
 
 /// A minimal forwarder on loopback, fed the traffic of a 1 -> N run;
 /// prints its packets per CPU-second. Loopback only; stops by itself.
@@ -32,6 +32,10 @@ struct Args {
     /// Leave out the subscribers' feedback and STUN checks.
     #[arg(long)]
     no_feedback: bool,
+    /// Wake the forwarder with a tokio runtime, a reader task and a
+    /// channel to a forwarding task (as Weir's server), not `poll`.
+    #[arg(long)]
+    tokio: bool,
     /// Core of the forwarder thread (as the server's in `measure.sh`).
     #[arg(long, default_value_t = 0)]
     forwarder_cpu: usize,
@@ -56,6 +60,11 @@ fn main() -> ExitCode {
         fps: args.fps,
         keyframe_interval: args.keyframe_interval,
         feedback: !args.no_feedback,
+        wakeups: if args.tokio {
+            Wakeups::Tokio
+        } else {
+            Wakeups::Poll
+        },
         forwarder_cpu: Some(args.forwarder_cpu),
         harness_cpu: Some(args.harness_cpu),
     };

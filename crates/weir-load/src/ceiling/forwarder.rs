@@ -1,22 +1,27 @@
-//! The minimal forwarder: one thread, `poll` and a non-blocking
-//! `recvmmsg` on one socket (GRO on), an open per publisher packet, and
-//! per subscriber a rewritten header, the payload copied and sealed, each
-//! subscriber's packets of a receive batch as one UDP GSO message (a
-//! shorter datagram may end it), messages of one segment size together in
-//! one `sendmmsg`.
+//! The minimal forwarder: one thread and one socket (GRO on); an open per
+//! publisher packet, and per subscriber a rewritten header, the payload
+//! copied and sealed, each subscriber's packets of a receive batch as one
+//! UDP GSO message (a shorter datagram may end it), messages of one
+//! segment size together in one `sendmmsg`.
+//!
+//! How it is woken ([`Wakeups`]): by `poll` on the socket, reading with a
+//! non-blocking `recvmmsg` (the least a process can do), or as Weir's
+//! server is: a tokio runtime, a reader task that copies each received
+//! batch into a channel, and a forwarding task that takes everything
+//! waiting and sends (the runtime's epoll, two task wake-ups and a
+//! channel hop per burst).
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use quinn_udp::{RecvMeta, UdpSocketState, BATCH_SIZE};
+use tokio::sync::{mpsc, watch};
 
 use super::key::{write_header, Key, HEADER_LEN};
 use super::{thread_cpu, AUDIO_PAYLOAD_TYPE, STUN_LEN, VIDEO_PAYLOAD_TYPE};
@@ -25,8 +30,21 @@ use super::{thread_cpu, AUDIO_PAYLOAD_TYPE, STUN_LEN, VIDEO_PAYLOAD_TYPE};
 const MESSAGES_PER_CALL: usize = 64;
 /// Receive buffers of one `recvmmsg`, each large enough for a GRO batch.
 const RECV_BUFFER_BYTES: usize = 64 * 1024;
-/// Longest sleep in `poll` before `stop` is looked at again.
+/// Longest sleep in `poll` before the stop signal is looked at again.
 const POLL_MS: u16 = 50;
+/// Received batches the reader task may have waiting (tokio wake-ups).
+const CHANNEL_BATCHES: usize = 256;
+
+/// How the forwarder waits for datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeups {
+    /// `poll` on the socket, then `recvmmsg`.
+    Poll,
+    /// A current-thread tokio runtime: a reader task and a forwarding
+    /// task with a channel between them (as Weir's UDP reader and room
+    /// task).
+    Tokio,
+}
 
 /// What the forwarder did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -78,30 +96,142 @@ struct Inbound {
 /// A message to send: destination, bytes, segment size.
 type Message = (SocketAddr, Range<usize>, usize);
 
-/// Forwards until `stop` is set; `socket` must have been made by
+/// The forwarding state, whichever way it is woken.
+struct Forwarder<'a> {
+    socket: &'a UdpSocket,
+    publisher: SocketAddr,
+    publisher_key: Key,
+    downlinks: Vec<Downlink>,
+    by_address: HashMap<SocketAddr, usize>,
+    stats: ForwarderStats,
+    inbound: Vec<Inbound>,
+    bytes: Vec<u8>,
+    messages: Vec<Message>,
+}
+
+impl<'a> Forwarder<'a> {
+    fn new(
+        socket: &'a UdpSocket,
+        publisher: (SocketAddr, Key),
+        downlinks: Vec<Downlink>,
+    ) -> Forwarder<'a> {
+        let by_address = downlinks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.address, i))
+            .collect();
+        Forwarder {
+            socket,
+            publisher: publisher.0,
+            publisher_key: publisher.1,
+            downlinks,
+            by_address,
+            stats: ForwarderStats::default(),
+            inbound: Vec::new(),
+            bytes: Vec::with_capacity(1 << 20),
+            messages: Vec::new(),
+        }
+    }
+
+    /// Handles one received batch: `meta[i]` describes `storage[i]` (with
+    /// GRO, several datagrams of `stride` bytes from one source); then
+    /// forwards the media in it.
+    fn handle_batch<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &mut self,
+        meta: &[RecvMeta],
+        storage: &mut [B],
+    ) -> anyhow::Result<()> {
+        self.inbound.clear();
+        for (buffer, m) in meta.iter().enumerate() {
+            let stride = m.stride.max(1);
+            let mut offset = 0;
+            while offset < m.len {
+                let len = stride.min(m.len - offset);
+                let datagram = &mut storage[buffer].as_mut()[offset..offset + len];
+                self.take_datagram(m.addr, datagram, buffer, offset)?;
+                offset += len;
+            }
+        }
+        if self.inbound.is_empty() {
+            return Ok(());
+        }
+        self.stats.passes += 1;
+        self.bytes.clear();
+        self.messages.clear();
+        for downlink in &mut self.downlinks {
+            fan_out_to(
+                downlink,
+                &self.inbound,
+                storage,
+                &mut self.bytes,
+                &mut self.messages,
+            )?;
+        }
+        // Messages of one segment size share a call (each subscriber's
+        // keep their order: a stable sort).
+        self.messages.sort_by_key(|m| m.2);
+        send_messages(self.socket, &self.bytes, &self.messages, &mut self.stats)
+    }
+
+    fn take_datagram(
+        &mut self,
+        source: SocketAddr,
+        datagram: &mut [u8],
+        buffer: usize,
+        offset: usize,
+    ) -> anyhow::Result<()> {
+        if source == self.publisher {
+            match self.publisher_key.open(datagram) {
+                Some(payload_len) => self.inbound.push(Inbound {
+                    buffer,
+                    offset,
+                    payload_len,
+                    video: datagram[1] & 0x7f == VIDEO_PAYLOAD_TYPE,
+                }),
+                None => self.stats.rejected += 1,
+            }
+        } else if let Some(&index) = self.by_address.get(&source) {
+            self.stats.feedback += 1;
+            if datagram.first() == Some(&0) {
+                self.socket.send_to(&[1u8; STUN_LEN], source)?;
+                self.stats.stun_answers += 1;
+            } else {
+                let _ = self.downlinks[index].key.open(datagram);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Forwards until `stop` turns true; `socket` must have been made by
 /// `UdpSocketState::new` (non-blocking, GRO on).
 pub fn run(
+    wakeups: Wakeups,
     socket: &UdpSocket,
     state: &UdpSocketState,
     publisher: (SocketAddr, Key),
-    mut downlinks: Vec<Downlink>,
-    stop: &Arc<AtomicBool>,
+    downlinks: Vec<Downlink>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<ForwarderStats> {
-    let (publisher, publisher_key) = publisher;
-    let by_address: HashMap<SocketAddr, usize> = downlinks
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.address, i))
-        .collect();
-    let mut stats = ForwarderStats::default();
+    let mut forwarder = Forwarder::new(socket, publisher, downlinks);
+    let start_cpu = thread_cpu()?;
+    match wakeups {
+        Wakeups::Poll => run_polling(&mut forwarder, state, &stop)?,
+        Wakeups::Tokio => run_on_tokio(&mut forwarder, stop)?,
+    }
+    forwarder.stats.cpu = thread_cpu()?.saturating_sub(start_cpu);
+    Ok(forwarder.stats)
+}
+
+fn run_polling(
+    forwarder: &mut Forwarder<'_>,
+    state: &UdpSocketState,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let socket = forwarder.socket;
     let mut storage = vec![[0u8; RECV_BUFFER_BYTES]; BATCH_SIZE];
     let mut meta = vec![RecvMeta::default(); BATCH_SIZE];
-    let mut inbound: Vec<Inbound> = Vec::new();
-    let mut bytes: Vec<u8> = Vec::with_capacity(1 << 20);
-    let mut messages: Vec<Message> = Vec::new();
-    let stun_answer = [1u8; STUN_LEN];
-    let start_cpu = thread_cpu()?;
-    while !stop.load(Ordering::Relaxed) {
+    while !*stop.borrow() {
         let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(POLL_MS)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
@@ -119,59 +249,84 @@ pub fn run(
                 Err(e) => return Err(e.into()),
             }
         };
-        inbound.clear();
-        for (buffer, m) in meta.iter().take(received).enumerate() {
-            let stride = m.stride.max(1);
-            let mut offset = 0;
-            while offset < m.len {
-                let len = stride.min(m.len - offset);
-                let datagram = &mut storage[buffer][offset..offset + len];
-                if m.addr == publisher {
-                    match publisher_key.open(datagram) {
-                        Some(payload_len) => inbound.push(Inbound {
-                            buffer,
-                            offset,
-                            payload_len,
-                            video: datagram[1] & 0x7f == VIDEO_PAYLOAD_TYPE,
-                        }),
-                        None => stats.rejected += 1,
-                    }
-                } else if let Some(&index) = by_address.get(&m.addr) {
-                    stats.feedback += 1;
-                    if datagram.first() == Some(&0) {
-                        socket.send_to(&stun_answer, m.addr)?;
-                        stats.stun_answers += 1;
-                    } else {
-                        let _ = downlinks[index].key.open(datagram);
+        forwarder.handle_batch(&meta[..received], &mut storage)?;
+    }
+    Ok(())
+}
+
+/// A received batch handed from the reader task to the forwarding task:
+/// each buffer's received bytes, copied.
+struct Batch {
+    meta: Vec<RecvMeta>,
+    buffers: Vec<Vec<u8>>,
+}
+
+fn run_on_tokio(
+    forwarder: &mut Forwarder<'_>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let reader_socket = forwarder.socket.try_clone()?;
+    local.block_on(&runtime, async move {
+        let reader_state = UdpSocketState::new((&reader_socket).into())?;
+        let reader_socket = tokio::net::UdpSocket::from_std(reader_socket)?;
+        let (batches, mut waiting) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
+        // The reader: what one `recvmmsg` got, copied out, into the
+        // channel (Weir's reader copies each datagram to its room's queue).
+        let reader = tokio::task::spawn_local(async move {
+            let mut storage = vec![[0u8; RECV_BUFFER_BYTES]; BATCH_SIZE];
+            let mut meta = vec![RecvMeta::default(); BATCH_SIZE];
+            loop {
+                let received = {
+                    let mut bufs: Vec<IoSliceMut<'_>> = storage
+                        .iter_mut()
+                        .map(|b| IoSliceMut::new(&mut b[..]))
+                        .collect();
+                    reader_socket
+                        .async_io(tokio::io::Interest::READABLE, || {
+                            reader_state.recv((&reader_socket).into(), &mut bufs, &mut meta)
+                        })
+                        .await?
+                };
+                let batch = Batch {
+                    meta: meta[..received].to_vec(),
+                    buffers: meta[..received]
+                        .iter()
+                        .zip(&storage)
+                        .map(|(m, buffer)| buffer[..m.len].to_vec())
+                        .collect(),
+                };
+                if batches.send(batch).await.is_err() {
+                    return anyhow::Ok(());
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                batch = waiting.recv() => {
+                    let Some(mut batch) = batch else { break };
+                    forwarder.handle_batch(&batch.meta, &mut batch.buffers)?;
+                    while let Ok(mut batch) = waiting.try_recv() {
+                        forwarder.handle_batch(&batch.meta, &mut batch.buffers)?;
                     }
                 }
-                offset += len;
             }
         }
-        if inbound.is_empty() {
-            continue;
-        }
-        stats.passes += 1;
-        bytes.clear();
-        messages.clear();
-        for downlink in &mut downlinks {
-            fan_out_to(downlink, &inbound, &storage, &mut bytes, &mut messages)?;
-        }
-        // Messages of one segment size share a call (each subscriber's
-        // keep their order: a stable sort).
-        messages.sort_by_key(|m| m.2);
-        send_messages(socket, &bytes, &messages, &mut stats)?;
-    }
-    stats.cpu = thread_cpu()?.saturating_sub(start_cpu);
-    Ok(stats)
+        reader.abort();
+        anyhow::Ok(())
+    })
 }
 
 /// Appends one subscriber's copies of the batch's packets to `bytes`,
 /// sealed, and its messages: a run of equal sizes, ended by a shorter one.
-fn fan_out_to(
+fn fan_out_to<B: AsRef<[u8]>>(
     downlink: &mut Downlink,
     inbound: &[Inbound],
-    storage: &[[u8; RECV_BUFFER_BYTES]],
+    storage: &[B],
     bytes: &mut Vec<u8>,
     messages: &mut Vec<Message>,
 ) -> anyhow::Result<()> {
@@ -179,7 +334,7 @@ fn fan_out_to(
     let mut run_segment = 0;
     let mut run_closed = false;
     for packet in inbound {
-        let source = &storage[packet.buffer][packet.offset..];
+        let source = &storage[packet.buffer].as_ref()[packet.offset..];
         let timestamp = u32::from_be_bytes([source[4], source[5], source[6], source[7]]);
         let (seq, ssrc, payload_type) = if packet.video {
             downlink.video_seq += 1;
