@@ -49,8 +49,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.duration == 0 || args.duration > 3600 || args.subscribers == 0 {
-        eprintln!("error: --duration must be 1..=3600 s and --subscribers at least 1");
+    if !(1..=3600).contains(&args.duration) || !(1..=5000).contains(&args.subscribers) {
+        eprintln!("error: --duration must be 1..=3600 s and --subscribers 1..=5000");
         return ExitCode::FAILURE;
     }
     let config = CeilingConfig {
