@@ -30,6 +30,8 @@ const RECV_BATCH: usize = 4;
 const PUBLISHER_VIDEO_SSRC: u32 = 0x0101_0000;
 const PUBLISHER_AUDIO_SSRC: u32 = 0x0202_0000;
 const FEEDBACK_SSRC: u32 = 0x3333_0000;
+/// The feedback's second byte: an RTCP receiver report's packet type.
+const RECEIVER_REPORT: u8 = 201;
 
 /// Datagrams the subscribers received, in all.
 #[derive(Debug, Default)]
@@ -204,7 +206,7 @@ async fn subscriber(
                     for _ in 0..FEEDBACK_PER_SECOND {
                         sequence += 1;
                         let mut packet = Vec::with_capacity(FEEDBACK_LEN + TAG_LEN);
-                        write_header(&mut packet, sequence as u16, 0, FEEDBACK_SSRC, 72);
+                        write_header(&mut packet, sequence as u16, 0, FEEDBACK_SSRC, RECEIVER_REPORT);
                         packet.resize(FEEDBACK_LEN, 0);
                         key.seal(&mut packet, 0, FEEDBACK_SSRC, sequence)?;
                         socket.send_to(&packet, forwarder).await?;
