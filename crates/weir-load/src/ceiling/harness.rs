@@ -206,7 +206,8 @@ async fn subscriber(
                     for _ in 0..FEEDBACK_PER_SECOND {
                         sequence += 1;
                         let mut packet = Vec::with_capacity(FEEDBACK_LEN + TAG_LEN);
-                        write_header(&mut packet, sequence as u16, 0, FEEDBACK_SSRC, RECEIVER_REPORT);
+                        let seq = sequence as u16;
+                        write_header(&mut packet, seq, 0, FEEDBACK_SSRC, RECEIVER_REPORT);
                         packet.resize(FEEDBACK_LEN, 0);
                         key.seal(&mut packet, 0, FEEDBACK_SSRC, sequence)?;
                         socket.send_to(&packet, forwarder).await?;
