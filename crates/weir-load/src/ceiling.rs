@@ -9,11 +9,12 @@
 //!
 //! - [`forwarder`]: one thread, woken by `poll` (or, to price Weir's
 //!   design, by a tokio runtime with a reader task and a channel to a
-//!   forwarding task); `recvmmsg`, an AES-256-GCM open per publisher packet, per subscriber a rewritten header, the
-//!   payload copied and sealed with its own key, one UDP GSO message per
-//!   subscriber and receive batch, `sendmmsg`. Feedback is opened and
-//!   dropped; a STUN check gets a 100-byte answer. No ICE, DTLS, RTCP,
-//!   NACK history, statistics, timers or runtime.
+//!   forwarding task); `recvmmsg`, an AES-256-GCM open per publisher
+//!   packet, per subscriber a rewritten header, the payload copied and
+//!   sealed with its own key, one UDP GSO message per subscriber and
+//!   receive batch, `sendmmsg`. Feedback is opened and dropped; a STUN
+//!   check gets a 100-byte answer. No ICE, DTLS, RTCP of its own, NACK
+//!   history, statistics or timers.
 //! - [`harness`]: the publisher and the subscribers on one tokio thread.
 //! - [`key`]: the SRTP-GCM-like sealing.
 //!
