@@ -138,8 +138,9 @@ fn loopback_socket() -> anyhow::Result<UdpSocket> {
     Ok(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?)
 }
 
-/// Runs the forwarder and the harness (on this thread) for the configured
-/// duration; loopback only, stops by itself.
+/// Runs the forwarder (a thread of its own) and the harness (on this
+/// thread, which `harness_cpu` pins) for the configured duration; loopback
+/// only, stops by itself.
 pub fn run(config: &CeilingConfig) -> anyhow::Result<CeilingReport> {
     let socket = loopback_socket()?;
     let state = UdpSocketState::new((&socket).into())?;

@@ -304,11 +304,12 @@ fn run_on_tokio(
                 }
             }
         });
-        loop {
+        while !*stop.borrow() {
             tokio::select! {
                 _ = stop.changed() => break,
                 batch = waiting.recv() => {
-                    let Some(mut batch) = batch else { break };
+                    // None: the reader ended, with the error it returns.
+                    let Some(mut batch) = batch else { return reader.await? };
                     forwarder.handle_batch(&batch.meta, &mut batch.buffers)?;
                     while let Ok(mut batch) = waiting.try_recv() {
                         forwarder.handle_batch(&batch.meta, &mut batch.buffers)?;
