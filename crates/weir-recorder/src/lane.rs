@@ -55,6 +55,20 @@ pub fn hole_threshold(kind: MediaKind) -> i64 {
     }
 }
 
+/// Longest a filler frame may last before what follows it counts as a
+/// hole (filled): a frozen picture is repeated once a second, silence
+/// comes in packets of up to 120 ms. A real frame may run up to
+/// [`hole_threshold`] past its nominal duration (video slows down; audio
+/// jitters), but a filler is not stretched: when a publisher comes back,
+/// the gap's fill ends at its first frame, usually audio, and its video
+/// starts a little later.
+pub fn filler_limit(kind: MediaKind) -> i64 {
+    match kind {
+        MediaKind::Audio => 5_760,
+        MediaKind::Video => 90_000,
+    }
+}
+
 /// What adding a frame to a lane did.
 #[derive(Debug)]
 pub enum LaneAdd {
@@ -115,6 +129,18 @@ impl Lane {
         }
     }
 
+    /// Whether a frame `distance` ticks after the pending `previous` one
+    /// leaves a hole: further than its nominal duration plus
+    /// [`hole_threshold`], or for a filler, than [`filler_limit`].
+    fn leaves_hole(&self, previous: &TimedFrame, distance: i64) -> bool {
+        let nominal = i64::from(self.nominal(previous));
+        if previous.filler {
+            distance > nominal.max(filler_limit(self.kind))
+        } else {
+            distance - nominal > hole_threshold(self.kind)
+        }
+    }
+
     /// The hole in front of a frame at `rel`, if any (see [`Lane::add`]).
     pub fn hole(&self, rel: i64, fill: bool) -> Option<(i64, i64)> {
         if !fill {
@@ -125,7 +151,8 @@ impl Lane {
         match &self.pending {
             Some(previous) => {
                 let nominal = i64::from(self.nominal(previous));
-                (distance - nominal > threshold).then_some((self.next_dts + nominal, rel))
+                self.leaves_hole(previous, distance)
+                    .then_some((self.next_dts + nominal, rel))
             }
             None => {
                 let can_fill = self.kind == MediaKind::Audio || self.started;
@@ -146,7 +173,7 @@ impl Lane {
                     self.pending = Some(previous);
                     return LaneAdd::Dropped;
                 }
-                if fill && distance - nominal > threshold {
+                if fill && self.leaves_hole(&previous, distance) {
                     self.pending = Some(previous);
                     return LaneAdd::Hole {
                         from: self.next_dts + nominal,
@@ -206,5 +233,88 @@ impl Lane {
             keyframe: frame.keyframe,
             data: frame.data,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: MediaKind, nominal: u32, filler: bool) -> TimedFrame {
+        TimedFrame {
+            kind,
+            pts: 0,
+            keyframe: true,
+            data: vec![0x65, 1, 2, 3],
+            nominal,
+            filler,
+        }
+    }
+
+    /// A lane whose pending frame starts at 0 and is `previous`.
+    fn lane_with(previous: TimedFrame) -> Lane {
+        let mut lane = Lane::new(previous.kind);
+        assert!(matches!(lane.add(previous, 0, true), LaneAdd::Added(None)));
+        lane
+    }
+
+    #[test]
+    fn a_frozen_frame_is_not_stretched_past_a_second() {
+        // The fill's last frozen frame lasts 0.95 s; the publisher's video
+        // comes 1.075 s after its start: the rest is filled, not a 1.075 s
+        // sample (less than the 0.5 s over its duration of a real frame).
+        let video = MediaKind::Video;
+        let mut lane = lane_with(frame(video, 85_500, true));
+        assert!(matches!(
+            lane.add(frame(video, 0, false), 96_750, true),
+            LaneAdd::Hole {
+                from: 85_500,
+                to: 96_750
+            }
+        ));
+        assert_eq!(lane.hole(96_750, true), Some((85_500, 96_750)));
+        // Within a second it ends the frozen frame.
+        match lane.add(frame(video, 0, false), 90_000, true) {
+            LaneAdd::Added(Some(sample)) => assert_eq!(sample.duration, 90_000),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_real_frame_may_run_long_before_a_hole() {
+        // A slow real frame (a screen share) becomes a long sample up to
+        // 0.5 s past its duration.
+        let video = MediaKind::Video;
+        let mut lane = lane_with(frame(video, 3_000, false));
+        assert_eq!(lane.hole(40_000, true), None);
+        match lane.add(frame(video, 3_000, false), 40_000, true) {
+            LaneAdd::Added(Some(sample)) => assert_eq!(sample.duration, 40_000),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            lane.add(frame(video, 0, false), 40_000 + 3_000 + 45_001, true),
+            LaneAdd::Hole { .. }
+        ));
+    }
+
+    #[test]
+    fn silence_filler_is_not_stretched_past_120_ms() {
+        let audio = MediaKind::Audio;
+        // 120 ms of silence, then audio 150 ms after its start: filled.
+        let mut lane = lane_with(frame(audio, 5_760, true));
+        assert!(matches!(
+            lane.add(frame(audio, 960, false), 7_200, true),
+            LaneAdd::Hole {
+                from: 5_760,
+                to: 7_200
+            }
+        ));
+        // A real 20 ms packet may be followed 100 ms later (jitter, DTX
+        // under the threshold) without a fill.
+        let mut lane = lane_with(frame(audio, 960, false));
+        assert!(matches!(
+            lane.add(frame(audio, 960, false), 4_800, true),
+            LaneAdd::Added(Some(_))
+        ));
     }
 }
