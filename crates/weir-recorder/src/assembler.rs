@@ -108,8 +108,14 @@ impl FrameAssembler {
         if self.ssrc != Some(packet.ssrc) {
             if self.ssrc.is_some() {
                 // A new publisher session: release what the old one left.
+                // Its pictures cannot refer to the old session's, so it
+                // starts at a keyframe (one is asked for if its first
+                // frames are not one: e.g. the first keyframe was lost).
                 self.flush(out);
                 self.run = self.run.wrapping_add(1);
+                if self.codec.is_video() {
+                    self.waiting_for_keyframe = true;
+                }
             }
             self.ssrc = Some(packet.ssrc);
             self.reorder = ReorderBuffer::new(self.window);
@@ -217,6 +223,7 @@ impl FrameAssembler {
             Ok(frame) => {
                 if self.waiting_for_keyframe && !frame.keyframe {
                     self.stats.frames_dropped += 1;
+                    self.keyframe_wanted = true;
                     return;
                 }
                 self.waiting_for_keyframe = false;
@@ -234,5 +241,66 @@ impl FrameAssembler {
                 self.lose();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::rtp::{RtpTime, SeqNo};
+
+    /// A one-packet VP8 frame (keyframes carry a 320x240 header).
+    fn vp8(keyframe: bool) -> Vec<u8> {
+        let tag: u32 = (64 << 5) | (1 << 4) | u32::from(!keyframe);
+        let mut payload = vec![0x10, tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
+        if keyframe {
+            payload.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+        }
+        payload.extend_from_slice(&[0x55; 40]);
+        payload
+    }
+
+    fn packet(ssrc: u32, seq: u16, keyframe: bool, at: Instant) -> RtpPacket {
+        RtpPacket {
+            ssrc,
+            seq: SeqNo(seq),
+            timestamp: RtpTime(u32::from(seq) * 3_000),
+            marker: true,
+            payload: vp8(keyframe),
+            arrival: at,
+        }
+    }
+
+    #[test]
+    fn a_new_session_starts_at_a_keyframe() {
+        let t0 = Instant::now();
+        let mut assembler = FrameAssembler::new(Codec::Vp8, Duration::ZERO);
+        let mut out = Vec::new();
+        assembler.push(packet(1, 10, true, t0), &mut out);
+        assembler.push(packet(1, 11, false, t0), &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(
+            assembler.take_keyframe_wanted(),
+            "the first keyframe is asked for at the start"
+        );
+        assert!(!assembler.take_keyframe_wanted());
+        // The publisher comes back with a new SSRC and its first keyframe
+        // lost: its delta frames are dropped, a keyframe is asked for.
+        out.clear();
+        assembler.push(packet(2, 500, false, t0), &mut out);
+        assembler.push(packet(2, 501, false, t0), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(assembler.waiting_for_keyframe());
+        assert!(assembler.take_keyframe_wanted());
+        assert_eq!(assembler.stats().frames_dropped, 2);
+        assembler.push(packet(2, 502, true, t0), &mut out);
+        assembler.push(packet(2, 503, false, t0), &mut out);
+        assert_eq!(
+            out.iter().map(|f| f.keyframe).collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert!(!assembler.waiting_for_keyframe());
     }
 }
