@@ -251,24 +251,13 @@ mod tests {
     use super::*;
     use crate::rtp::{RtpTime, SeqNo};
 
-    /// A one-packet VP8 frame (keyframes carry a 320x240 header).
-    fn vp8(keyframe: bool) -> Vec<u8> {
-        let tag: u32 = (64 << 5) | (1 << 4) | u32::from(!keyframe);
-        let mut payload = vec![0x10, tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
-        if keyframe {
-            payload.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
-        }
-        payload.extend_from_slice(&[0x55; 40]);
-        payload
-    }
-
     fn packet(ssrc: u32, seq: u16, keyframe: bool, at: Instant) -> RtpPacket {
         RtpPacket {
             ssrc,
             seq: SeqNo(seq),
             timestamp: RtpTime(u32::from(seq) * 3_000),
             marker: true,
-            payload: vp8(keyframe),
+            payload: crate::depacketize::vp8::test_frame_payload(keyframe),
             arrival: at,
         }
     }

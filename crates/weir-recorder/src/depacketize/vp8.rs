@@ -86,6 +86,19 @@ impl Vp8Depacketizer {
     }
 }
 
+/// A one-packet VP8 frame as an RTP payload (keyframes carry a 320x240
+/// header), for the crate's tests.
+#[cfg(test)]
+pub(crate) fn test_frame_payload(keyframe: bool) -> Vec<u8> {
+    let tag: u32 = (64 << 5) | (1 << 4) | u32::from(!keyframe);
+    let mut payload = vec![0x10, tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
+    if keyframe {
+        payload.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+    }
+    payload.extend_from_slice(&[0x55; 40]);
+    payload
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

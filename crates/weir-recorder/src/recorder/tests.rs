@@ -22,13 +22,7 @@ fn ntp_at(seconds: f64) -> u64 {
 
 /// A one-packet VP8 frame (keyframes carry the 320x240 header).
 fn vp8_payload(keyframe: bool) -> Vec<u8> {
-    let tag: u32 = (64 << 5) | (1 << 4) | u32::from(!keyframe);
-    let mut payload = vec![0x10, tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
-    if keyframe {
-        payload.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
-    }
-    payload.extend_from_slice(&[0x55; 40]);
-    payload
+    crate::depacketize::vp8::test_frame_payload(keyframe)
 }
 
 /// The media playlist's EXTINF durations, from its last version.
