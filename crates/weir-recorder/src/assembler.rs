@@ -108,14 +108,12 @@ impl FrameAssembler {
         if self.ssrc != Some(packet.ssrc) {
             if self.ssrc.is_some() {
                 // A new publisher session: release what the old one left.
-                // Its pictures cannot refer to the old session's, so it
-                // starts at a keyframe (one is asked for if its first
-                // frames are not one: e.g. the first keyframe was lost).
+                // Its pictures cannot refer to the old session's: as after
+                // a loss, it starts at a keyframe (one is asked for; the
+                // recorder repeats the request while it waits).
                 self.flush(out);
                 self.run = self.run.wrapping_add(1);
-                if self.codec.is_video() {
-                    self.waiting_for_keyframe = true;
-                }
+                self.lose();
             }
             self.ssrc = Some(packet.ssrc);
             self.reorder = ReorderBuffer::new(self.window);
@@ -223,7 +221,6 @@ impl FrameAssembler {
             Ok(frame) => {
                 if self.waiting_for_keyframe && !frame.keyframe {
                     self.stats.frames_dropped += 1;
-                    self.keyframe_wanted = true;
                     return;
                 }
                 self.waiting_for_keyframe = false;
