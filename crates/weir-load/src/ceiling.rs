@@ -26,6 +26,7 @@
 //! compare with a `weir-load` run made at the same time (each in its own
 //! loopback namespace). The `forwarding-ceiling` binary runs it.
 
+use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ use anyhow::{anyhow, Context};
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::sys::resource::{getrusage, UsageWho};
 use nix::unistd::Pid;
-use quinn_udp::UdpSocketState;
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use serde::Serialize;
 
 pub mod forwarder;
@@ -111,6 +112,37 @@ impl CeilingReport {
             self.forwarder_cpu_seconds,
             self.forwarded_packets_per_cpu_second,
         )
+    }
+}
+
+/// Bytes of one receive buffer: room for a GRO batch.
+const RECV_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Buffers for one `recvmmsg` through quinn-udp (GRO on): after
+/// [`RecvBatch::recv`] returned `n`, `meta[i]` describes `storage[i]` for
+/// `i < n`, a buffer holding one or more datagrams of `meta[i].stride`
+/// bytes from one source.
+struct RecvBatch {
+    storage: Vec<[u8; RECV_BUFFER_BYTES]>,
+    meta: Vec<RecvMeta>,
+}
+
+impl RecvBatch {
+    fn new(buffers: usize) -> RecvBatch {
+        RecvBatch {
+            storage: vec![[0u8; RECV_BUFFER_BYTES]; buffers],
+            meta: vec![RecvMeta::default(); buffers],
+        }
+    }
+
+    /// One non-blocking receive: how many buffers were filled.
+    fn recv(&mut self, state: &UdpSocketState, socket: UdpSockRef<'_>) -> io::Result<usize> {
+        let mut bufs: Vec<IoSliceMut<'_>> = self
+            .storage
+            .iter_mut()
+            .map(|b| IoSliceMut::new(&mut b[..]))
+            .collect();
+        state.recv(socket, &mut bufs, &mut self.meta)
     }
 }
 

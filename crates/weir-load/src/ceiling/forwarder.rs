@@ -12,7 +12,7 @@
 //! channel hop per burst).
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd};
@@ -24,12 +24,10 @@ use quinn_udp::{RecvMeta, UdpSocketState, BATCH_SIZE};
 use tokio::sync::{mpsc, watch};
 
 use super::key::{write_header, Key, HEADER_LEN};
-use super::{thread_cpu, AUDIO_PAYLOAD_TYPE, STUN_LEN, VIDEO_PAYLOAD_TYPE};
+use super::{thread_cpu, RecvBatch, AUDIO_PAYLOAD_TYPE, STUN_LEN, VIDEO_PAYLOAD_TYPE};
 
 /// Messages one `sendmmsg` carries at most (as Weir's media socket).
 const MESSAGES_PER_CALL: usize = 64;
-/// Receive buffers of one `recvmmsg`, each large enough for a GRO batch.
-const RECV_BUFFER_BYTES: usize = 64 * 1024;
 /// Longest sleep in `poll` before the stop signal is looked at again.
 const POLL_MS: u16 = 50;
 /// Received batches the reader task may have waiting (tokio wake-ups).
@@ -229,8 +227,7 @@ fn run_polling(
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let socket = forwarder.socket;
-    let mut storage = vec![[0u8; RECV_BUFFER_BYTES]; BATCH_SIZE];
-    let mut meta = vec![RecvMeta::default(); BATCH_SIZE];
+    let mut batch = RecvBatch::new(BATCH_SIZE);
     while !*stop.borrow() {
         let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(POLL_MS)) {
@@ -238,18 +235,12 @@ fn run_polling(
             Ok(_) => {}
             Err(e) => return Err(e.into()),
         }
-        let received = {
-            let mut bufs: Vec<IoSliceMut<'_>> = storage
-                .iter_mut()
-                .map(|b| IoSliceMut::new(&mut b[..]))
-                .collect();
-            match state.recv(socket.into(), &mut bufs, &mut meta) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let received = match batch.recv(state, socket.into()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
         };
-        forwarder.handle_batch(&meta[..received], &mut storage)?;
+        forwarder.handle_batch(&batch.meta[..received], &mut batch.storage)?;
     }
     Ok(())
 }
@@ -277,25 +268,19 @@ fn run_on_tokio(
         // The reader: what one `recvmmsg` got, copied out, into the
         // channel (Weir's reader copies each datagram to its room's queue).
         let reader = tokio::task::spawn_local(async move {
-            let mut storage = vec![[0u8; RECV_BUFFER_BYTES]; BATCH_SIZE];
-            let mut meta = vec![RecvMeta::default(); BATCH_SIZE];
+            let mut received_batch = RecvBatch::new(BATCH_SIZE);
             loop {
-                let received = {
-                    let mut bufs: Vec<IoSliceMut<'_>> = storage
-                        .iter_mut()
-                        .map(|b| IoSliceMut::new(&mut b[..]))
-                        .collect();
-                    reader_socket
-                        .async_io(tokio::io::Interest::READABLE, || {
-                            reader_state.recv((&reader_socket).into(), &mut bufs, &mut meta)
-                        })
-                        .await?
-                };
+                let received = reader_socket
+                    .async_io(tokio::io::Interest::READABLE, || {
+                        received_batch.recv(&reader_state, (&reader_socket).into())
+                    })
+                    .await?;
+                let RecvBatch { storage, meta } = &received_batch;
                 let batch = Batch {
                     meta: meta[..received].to_vec(),
                     buffers: meta[..received]
                         .iter()
-                        .zip(&storage)
+                        .zip(storage)
                         .map(|(m, buffer)| buffer[..m.len].to_vec())
                         .collect(),
                 };
@@ -428,6 +413,7 @@ fn send_messages(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ceiling::RECV_BUFFER_BYTES;
 
     /// A publisher packet of `payload` bytes at `offset` of buffer 0.
     fn packet(

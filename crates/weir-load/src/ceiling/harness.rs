@@ -4,17 +4,16 @@
 //! feedback: a few SRTCP-sized datagrams a second, a STUN check every two
 //! seconds.
 
-use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn_udp::{RecvMeta, UdpSocketState};
+use quinn_udp::UdpSocketState;
 use tokio::time::Instant;
 
 use super::key::{write_header, Key, HEADER_LEN, TAG_LEN};
-use super::{CeilingConfig, AUDIO_PAYLOAD_TYPE, STUN_LEN, VIDEO_PAYLOAD_TYPE};
+use super::{CeilingConfig, RecvBatch, AUDIO_PAYLOAD_TYPE, STUN_LEN, VIDEO_PAYLOAD_TYPE};
 use crate::scenario::{opus_config, VideoProfile};
 
 /// Feedback datagrams a subscriber sends each second (receiver reports
@@ -25,7 +24,6 @@ const FEEDBACK_LEN: usize = 80;
 const STUN_INTERVAL: Duration = Duration::from_secs(2);
 /// How long the last packets are given to arrive.
 const DRAIN: Duration = Duration::from_millis(300);
-const RECV_BUFFER_BYTES: usize = 64 * 1024;
 const RECV_BATCH: usize = 4;
 const PUBLISHER_VIDEO_SSRC: u32 = 0x0101_0000;
 const PUBLISHER_AUDIO_SSRC: u32 = 0x0202_0000;
@@ -178,8 +176,7 @@ async fn subscriber(
     received: Arc<Received>,
     done: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let mut storage = vec![[0u8; RECV_BUFFER_BYTES]; RECV_BATCH];
-    let mut meta = vec![RecvMeta::default(); RECV_BATCH];
+    let mut batch = RecvBatch::new(RECV_BATCH);
     let far = Instant::now() + Duration::from_secs(86_400);
     let mut next_feedback = feedback.map_or(far, |phase| Instant::now() + phase);
     let mut next_stun = feedback.map_or(far, |_| next_feedback + STUN_INTERVAL / 2);
@@ -189,12 +186,10 @@ async fn subscriber(
         tokio::select! {
             ready = socket.readable() => {
                 ready?;
-                let mut bufs: Vec<IoSliceMut<'_>> =
-                    storage.iter_mut().map(|b| IoSliceMut::new(&mut b[..])).collect();
                 while let Ok(n) = socket.try_io(tokio::io::Interest::READABLE, || {
-                    state.recv((&socket).into(), &mut bufs, &mut meta)
+                    batch.recv(&state, (&socket).into())
                 }) {
-                    let datagrams: usize = meta[..n]
+                    let datagrams: usize = batch.meta[..n]
                         .iter()
                         .map(|m| m.len.div_ceil(m.stride.max(1)))
                         .sum();
