@@ -9,6 +9,11 @@
 //!   str0m for its sender reports) and the drive pass it makes due
 //!   (queues flushed, one datagram per subscriber), outputs drained.
 //!   Throughput counts forwarded packets (datagrams out).
+//! - `forwarding/room_to_50_subscribers_by_frame`: the same 50-subscriber
+//!   room fed a frame's packets ([`PACKETS_PER_FRAME`]) per pass, as the
+//!   room task takes a burst that arrived together: the room forwards them
+//!   subscriber by subscriber (`Room::fan_out`). Throughput counts
+//!   forwarded packets, as above.
 //! - `forwarding/room_to_50_subscribers_through_str0m`: the same with
 //!   `own_egress` off: str0m's `write_rtp` (with its RTX cache copy) per
 //!   subscriber and its timeout pass (str0m sends written packets only on
@@ -21,7 +26,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use weir_benches::sim::{Downlink, SimRoom, PAYLOAD_BYTES};
+use weir_benches::sim::{Downlink, SimRoom, PACKETS_PER_FRAME, PAYLOAD_BYTES};
 use weir_sfu::forwarder::{ForwardDecision, Forwarder, IncomingPacket};
 use weir_sfu::keyframe::VideoCodec;
 use weir_sfu::sequence::{ExtendedSeq, RtpTimestamp};
@@ -77,6 +82,41 @@ fn room(c: &mut Criterion) {
     group.finish();
 }
 
+fn room_by_frame(c: &mut Criterion) {
+    let subscribers = 50usize;
+    let mut group = c.benchmark_group("forwarding");
+    let mut sim = SimRoom::with_egress(subscribers, Downlink::Discard, true);
+    let per_frame = PACKETS_PER_FRAME as usize;
+    group.throughput(Throughput::Elements((subscribers * per_frame) as u64));
+    group.bench_function("room_to_50_subscribers_by_frame", |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let frames = left.min(CHUNK / PACKETS_PER_FRAME);
+                let packets = sim.publisher_packets(frames as usize * per_frame);
+                for frame in packets.chunks(per_frame) {
+                    if let Some((last, _)) = frame.last() {
+                        sim.prepare(*last);
+                    }
+                    let start = Instant::now();
+                    let sent = sim.forward_burst(frame);
+                    elapsed += start.elapsed();
+                    assert_eq!(
+                        sent,
+                        subscribers * frame.len(),
+                        "every packet of the frame to every subscriber"
+                    );
+                }
+                sim.settle();
+                left -= frames;
+            }
+            elapsed
+        })
+    });
+    group.finish();
+}
+
 fn forwarder(c: &mut Criterion) {
     let mut group = c.benchmark_group("forwarding");
     let t0 = Instant::now();
@@ -112,5 +152,5 @@ fn forwarder(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, room, forwarder);
+criterion_group!(benches, room, room_by_frame, forwarder);
 criterion_main!(benches);

@@ -285,6 +285,31 @@ impl SimRoom {
         sent
     }
 
+    /// The timed part for a burst of publisher datagrams that the room
+    /// task takes in one pass (a video frame's packets arriving together):
+    /// each into [`Room::handle_datagram`] at the time of the last, then the
+    /// outputs drained once, as [`SimRoom::forward`] does for one. Returns
+    /// the RTP datagrams the room sent to subscribers.
+    pub fn forward_burst(&mut self, burst: &[(Instant, Vec<u8>)]) -> usize {
+        let Some((at, _)) = burst.last() else {
+            return 0;
+        };
+        let at = *at;
+        let publisher = self.peers[PUBLISHER].addr;
+        for (_, datagram) in burst {
+            assert!(
+                self.room.handle_datagram(at, publisher, datagram),
+                "the room accepts the publisher's datagram"
+            );
+        }
+        let mut sent = self.drain_forwarded(publisher);
+        if self.room.poll_timeout().is_some_and(|t| t <= at) {
+            self.room.handle_timeout(at);
+            sent += self.drain_forwarded(publisher);
+        }
+        sent
+    }
+
     /// Drains the room's output, counting (and with [`Downlink::Discard`]
     /// dropping) the RTP datagrams to subscribers.
     fn drain_forwarded(&mut self, publisher: SocketAddr) -> usize {

@@ -152,6 +152,8 @@ pub struct Room {
     track_order: Vec<TrackKey>,
     routes: HashMap<SocketAddr, ParticipantKey>,
     outputs: VecDeque<RoomOutput>,
+    /// Publishers' packets waiting for the fan-out (`room/forwarding.rs`).
+    routed: Vec<forwarding::RoutedPacket>,
     /// Where the grid of [`TIMER_GRID`] starts.
     timer_epoch: Instant,
     next_key: u64,
@@ -180,6 +182,7 @@ impl Room {
             track_order: Vec::new(),
             routes: HashMap::new(),
             outputs: VecDeque::new(),
+            routed: Vec::new(),
             timer_epoch: now,
             next_key: 1,
             counters: RoomCounters::default(),

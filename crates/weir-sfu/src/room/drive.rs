@@ -100,6 +100,9 @@ impl Room {
             return false;
         }
         let now = self.last_now;
+        // Publishers' packets routed since the last step reach their
+        // subscribers' queues (and str0m) before anyone is driven.
+        self.fan_out();
         if self.drive.queue.is_empty() && !self.start_round() {
             self.finish_drive(now);
             // Removals may have produced outputs; the next call ends.

@@ -1,5 +1,13 @@
 //! The media path: a publisher's RTP packet to every subscriber's `Rtc`,
 //! and keyframe requests back the other way.
+//!
+//! A publisher's packet is routed to its track when str0m hands it over
+//! and waits in the room; the next drive step forwards everything routed
+//! since the last one ([`Room::fan_out`]) subscriber by subscriber: each
+//! subscriber takes all of a track's waiting packets at once, so its state
+//! (forwarder, keys, queue) is brought into the cache once per pass rather
+//! than once per packet, as a packet-by-packet fan-out to a large room
+//! did.
 
 use std::time::Instant;
 
@@ -9,15 +17,38 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 
 use super::own_egress::{send_own, Forwarded, OwnSend};
 use super::Room;
+use crate::config::RoomConfig;
+use crate::counters::RoomCounters;
 use crate::egress::history::KeptPacket;
 use crate::egress::rtp_header::HeaderFields;
 use crate::forwarder::{ForwardDecision, IncomingPacket};
 use crate::keyframe::VideoCodec;
-use crate::participant::{OutState, ParticipantKey};
+use crate::participant::{OutState, Participant, ParticipantKey};
 use crate::sequence::{ExtendedSeq, RtpTimestamp};
 use crate::track::TrackKey;
 
+/// A publisher's packet routed to its track, waiting for [`Room::fan_out`].
+pub(super) struct RoutedPacket {
+    track: TrackKey,
+    rid: Option<Rid>,
+    /// The simulcast layer it belongs to (`None`: a single-layer stream).
+    layer: Option<String>,
+    /// The layer subscribers are switched to, when the track has several.
+    best_layer: Option<Option<String>>,
+    params: PayloadParams,
+    video: Option<VideoCodec>,
+    is_video: bool,
+    packet: RtpPacket,
+    /// The header extensions forwarded with it.
+    extensions: ExtensionValues,
+    arrival: Instant,
+    /// A subscriber's forwarder dropped it and asked for a keyframe.
+    wants_keyframe: bool,
+}
+
 impl Room {
+    /// Routes a publisher's packet to its track (statistics, the recorder
+    /// tap) and leaves it for the next [`Room::fan_out`].
     pub(super) fn forward_rtp(&mut self, now: Instant, from: ParticipantKey, packet: RtpPacket) {
         let Some((track_key, rid)) = self.route_packet(from, &packet) else {
             self.counters.rtp_unrouted += 1;
@@ -44,12 +75,75 @@ impl Room {
             let tapped = tapped_packet(track, from, &packet, params, now);
             self.outputs.push_back(super::RoomOutput::Tapped(tapped));
         }
-        let video = video_codec(params.spec().codec);
         let is_video = track.kind == weir_protocol::TrackKind::Video;
-        let ext_vals = forwardable_extensions(&packet.header.ext_vals);
-        let mut want_keyframe = false;
+        let extensions = forwardable_extensions(&packet.header.ext_vals);
+        self.routed.push(RoutedPacket {
+            track: track_key,
+            rid,
+            layer,
+            best_layer,
+            params,
+            video: video_codec(params.spec().codec),
+            is_video,
+            packet,
+            extensions,
+            arrival: now,
+            wants_keyframe: false,
+        });
+    }
+
+    /// Forwards the packets routed since the last fan-out to the
+    /// subscribers of their tracks, track by track in the order they
+    /// came, each subscriber taking all of a track's packets in a row;
+    /// then asks publishers for the keyframes forwarders wanted and keeps
+    /// the video packets for NACKs.
+    pub(super) fn fan_out(&mut self) {
+        if self.routed.is_empty() {
+            return;
+        }
+        let mut routed = std::mem::take(&mut self.routed);
+        for first in 0..routed.len() {
+            let track = routed[first].track;
+            if routed[..first].iter().any(|p| p.track == track) {
+                continue;
+            }
+            self.fan_out_track(track, &mut routed[first..]);
+        }
+        let own_egress = self.config.own_egress;
+        for routed_packet in routed.drain(..) {
+            let RoutedPacket {
+                track,
+                rid,
+                video,
+                is_video,
+                packet,
+                extensions,
+                arrival,
+                wants_keyframe,
+                ..
+            } = routed_packet;
+            if wants_keyframe && video.is_some() {
+                self.request_keyframe(arrival, track, rid, KeyframeRequestKind::Pli);
+            }
+            if own_egress && is_video {
+                let kept = KeptPacket {
+                    ssrc: *packet.header.ssrc,
+                    seq: *packet.seq_no,
+                    payload: packet.payload,
+                    extensions,
+                };
+                self.keep_for_nacks(arrival, track, kept);
+            }
+        }
+        // The emptied list keeps its capacity for the next pass.
+        self.routed = routed;
+    }
+
+    /// Every subscriber of `track_key` gets the packets of `packets` that
+    /// belong to it, in order.
+    fn fan_out_track(&mut self, track_key: TrackKey, packets: &mut [RoutedPacket]) {
         // Disjoint field borrows: the track's subscriber list is read while
-        // subscribers are written to, with no per-packet copy of the list.
+        // subscribers are written to, with no copy of the list.
         let Room {
             tracks,
             participants,
@@ -57,125 +151,23 @@ impl Room {
             config,
             ..
         } = self;
-        let nack_history = NackHistory {
-            packets: config.nack_cache_packets,
-            age: config.nack_cache_age,
-        };
         let Some(track) = tracks.get(&track_key) else {
             return;
         };
-
         for subscriber in &track.subscribers {
             let Some(participant) = participants.get_mut(subscriber) else {
                 continue;
             };
-            let Some(subscription) = participant.subscription_by_track(track_key) else {
+            let Some(subscription) = participant
+                .subscriptions
+                .iter()
+                .position(|s| s.track == track_key)
+            else {
                 continue;
             };
-            let OutState::Open(mid) = subscription.state else {
-                continue;
-            };
-            if let Some(best) = &best_layer {
-                if subscription.forwarder.target_layer() != Some(best) {
-                    subscription.forwarder.set_target_layer(best.clone());
-                }
+            for packet in packets.iter_mut().filter(|p| p.track == track_key) {
+                forward_to(participant, subscription, packet, counters, config);
             }
-            let decision = subscription.forwarder.decide(IncomingPacket {
-                ssrc: *packet.header.ssrc,
-                layer: layer.as_deref(),
-                seq: ExtendedSeq(*packet.seq_no),
-                timestamp: RtpTimestamp(packet.header.timestamp),
-                arrival: now,
-                payload: &packet.payload,
-                video_codec: video,
-            });
-            let rewritten = match decision {
-                ForwardDecision::Forward(rewritten) => rewritten,
-                ForwardDecision::Drop {
-                    request_keyframe, ..
-                } => {
-                    want_keyframe |= request_keyframe;
-                    counters.rtp_not_forwarded += 1;
-                    continue;
-                }
-            };
-            // Nothing written to this m-line yet (no payload type matched).
-            let first_packet = subscription.pt_map.iter().all(|(_, out)| out.is_none());
-            let out_pt = match subscription.pt_map.iter().find(|(p, _)| *p == *pt) {
-                Some((_, out)) => *out,
-                None => {
-                    let out = matching_pt(&participant.rtc, mid, params);
-                    if let Some(s) = participant.subscription_by_track(track_key) {
-                        s.pt_map.push((*pt, out));
-                    }
-                    out
-                }
-            };
-            let Some(out_pt) = out_pt else {
-                counters.rtp_codec_mismatch += 1;
-                continue;
-            };
-            if config.own_egress && !first_packet {
-                let forwarded = Forwarded {
-                    track: track_key,
-                    mid,
-                    fields: HeaderFields {
-                        payload_type: out_pt,
-                        marker: packet.header.marker,
-                        seq: rewritten.seq.wire(),
-                        timestamp: rewritten.timestamp.0,
-                        ssrc: 0,
-                    },
-                    out_seq: rewritten.seq.0,
-                    in_ssrc: *packet.header.ssrc,
-                    in_seq: *packet.seq_no,
-                    payload: &packet.payload,
-                    extensions: &ext_vals,
-                    nackable: is_video,
-                };
-                if let OwnSend::Sent = send_own(participant, &forwarded, now) {
-                    counters.rtp_forwarded += 1;
-                    counters.rtp_sealed_by_weir += 1;
-                    continue;
-                }
-            }
-            let mut api = participant.rtc.direct_api();
-            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-                counters.rtp_no_send_stream += 1;
-                continue;
-            };
-            if first_packet {
-                // The NACK history is bounded by age as well as count: it
-                // is most of a subscriber's memory.
-                stream.set_rtx_cache(nack_history.packets, nack_history.age, RTX_RATIO_CAP);
-            }
-            stream.write_rtp(
-                RtpWrite::new(
-                    out_pt.into(),
-                    rewritten.seq.0.into(),
-                    rewritten.timestamp.0,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(ext_vals.clone())
-                .nackable(is_video),
-            );
-            participant.needs_timeout = true;
-            counters.rtp_forwarded += 1;
-        }
-        let own_egress = config.own_egress;
-        if want_keyframe && video.is_some() {
-            self.request_keyframe(now, track_key, rid, KeyframeRequestKind::Pli);
-        }
-        if own_egress && is_video {
-            let kept = KeptPacket {
-                ssrc: *packet.header.ssrc,
-                seq: *packet.seq_no,
-                payload: packet.payload,
-                extensions: ext_vals,
-            };
-            self.keep_for_nacks(now, track_key, kept);
         }
     }
 
@@ -249,17 +241,124 @@ impl Room {
     }
 }
 
+/// One routed packet to one subscriber (its `subscription`-th
+/// subscription is on the packet's track): the forwarder's decision and
+/// rewrite, then sealed by Weir's egress or written through str0m.
+fn forward_to(
+    participant: &mut Participant,
+    subscription: usize,
+    routed: &mut RoutedPacket,
+    counters: &mut RoomCounters,
+    config: &RoomConfig,
+) {
+    let Some(subscription_state) = participant.subscriptions.get_mut(subscription) else {
+        return;
+    };
+    let OutState::Open(mid) = subscription_state.state else {
+        return;
+    };
+    let packet = &routed.packet;
+    if let Some(best) = &routed.best_layer {
+        if subscription_state.forwarder.target_layer() != Some(best) {
+            subscription_state.forwarder.set_target_layer(best.clone());
+        }
+    }
+    let decision = subscription_state.forwarder.decide(IncomingPacket {
+        ssrc: *packet.header.ssrc,
+        layer: routed.layer.as_deref(),
+        seq: ExtendedSeq(*packet.seq_no),
+        timestamp: RtpTimestamp(packet.header.timestamp),
+        arrival: routed.arrival,
+        payload: &packet.payload,
+        video_codec: routed.video,
+    });
+    let rewritten = match decision {
+        ForwardDecision::Forward(rewritten) => rewritten,
+        ForwardDecision::Drop {
+            request_keyframe, ..
+        } => {
+            routed.wants_keyframe |= request_keyframe;
+            counters.rtp_not_forwarded += 1;
+            return;
+        }
+    };
+    let pt = *packet.header.payload_type;
+    // Nothing written to this m-line yet (no payload type matched).
+    let first_packet = subscription_state
+        .pt_map
+        .iter()
+        .all(|(_, out)| out.is_none());
+    let out_pt = match subscription_state.pt_map.iter().find(|(p, _)| *p == pt) {
+        Some((_, out)) => *out,
+        None => {
+            let out = matching_pt(&participant.rtc, mid, routed.params);
+            if let Some(s) = participant.subscriptions.get_mut(subscription) {
+                s.pt_map.push((pt, out));
+            }
+            out
+        }
+    };
+    let Some(out_pt) = out_pt else {
+        counters.rtp_codec_mismatch += 1;
+        return;
+    };
+    if config.own_egress && !first_packet {
+        let forwarded = Forwarded {
+            mid,
+            fields: HeaderFields {
+                payload_type: out_pt,
+                marker: packet.header.marker,
+                seq: rewritten.seq.wire(),
+                timestamp: rewritten.timestamp.0,
+                ssrc: 0,
+            },
+            out_seq: rewritten.seq.0,
+            in_ssrc: *packet.header.ssrc,
+            in_seq: *packet.seq_no,
+            payload: &packet.payload,
+            extensions: &routed.extensions,
+            nackable: routed.is_video,
+        };
+        if let OwnSend::Sent = send_own(participant, subscription, &forwarded, routed.arrival) {
+            counters.rtp_forwarded += 1;
+            counters.rtp_sealed_by_weir += 1;
+            return;
+        }
+    }
+    let mut api = participant.rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        counters.rtp_no_send_stream += 1;
+        return;
+    };
+    if first_packet {
+        // The NACK history is bounded by age as well as count: it is most
+        // of a subscriber's memory.
+        stream.set_rtx_cache(
+            config.nack_cache_packets,
+            config.nack_cache_age,
+            RTX_RATIO_CAP,
+        );
+    }
+    stream.write_rtp(
+        RtpWrite::new(
+            out_pt.into(),
+            rewritten.seq.0.into(),
+            rewritten.timestamp.0,
+            packet.timestamp,
+            packet.payload.clone(),
+        )
+        .marker(packet.header.marker)
+        .ext_vals(routed.extensions.clone())
+        .nackable(routed.is_video),
+    );
+    participant.needs_timeout = true;
+    counters.rtp_forwarded += 1;
+}
+
 /// Queued retransmissions are dropped while they exceed this share of a
 /// subscriber's stream (str0m's default), so a lossy link cannot double
 /// its bitrate with resends.
 const RTX_RATIO_CAP: Option<f32> = Some(0.15);
-
-/// How much a subscriber's send stream keeps to answer NACKs.
-#[derive(Debug, Clone, Copy)]
-struct NackHistory {
-    packets: usize,
-    age: std::time::Duration,
-}
 
 /// The subscriber's payload type for the publisher's codec on `mid`, if the
 /// subscriber accepted that codec there.

@@ -135,7 +135,6 @@ pub(super) enum OwnSend {
 
 /// A forwarded packet as the forwarder rewrote it for one subscription.
 pub(super) struct Forwarded<'a> {
-    pub track: TrackKey,
     pub mid: Mid,
     pub fields: HeaderFields,
     /// The extended sequence number (`fields.seq` is its low 16 bits): the
@@ -148,10 +147,12 @@ pub(super) struct Forwarded<'a> {
     pub nackable: bool,
 }
 
-/// Seals `packet` for `participant` when its session allows, or says to
-/// write it through str0m.
+/// Seals `packet` for `participant` (on its `subscription`-th
+/// subscription) when its session allows, or says to write it through
+/// str0m.
 pub(super) fn send_own(
     participant: &mut Participant,
+    subscription: usize,
     packet: &Forwarded<'_>,
     now: Instant,
 ) -> OwnSend {
@@ -165,7 +166,7 @@ pub(super) fn send_own(
     if egress.destination.is_none() || egress.sealer(id).is_none() {
         return OwnSend::ViaStr0m;
     }
-    let Some(subscription) = subscriptions.iter_mut().find(|s| s.track == packet.track) else {
+    let Some(subscription) = subscriptions.get_mut(subscription) else {
         return OwnSend::ViaStr0m;
     };
     let own = &mut subscription.own;

@@ -250,7 +250,7 @@ impl Net {
 
     /// One datagram from the room to the peer at `destination` (dropped
     /// there when `drop_downstream` says so).
-    fn deliver(&mut self, destination: SocketAddr, contents: &[u8]) {
+    pub(super) fn deliver(&mut self, destination: SocketAddr, contents: &[u8]) {
         let Some(index) = self.peers.iter().position(|p| p.addr == destination) else {
             return;
         };

@@ -153,6 +153,90 @@ fn twcc_is_negotiated_for_publishers_uplinks_only() {
     }
 }
 
+/// A frame's packets that reach the room together are handled in one
+/// pass (as the server's room task takes a burst) and forwarded
+/// subscriber by subscriber: each subscriber gets every packet of the
+/// burst, in order, in one output (one GSO send), besides at most one
+/// packet str0m sends for its sender reports.
+#[test]
+fn a_burst_handled_in_one_pass_reaches_every_subscriber_in_order_together() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    for seq in 1..=30u64 {
+        net.send_vp8(0, mid, seq, seq == 1, true);
+        net.advance(Duration::from_millis(33));
+    }
+    net.run_for(Duration::from_millis(200));
+    let sealed_before = net.room.counters().rtp_sealed_by_weir;
+    let subscribers: Vec<std::net::SocketAddr> =
+        [1, 2].iter().map(|&i| net.peers[i].addr).collect();
+    for burst in 0..3u64 {
+        let first = 31 + burst * 6;
+        for seq in first..first + 6 {
+            net.write_vp8(0, mid, None, seq, false, seq == first + 5, 1000);
+        }
+        // The publisher sends the six at once: six `handle_datagram`s,
+        // then the outputs are drained.
+        let now = net.now;
+        net.peers[0]
+            .rtc
+            .handle_input(str0m::Input::Timeout(now))
+            .expect("timeout");
+        net.poll_peer(0);
+        let mut outputs: Vec<(std::net::SocketAddr, Vec<Vec<u8>>)> = Vec::new();
+        while let Some(output) = net.room.poll_output() {
+            if let RoomOutput::Transmit {
+                destination,
+                datagrams,
+            } = output
+            {
+                let rtp: Vec<Vec<u8>> = datagrams
+                    .iter()
+                    .filter(|d| is_rtp(d))
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                if subscribers.contains(&destination) && !rtp.is_empty() {
+                    outputs.push((destination, rtp));
+                }
+            }
+        }
+        for subscriber in &subscribers {
+            let mine: Vec<usize> = outputs
+                .iter()
+                .filter(|(to, _)| to == subscriber)
+                .map(|(_, rtp)| rtp.len())
+                .collect();
+            assert_eq!(mine.iter().sum::<usize>(), 6, "burst {burst}: {mine:?}");
+            assert!(
+                mine == [6] || mine == [1, 5],
+                "burst {burst}: one output, or str0m's packet then the rest: {mine:?}"
+            );
+        }
+        for (to, rtp) in outputs {
+            for datagram in rtp {
+                net.deliver(to, &datagram);
+            }
+        }
+        net.advance(Duration::from_millis(33));
+    }
+    net.run_for(Duration::from_millis(200));
+    for subscriber in [1, 2] {
+        assert_eq!(
+            embedded_seqs(&net.peers[subscriber].received),
+            (1..=48).collect::<Vec<_>>(),
+            "subscriber {subscriber}"
+        );
+        for pair in net.peers[subscriber].received.windows(2) {
+            assert_eq!(
+                pair[1].seq,
+                pair[0].seq + 1,
+                "continuous rewritten sequence"
+            );
+        }
+    }
+    let sealed = net.room.counters().rtp_sealed_by_weir - sealed_before;
+    assert!(sealed >= 2 * 18 - 2, "sealed by Weir: {sealed}");
+}
+
 #[test]
 fn video_starts_at_a_keyframe_and_asks_the_publisher_for_one() {
     let (mut net, mid) = publisher_and_two_subscribers();
