@@ -6,13 +6,19 @@
 //! instead of an allocation, a copy and an output per datagram. The owner
 //! sends them in order (its send batch makes UDP GSO sends of them).
 
+use smallvec::{smallvec, SmallVec};
+
 /// Datagrams in send order; never holds an empty one.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Datagrams {
     bytes: Vec<u8>,
-    /// Each datagram's length, in order.
-    sizes: Vec<u16>,
+    /// Each datagram's length, in order: a pass's few (a frame, its audio)
+    /// inline, no allocation per subscriber per pass for them.
+    sizes: SmallVec<[u16; INLINE_SIZES]>,
 }
+
+/// Datagram lengths kept without an allocation.
+const INLINE_SIZES: usize = 8;
 
 /// Most bytes one datagram may have (a UDP payload's limit).
 pub const MAX_DATAGRAM_LEN: usize = u16::MAX as usize;
@@ -34,7 +40,7 @@ impl Datagrams {
         match u16::try_from(contents.len()) {
             Ok(size) if size > 0 => Datagrams {
                 bytes: contents,
-                sizes: vec![size],
+                sizes: smallvec![size],
             },
             _ => Datagrams::default(),
         }

@@ -125,9 +125,12 @@ impl Room {
                 let Some(participant) = self.participants.get_mut(&key) else {
                     continue;
                 };
-                if needs_drive(participant) {
-                    let run = drive_rtc(participant, now);
+                if needs_rtc_run(participant) {
+                    let run = run_rtc(participant, now);
                     self.take_run(now, run);
+                } else if let Some(output) = take_own_egress(participant) {
+                    // Only Weir's sealed datagrams: straight to the outputs.
+                    self.outputs.push_back(output);
                 }
             }
             return true;
@@ -238,13 +241,11 @@ fn drive_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
     if needs_rtc_run(participant) {
         return run_rtc(participant, now);
     }
-    let mut run = RtcRun {
+    RtcRun {
         key: participant.key,
-        transmits: Vec::new(),
+        transmits: take_own_egress(participant).into_iter().collect(),
         events: Vec::new(),
-    };
-    flush_own_egress(participant, &mut run);
-    run
+    }
 }
 
 /// Gives a participant's `Rtc` its pending timeout and polls it until it
@@ -303,15 +304,24 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
 /// str0m sent in the same pass (a packet written through str0m for its
 /// sender reports is always the first of its pass).
 fn flush_own_egress(participant: &mut Participant, run: &mut RtcRun) {
+    run.transmits.extend(take_own_egress(participant));
+}
+
+/// The output sending the datagrams Weir's egress sealed for this
+/// participant, if any (without a destination they are dropped).
+fn take_own_egress(participant: &mut Participant) -> Option<RoomOutput> {
     let queue = &mut participant.own_egress.queue;
     if queue.is_empty() {
-        return;
+        return None;
     }
     match participant.own_egress.destination {
-        Some(destination) => run.transmits.push(RoomOutput::Transmit {
+        Some(destination) => Some(RoomOutput::Transmit {
             destination,
             datagrams: queue.take(),
         }),
-        None => queue.clear(),
+        None => {
+            queue.clear();
+            None
+        }
     }
 }
