@@ -94,7 +94,10 @@ pub struct Participant {
     pub user_id: String,
     pub grants: Vec<Grant>,
     pub kind: SessionKind,
-    pub rtc: Rtc,
+    /// Boxed: an `Rtc` is ~10 KiB, and the room's scans and fan-out read
+    /// the fields around it once per pass for every participant; apart,
+    /// those fields share a few cache lines and one page.
+    pub rtc: Box<Rtc>,
     pub joined_at_ms: u64,
     pub auto_subscribe: bool,
     /// Local ICE ufrag, for routing a first STUN packet.

@@ -139,9 +139,9 @@ pub use timers::{LAZY_TIMER_GRID, TIMER_GRID};
 pub struct Room {
     name: String,
     config: RoomConfig,
-    /// Boxed: a participant is ~10 KiB (its `Rtc`), so the table holds
-    /// pointers, not its spare capacity of participants (nor moves them
-    /// when it grows). Keyed by room-local ids the room assigns (no untrusted input), so
+    /// Boxed (and a participant's `Rtc`, ~10 KiB, boxed inside it): the
+    /// table holds pointers, not its spare capacity of participants (nor
+    /// moves them when it grows). Keyed by room-local ids the room assigns (no untrusted input), so
     /// hashed with rustc-hash's Fx, not SipHash: a lookup per subscriber
     /// per forwarded packet.
     participants: FxHashMap<ParticipantKey, Box<Participant>>,

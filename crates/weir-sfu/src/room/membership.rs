@@ -71,7 +71,7 @@ impl Room {
             user_id: request.user_id.clone(),
             grants: request.grants.clone(),
             kind: request.kind.clone(),
-            rtc,
+            rtc: Box::new(rtc),
             joined_at_ms: request.wall_clock_ms,
             auto_subscribe: request.auto_subscribe,
             ice_ufrag: ice_ufrag.clone(),
