@@ -434,6 +434,23 @@ impl Net {
         panic!("peers did not connect");
     }
 
+    /// `frames` one-packet VP8 frames from `peer` on `mid` (sequence
+    /// numbers from 1, the first a keyframe), one every `spacing`, then
+    /// 200 ms for everything to arrive.
+    pub(super) fn stream_vp8_frames(
+        &mut self,
+        peer: usize,
+        mid: Mid,
+        frames: u64,
+        spacing: Duration,
+    ) {
+        for seq in 1..=frames {
+            self.send_vp8(peer, mid, seq, seq == 1, true);
+            self.advance(spacing);
+        }
+        self.run_for(Duration::from_millis(200));
+    }
+
     /// Writes one synthetic VP8 packet from `peer` on `mid`.
     pub(super) fn send_vp8(
         &mut self,

@@ -113,11 +113,7 @@ fn forwards_every_packet_in_order(own_egress: bool) {
 #[test]
 fn twcc_is_negotiated_for_publishers_uplinks_only() {
     let (mut net, mid) = publisher_and_two_subscribers();
-    for seq in 1..=20u64 {
-        net.send_vp8(0, mid, seq, seq == 1, true);
-        net.advance(Duration::from_millis(33));
-    }
-    net.run_for(Duration::from_millis(200));
+    net.stream_vp8_frames(0, mid, 20, Duration::from_millis(33));
     const TWCC: &str = "transport-wide-cc-extensions";
     // The publisher's m-line keeps it: its bandwidth estimation runs on the
     // server's feedback.
@@ -161,11 +157,7 @@ fn twcc_is_negotiated_for_publishers_uplinks_only() {
 #[test]
 fn a_burst_handled_in_one_pass_reaches_every_subscriber_in_order_together() {
     let (mut net, mid) = publisher_and_two_subscribers();
-    for seq in 1..=30u64 {
-        net.send_vp8(0, mid, seq, seq == 1, true);
-        net.advance(Duration::from_millis(33));
-    }
-    net.run_for(Duration::from_millis(200));
+    net.stream_vp8_frames(0, mid, 30, Duration::from_millis(33));
     let sealed_before = net.room.counters().rtp_sealed_by_weir;
     let subscribers: Vec<std::net::SocketAddr> =
         [1, 2].iter().map(|&i| net.peers[i].addr).collect();
@@ -433,11 +425,7 @@ fn whep_viewer_stream_stays_continuous_when_the_publisher_reconnects() {
 #[test]
 fn unsubscribed_lines_are_parked_and_reused_with_continuous_numbering() {
     let (mut net, mid) = publisher_and_two_subscribers();
-    for seq in 1..=30u64 {
-        net.send_vp8(0, mid, seq, seq == 1, true);
-        net.advance(Duration::from_millis(20));
-    }
-    net.run_for(Duration::from_millis(200));
+    net.stream_vp8_frames(0, mid, 30, Duration::from_millis(20));
     let track_id = net.peer_signals(1).iter().find_map(|m| match m {
         ServerMessage::Subscribed { track_id, mid } => Some((track_id.clone(), mid.clone())),
         _ => None,
