@@ -5,7 +5,7 @@
 //!   room task feeds it: `handle_datagram` (SRTP open, routing, the
 //!   forwarder's decision and SSRC/sequence/timestamp rewrite per
 //!   subscriber, the packet sealed by Weir's own egress into the
-//!   subscriber's queue, about one a second per subscriber written through
+//!   subscriber's queue, one every 4 s per subscriber written through
 //!   str0m for its sender reports) and the drive pass it makes due
 //!   (queues flushed, one datagram per subscriber), outputs drained.
 //!   Throughput counts forwarded packets (datagrams out).

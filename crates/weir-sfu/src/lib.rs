@@ -7,7 +7,7 @@
 //! ([`forwarder`], [`sequence`]), gating video on keyframes ([`keyframe`]),
 //! and merging keyframe requests toward publishers ([`keyframe_requests`]).
 //! Forwarded packets are sealed by Weir for each subscriber
-//! ([`egress`], `room::own_egress`; str0m still sends about one a second
+//! ([`egress`], `room::own_egress`; str0m still sends one every 4 s
 //! per stream, for its sender reports), and subscribers' NACKs are answered
 //! from the track's packet history (str0m's per-stream cache, with RTX,
 //! when `own_egress` is off or the session's SRTP profile is AES-CM);

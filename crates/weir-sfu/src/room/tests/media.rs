@@ -36,8 +36,8 @@ fn forwards_every_packet_when_the_first_ones_cross_the_sequence_wrap() {
     super::super::negotiation::PINNED_INITIAL_SEQ.with(|pinned| pinned.set(None));
 }
 
-/// `own_egress`: Weir seals forwarded packets (and str0m about two a
-/// second per subscription, for its sender reports), or str0m all.
+/// `own_egress`: Weir seals forwarded packets (and str0m one every few
+/// seconds per subscription, for its sender reports), or str0m all.
 fn forwards_every_packet_in_order(own_egress: bool) {
     let mut config = RoomConfig::new(server_addr());
     config.own_egress = own_egress;
@@ -100,9 +100,11 @@ fn forwards_every_packet_in_order(own_egress: bool) {
     let counters = net.room.counters();
     assert_eq!(counters.rtp_forwarded, 600);
     if own_egress {
-        // 300 packets over 3.3 s: about 4 per subscriber went through str0m.
+        // 300 packets over 3.3 s: a few per subscriber went through str0m
+        // (its first packets, then one for its sender reports; the next is
+        // due after `SENDER_REPORT_REFRESH`, 4 s).
         assert!(
-            (570..600).contains(&counters.rtp_sealed_by_weir),
+            (588..600).contains(&counters.rtp_sealed_by_weir),
             "{counters:?}"
         );
     } else {
