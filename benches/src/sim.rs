@@ -272,17 +272,7 @@ impl SimRoom {
     /// the room task drops them after sending); otherwise they wait to be
     /// routed at the next [`SimRoom::settle`].
     pub fn forward(&mut self, at: Instant, datagram: &[u8]) -> usize {
-        let publisher = self.peers[PUBLISHER].addr;
-        assert!(
-            self.room.handle_datagram(at, publisher, datagram),
-            "the room accepts the publisher's datagram"
-        );
-        let mut sent = self.drain_forwarded(publisher);
-        if self.room.poll_timeout().is_some_and(|t| t <= at) {
-            self.room.handle_timeout(at);
-            sent += self.drain_forwarded(publisher);
-        }
-        sent
+        self.forward_in_one_pass(at, std::iter::once(datagram))
     }
 
     /// The timed part for a burst of publisher datagrams that the room
@@ -294,9 +284,20 @@ impl SimRoom {
         let Some((at, _)) = burst.last() else {
             return 0;
         };
-        let at = *at;
+        self.forward_in_one_pass(*at, burst.iter().map(|(_, d)| d.as_slice()))
+    }
+
+    /// `datagrams` from the publisher into [`Room::handle_datagram`] at
+    /// `at`, then the outputs drained once and any room timer due at `at`
+    /// run: what the room task does for one pass. Returns the RTP
+    /// datagrams the room sent to subscribers.
+    fn forward_in_one_pass<'a>(
+        &mut self,
+        at: Instant,
+        datagrams: impl IntoIterator<Item = &'a [u8]>,
+    ) -> usize {
         let publisher = self.peers[PUBLISHER].addr;
-        for (_, datagram) in burst {
+        for datagram in datagrams {
             assert!(
                 self.room.handle_datagram(at, publisher, datagram),
                 "the room accepts the publisher's datagram"

@@ -251,6 +251,15 @@ mod tests {
         }
     }
 
+    /// The duration of the sample an `add` completed (any other outcome
+    /// fails the test).
+    fn added_duration(add: LaneAdd) -> u32 {
+        match add {
+            LaneAdd::Added(Some(sample)) => sample.duration,
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A lane whose pending frame starts at 0 and is `previous`.
     fn lane_with(previous: TimedFrame) -> Lane {
         let mut lane = Lane::new(previous.kind);
@@ -274,10 +283,10 @@ mod tests {
         ));
         assert_eq!(lane.hole(96_750, true), Some((85_500, 96_750)));
         // Within a second it ends the frozen frame.
-        match lane.add(frame(video, 0, false), 90_000, true) {
-            LaneAdd::Added(Some(sample)) => assert_eq!(sample.duration, 90_000),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            added_duration(lane.add(frame(video, 0, false), 90_000, true)),
+            90_000
+        );
     }
 
     #[test]
@@ -287,10 +296,10 @@ mod tests {
         let video = MediaKind::Video;
         let mut lane = lane_with(frame(video, 3_000, false));
         assert_eq!(lane.hole(40_000, true), None);
-        match lane.add(frame(video, 3_000, false), 40_000, true) {
-            LaneAdd::Added(Some(sample)) => assert_eq!(sample.duration, 40_000),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            added_duration(lane.add(frame(video, 3_000, false), 40_000, true)),
+            40_000
+        );
         assert!(matches!(
             lane.add(frame(video, 0, false), 40_000 + 3_000 + 45_001, true),
             LaneAdd::Hole { .. }
