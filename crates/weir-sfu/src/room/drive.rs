@@ -47,6 +47,9 @@ pub(super) struct DriveProgress {
     /// Participants of the current round not driven yet.
     queue: VecDeque<ParticipantKey>,
     rounds: u32,
+    /// What the `Rtc` being driven emitted, kept between runs so that a
+    /// run (one per publisher packet) allocates nothing for its events.
+    events: Vec<Event>,
 }
 
 /// Whether this process may use more than one core (its CPU affinity
@@ -57,7 +60,8 @@ fn several_cores() -> bool {
     *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 
-/// What one participant's `Rtc` emitted until it was idle.
+/// What one participant's `Rtc` emitted until it was idle, when it ran
+/// on one of two threads.
 struct RtcRun {
     key: ParticipantKey,
     transmits: Vec<RoomOutput>,
@@ -78,15 +82,31 @@ impl Room {
     /// it sent is forwarded before the others are driven).
     pub(super) fn drive_participant(&mut self, now: Instant, key: ParticipantKey) {
         self.negotiate_if_needed(key);
+        self.run_and_take(now, key);
+    }
+
+    /// Runs one participant's `Rtc` on this thread: its datagrams go
+    /// straight to the outputs, then its events to the room.
+    fn run_and_take(&mut self, now: Instant, key: ParticipantKey) {
         let Some(participant) = self.participants.get_mut(&key) else {
             return;
         };
-        let run = run_rtc(participant, now);
-        self.take_run(now, run);
+        let mut events = std::mem::take(&mut self.drive.events);
+        run_rtc(
+            participant,
+            now,
+            &mut self.outputs,
+            &mut events,
+            &mut self.spare_datagrams,
+        );
+        for event in events.drain(..) {
+            self.handle_event(now, key, event);
+        }
+        self.drive.events = events;
     }
 
-    /// What a driven participant emitted: its datagrams to the outputs,
-    /// its events to the room.
+    /// What a participant driven on one of two threads emitted: its
+    /// datagrams to the outputs, its events to the room.
     fn take_run(&mut self, now: Instant, run: RtcRun) {
         self.outputs.extend(run.transmits);
         for event in run.events {
@@ -126,9 +146,9 @@ impl Room {
                     continue;
                 };
                 if needs_rtc_run(participant) {
-                    let run = run_rtc(participant, now);
-                    self.take_run(now, run);
-                } else if let Some(output) = take_own_egress(participant) {
+                    self.run_and_take(now, key);
+                } else if let Some(output) = take_own_egress(participant, &mut self.spare_datagrams)
+                {
                     // Only Weir's sealed datagrams: straight to the outputs.
                     self.outputs.push_back(output);
                 }
@@ -177,20 +197,21 @@ impl Room {
             // Whatever started this pass also serves the timers due by now.
             self.mark_due_timers(self.last_now);
         }
-        let due: Vec<ParticipantKey> = self
-            .participants
-            .values()
-            .filter(|p| needs_drive(p))
-            .map(|p| p.key)
-            .collect();
-        if due.is_empty() {
+        // Straight into the (empty) queue, which keeps its capacity.
+        self.drive.queue.extend(
+            self.participants
+                .values()
+                .filter(|p| needs_drive(p))
+                .map(|p| p.key),
+        );
+        if self.drive.queue.is_empty() {
             return false;
         }
-        for key in &due {
-            self.negotiate_if_needed(*key);
+        for index in 0..self.drive.queue.len() {
+            let key = self.drive.queue[index];
+            self.negotiate_if_needed(key);
         }
         self.drive.rounds += 1;
-        self.drive.queue.extend(due);
         true
     }
 
@@ -239,23 +260,40 @@ fn run_on_two_threads(work: &mut [&mut Participant], now: Instant) -> Vec<RtcRun
 /// has nothing to do for it, else [`run_rtc`].
 fn drive_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
     if needs_rtc_run(participant) {
-        return run_rtc(participant, now);
+        let mut run = RtcRun {
+            key: participant.key,
+            transmits: Vec::new(),
+            events: Vec::new(),
+        };
+        run_rtc(
+            participant,
+            now,
+            &mut run.transmits,
+            &mut run.events,
+            &mut Vec::new(),
+        );
+        return run;
     }
     RtcRun {
         key: participant.key,
-        transmits: take_own_egress(participant).into_iter().collect(),
+        transmits: take_own_egress(participant, &mut Vec::new())
+            .into_iter()
+            .collect(),
         events: Vec::new(),
     }
 }
 
 /// Gives a participant's `Rtc` its pending timeout and polls it until it
-/// asks for the next one, keeping what it emitted.
-fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
-    let mut run = RtcRun {
-        key: participant.key,
-        transmits: Vec::new(),
-        events: Vec::new(),
-    };
+/// asks for the next one: its datagrams (str0m's, then Weir's sealed ones)
+/// onto `transmits`, its events onto `events`; its egress queue continues
+/// in one of the `spare` buffers, if any.
+fn run_rtc(
+    participant: &mut Participant,
+    now: Instant,
+    transmits: &mut impl Extend<RoomOutput>,
+    events: &mut Vec<Event>,
+    spare: &mut Vec<Datagrams>,
+) {
     if participant.needs_timeout {
         participant.needs_timeout = false;
         if let Err(e) = participant.rtc.handle_input(Input::Timeout(now)) {
@@ -268,15 +306,18 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
         if !participant.rtc.is_alive() {
             participant.next_timeout = None;
             participant.own_egress.queue.clear();
-            return run;
+            return;
         }
         match participant.rtc.poll_output() {
             Ok(Output::Timeout(at)) => {
                 participant.next_timeout = Some(at);
                 participant.timer_is_lazy =
                     super::timers::tolerates_lateness(participant.rtc.last_timeout_reason());
-                flush_own_egress(participant, &mut run);
-                return run;
+                // After what str0m sent in the same pass (a packet written
+                // through str0m for its sender reports is always the first
+                // of its pass).
+                transmits.extend(take_own_egress(participant, spare));
+                return;
             }
             Ok(Output::Transmit(transmit)) => {
                 // str0m sends SRTP and SRTCP only on the selected ICE pair
@@ -284,32 +325,29 @@ fn run_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
                 if crate::stun::looks_like_rtp_or_rtcp(&transmit.contents) {
                     participant.own_egress.destination = Some(transmit.destination);
                 }
-                run.transmits.push(RoomOutput::Transmit {
+                transmits.extend(Some(RoomOutput::Transmit {
                     destination: transmit.destination,
                     datagrams: Datagrams::one(transmit.contents.into()),
-                })
+                }));
             }
-            Ok(Output::Event(event)) => run.events.push(event),
+            Ok(Output::Event(event)) => events.push(event),
             Err(e) => {
                 warn!(participant = %participant.id, error = %e, "poll_output failed; disconnecting");
                 participant.rtc.disconnect();
                 participant.leaving = true;
-                return run;
+                return;
             }
         }
     }
 }
 
-/// The datagrams Weir's egress sealed for this participant, after what
-/// str0m sent in the same pass (a packet written through str0m for its
-/// sender reports is always the first of its pass).
-fn flush_own_egress(participant: &mut Participant, run: &mut RtcRun) {
-    run.transmits.extend(take_own_egress(participant));
-}
-
 /// The output sending the datagrams Weir's egress sealed for this
-/// participant, if any (without a destination they are dropped).
-fn take_own_egress(participant: &mut Participant) -> Option<RoomOutput> {
+/// participant, if any (without a destination they are dropped); the
+/// queue goes on in a `spare` buffer if there is one.
+fn take_own_egress(
+    participant: &mut Participant,
+    spare: &mut Vec<Datagrams>,
+) -> Option<RoomOutput> {
     let queue = &mut participant.own_egress.queue;
     if queue.is_empty() {
         return None;
@@ -317,7 +355,7 @@ fn take_own_egress(participant: &mut Participant) -> Option<RoomOutput> {
     match participant.own_egress.destination {
         Some(destination) => Some(RoomOutput::Transmit {
             destination,
-            datagrams: queue.take(),
+            datagrams: std::mem::replace(queue, spare.pop().unwrap_or_default()),
         }),
         None => {
             queue.clear();
