@@ -49,11 +49,11 @@ pub async fn run_reader(
     let mut last_prune = Instant::now();
     let stop = shutdown.changed();
     tokio::pin!(stop);
+    let mut bufs: Vec<IoSliceMut<'_>> = storage
+        .chunks_mut(RECEIVE_BUFFER)
+        .map(IoSliceMut::new)
+        .collect();
     loop {
-        let mut bufs: Vec<IoSliceMut<'_>> = storage
-            .chunks_mut(RECEIVE_BUFFER)
-            .map(IoSliceMut::new)
-            .collect();
         let count = tokio::select! {
             received = socket.recv(&mut bufs, &mut meta) => match received {
                 Ok(count) => count,

@@ -50,18 +50,32 @@ impl Room {
     }
 
     /// When the participants' timers next need a wake-up of the room.
+    ///
+    /// A grid point is monotonic in the time it rounds, so the earliest
+    /// timer of each kind is found first and only those two are put on
+    /// their grids (the room's owner asks before every wait).
     pub(super) fn next_timer_wake(&self) -> Option<Instant> {
-        self.participants
-            .values()
-            .filter_map(|p| {
-                let grid = if p.timer_is_lazy {
-                    LAZY_TIMER_GRID
-                } else {
-                    TIMER_GRID
-                };
-                p.next_timeout.map(|at| self.on_timer_grid(at, grid))
-            })
-            .min()
+        let mut earliest = None::<Instant>;
+        let mut earliest_lazy = None::<Instant>;
+        for participant in self.participants.values() {
+            let Some(at) = participant.next_timeout else {
+                continue;
+            };
+            let slot = if participant.timer_is_lazy {
+                &mut earliest_lazy
+            } else {
+                &mut earliest
+            };
+            if slot.is_none_or(|current| at < current) {
+                *slot = Some(at);
+            }
+        }
+        let fine = earliest.map(|at| self.on_timer_grid(at, TIMER_GRID));
+        let lazy = earliest_lazy.map(|at| self.on_timer_grid(at, LAZY_TIMER_GRID));
+        match (fine, lazy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Marks every participant whose timer is due at `now` for a timeout
