@@ -4,7 +4,7 @@
 # each in its own loopback-only network namespace, and prints both and their
 # ratio. The VM's speed moves from minute to minute; the ratio of one run
 # is what compares. Run as root (it calls unshare -n); build first:
-#   cargo build --release -p weir-load -p weir-server --bin weir
+#   cargo build --release -p weir-load -p weir-server
 #
 #   crates/weir-load/scripts/with-ceiling.sh NAME OUT_DIR [SUBSCRIBERS]
 #

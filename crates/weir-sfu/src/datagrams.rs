@@ -117,8 +117,9 @@ impl Datagrams {
         std::mem::take(self)
     }
 
-    /// Bytes the buffer holds without growing.
-    pub fn capacity_bytes(&self) -> usize {
+    /// Bytes the buffer holds without growing (what its tests check).
+    #[cfg(test)]
+    fn capacity_bytes(&self) -> usize {
         self.bytes.capacity()
     }
 }

@@ -37,18 +37,6 @@ mod signalling;
 mod tests;
 mod timers;
 
-/// Spare send buffers a room keeps ([`Room::recycle`]): more than the
-/// subscribers of a drive step, whose outputs the owner takes before the
-/// next step.
-pub const SPARE_DATAGRAMS: usize = 32;
-/// Biggest spare send buffer kept (a pass of a keyframe's packets to one
-/// subscriber); bigger ones are freed.
-pub const SPARE_DATAGRAMS_BYTES: usize = 16 * 1024;
-/// Smallest spare send buffer kept: room for a few audio packets (Weir's
-/// egress reserves six datagrams at a time); str0m's single RTCP and STUN
-/// datagrams are not worth keeping.
-pub const SPARE_DATAGRAMS_MIN_BYTES: usize = 1024;
-
 /// What the room asks its owner to do.
 #[derive(Debug)]
 pub enum RoomOutput {
@@ -167,10 +155,6 @@ pub struct Room {
     outputs: VecDeque<RoomOutput>,
     /// Publishers' packets waiting for the fan-out (`room/forwarding.rs`).
     routed: Vec<forwarding::RoutedPacket>,
-    /// Emptied send buffers the owner gave back ([`Room::recycle`]): a
-    /// subscriber's queue takes one when its datagrams leave, so a pass
-    /// allocates no buffer per subscriber.
-    spare_datagrams: Vec<Datagrams>,
     /// Where the grid of [`TIMER_GRID`] starts.
     timer_epoch: Instant,
     next_key: u64,
@@ -200,7 +184,6 @@ impl Room {
             routes: HashMap::new(),
             outputs: VecDeque::new(),
             routed: Vec::new(),
-            spare_datagrams: Vec::new(),
             timer_epoch: now,
             next_key: 1,
             counters: RoomCounters::default(),
@@ -312,21 +295,6 @@ impl Room {
             if !self.drive_step() {
                 return None;
             }
-        }
-    }
-
-    /// Gives back the buffer of a `Transmit` output once its datagrams are
-    /// sent or copied, for a subscriber's next pass (optional: without it
-    /// each pass allocates a buffer per subscriber). Kept up to
-    /// [`SPARE_DATAGRAMS`] buffers of [`SPARE_DATAGRAMS_MIN_BYTES`] to
-    /// [`SPARE_DATAGRAMS_BYTES`].
-    pub fn recycle(&mut self, mut datagrams: Datagrams) {
-        let capacity = datagrams.capacity_bytes();
-        if self.spare_datagrams.len() < SPARE_DATAGRAMS
-            && (SPARE_DATAGRAMS_MIN_BYTES..=SPARE_DATAGRAMS_BYTES).contains(&capacity)
-        {
-            datagrams.clear();
-            self.spare_datagrams.push(datagrams);
         }
     }
 

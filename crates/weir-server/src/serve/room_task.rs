@@ -567,7 +567,6 @@ impl RoomTask {
                     for datagram in datagrams.iter() {
                         self.outgoing.push(destination, datagram);
                     }
-                    self.room.recycle(datagrams);
                 }
                 RoomOutput::Signal { to, message } => {
                     if let Some(signals) = sessions.get(&to).and_then(|s| s.signals.as_ref()) {

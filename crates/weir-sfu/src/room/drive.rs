@@ -92,13 +92,7 @@ impl Room {
             return;
         };
         let mut events = std::mem::take(&mut self.drive.events);
-        run_rtc(
-            participant,
-            now,
-            &mut self.outputs,
-            &mut events,
-            &mut self.spare_datagrams,
-        );
+        run_rtc(participant, now, &mut self.outputs, &mut events);
         for event in events.drain(..) {
             self.handle_event(now, key, event);
         }
@@ -147,8 +141,7 @@ impl Room {
                 };
                 if needs_rtc_run(participant) {
                     self.run_and_take(now, key);
-                } else if let Some(output) = take_own_egress(participant, &mut self.spare_datagrams)
-                {
+                } else if let Some(output) = take_own_egress(participant) {
                     // Only Weir's sealed datagrams: straight to the outputs.
                     self.outputs.push_back(output);
                 }
@@ -265,34 +258,24 @@ fn drive_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
             transmits: Vec::new(),
             events: Vec::new(),
         };
-        run_rtc(
-            participant,
-            now,
-            &mut run.transmits,
-            &mut run.events,
-            &mut Vec::new(),
-        );
+        run_rtc(participant, now, &mut run.transmits, &mut run.events);
         return run;
     }
     RtcRun {
         key: participant.key,
-        transmits: take_own_egress(participant, &mut Vec::new())
-            .into_iter()
-            .collect(),
+        transmits: take_own_egress(participant).into_iter().collect(),
         events: Vec::new(),
     }
 }
 
 /// Gives a participant's `Rtc` its pending timeout and polls it until it
 /// asks for the next one: its datagrams (str0m's, then Weir's sealed ones)
-/// onto `transmits`, its events onto `events`; its egress queue continues
-/// in one of the `spare` buffers, if any.
+/// onto `transmits`, its events onto `events`.
 fn run_rtc(
     participant: &mut Participant,
     now: Instant,
     transmits: &mut impl Extend<RoomOutput>,
     events: &mut Vec<Event>,
-    spare: &mut Vec<Datagrams>,
 ) {
     if participant.needs_timeout {
         participant.needs_timeout = false;
@@ -316,7 +299,7 @@ fn run_rtc(
                 // After what str0m sent in the same pass (a packet written
                 // through str0m for its sender reports is always the first
                 // of its pass).
-                transmits.extend(take_own_egress(participant, spare));
+                transmits.extend(take_own_egress(participant));
                 return;
             }
             Ok(Output::Transmit(transmit)) => {
@@ -342,12 +325,8 @@ fn run_rtc(
 }
 
 /// The output sending the datagrams Weir's egress sealed for this
-/// participant, if any (without a destination they are dropped); the
-/// queue goes on in a `spare` buffer if there is one.
-fn take_own_egress(
-    participant: &mut Participant,
-    spare: &mut Vec<Datagrams>,
-) -> Option<RoomOutput> {
+/// participant, if any (without a destination they are dropped).
+fn take_own_egress(participant: &mut Participant) -> Option<RoomOutput> {
     let queue = &mut participant.own_egress.queue;
     if queue.is_empty() {
         return None;
@@ -355,7 +334,7 @@ fn take_own_egress(
     match participant.own_egress.destination {
         Some(destination) => Some(RoomOutput::Transmit {
             destination,
-            datagrams: std::mem::replace(queue, spare.pop().unwrap_or_default()),
+            datagrams: queue.take(),
         }),
         None => {
             queue.clear();

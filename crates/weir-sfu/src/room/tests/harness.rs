@@ -451,6 +451,23 @@ impl Net {
         self.run_for(Duration::from_millis(200));
     }
 
+    /// One VP8 frame of `packets` packets (1000-byte payloads, sequence
+    /// numbers from `first_seq`) that `peer` sends at once: its timeout
+    /// input, then all its datagrams handed to the room, whose outputs
+    /// are left for the caller to drain.
+    pub(super) fn send_vp8_burst(&mut self, peer: usize, mid: Mid, first_seq: u64, packets: u64) {
+        let last = first_seq + packets - 1;
+        for seq in first_seq..=last {
+            self.write_vp8(peer, mid, None, seq, false, seq == last, 1000);
+        }
+        let now = self.now;
+        self.peers[peer]
+            .rtc
+            .handle_input(Input::Timeout(now))
+            .expect("timeout");
+        self.poll_peer(peer);
+    }
+
     /// Writes one synthetic VP8 packet from `peer` on `mid`.
     pub(super) fn send_vp8(
         &mut self,

@@ -164,18 +164,9 @@ fn a_burst_handled_in_one_pass_reaches_every_subscriber_in_order_together() {
     let subscribers: Vec<std::net::SocketAddr> =
         [1, 2].iter().map(|&i| net.peers[i].addr).collect();
     for burst in 0..3u64 {
-        let first = 31 + burst * 6;
-        for seq in first..first + 6 {
-            net.write_vp8(0, mid, None, seq, false, seq == first + 5, 1000);
-        }
-        // The publisher sends the six at once: six `handle_datagram`s,
-        // then the outputs are drained.
-        let now = net.now;
-        net.peers[0]
-            .rtc
-            .handle_input(str0m::Input::Timeout(now))
-            .expect("timeout");
-        net.poll_peer(0);
+        // The publisher sends six at once: six `handle_datagram`s, then
+        // the outputs are drained.
+        net.send_vp8_burst(0, mid, 31 + burst * 6, 6);
         let mut outputs: Vec<(std::net::SocketAddr, Vec<Vec<u8>>)> = Vec::new();
         while let Some(output) = net.room.poll_output() {
             if let RoomOutput::Transmit {
@@ -229,89 +220,6 @@ fn a_burst_handled_in_one_pass_reaches_every_subscriber_in_order_together() {
     }
     let sealed = net.room.counters().rtp_sealed_by_weir - sealed_before;
     assert!(sealed >= 2 * 18 - 2, "sealed by Weir: {sealed}");
-}
-
-/// The owner gives each sent output's buffer back (`Room::recycle`, as the
-/// server's room task does): the next passes seal the subscribers' packets
-/// into those buffers instead of new ones, and what is delivered is
-/// unchanged. Buffers too small to be worth keeping, oversized ones and
-/// more than the room keeps are dropped.
-#[test]
-fn recycled_send_buffers_carry_the_next_passes() {
-    let (mut net, mid) = publisher_and_two_subscribers();
-    net.stream_vp8_frames(0, mid, 30, Duration::from_millis(33));
-    let subscribers: Vec<std::net::SocketAddr> =
-        [1, 2].iter().map(|&i| net.peers[i].addr).collect();
-    for frame in 0..6u64 {
-        let first = 31 + frame * 5;
-        for seq in first..first + 5 {
-            net.write_vp8(0, mid, None, seq, false, seq == first + 4, 1000);
-        }
-        let now = net.now;
-        net.peers[0]
-            .rtc
-            .handle_input(str0m::Input::Timeout(now))
-            .expect("timeout");
-        net.poll_peer(0);
-        let spare_before = net.room.spare_datagrams.len();
-        let mut sealed = Vec::new();
-        let mut others = Vec::new();
-        while let Some(output) = net.room.poll_output() {
-            let RoomOutput::Transmit {
-                destination,
-                datagrams,
-            } = output
-            else {
-                continue;
-            };
-            // Weir's sealed datagrams of this frame; str0m's own transmits
-            // carry one datagram each.
-            if subscribers.contains(&destination) && datagrams.len() > 1 {
-                sealed.push((destination, datagrams));
-            } else {
-                others.push((destination, datagrams));
-            }
-        }
-        assert_eq!(sealed.len(), 2, "frame {frame}: one output per subscriber");
-        // Each subscriber's queue went on in a spare buffer (none yet
-        // before the first frame was given back).
-        assert_eq!(
-            net.room.spare_datagrams.len(),
-            spare_before.saturating_sub(2),
-            "frame {frame}"
-        );
-        for (to, datagrams) in others.into_iter().chain(sealed) {
-            for datagram in datagrams.iter() {
-                net.deliver(to, datagram);
-            }
-            let keep = datagrams.capacity_bytes() >= SPARE_DATAGRAMS_MIN_BYTES;
-            let before = net.room.spare_datagrams.len();
-            net.room.recycle(datagrams);
-            assert_eq!(net.room.spare_datagrams.len(), before + usize::from(keep));
-        }
-        net.advance(Duration::from_millis(33));
-    }
-    net.run_for(Duration::from_millis(200));
-    for subscriber in [1, 2] {
-        assert_eq!(
-            embedded_seqs(&net.peers[subscriber].received),
-            (1..=60).collect::<Vec<_>>(),
-            "subscriber {subscriber}"
-        );
-    }
-
-    let spare = net.room.spare_datagrams.len();
-    net.room.recycle(Datagrams::new());
-    net.room.recycle(Datagrams::one(vec![1; 100]));
-    let mut oversized = Datagrams::new();
-    assert!(oversized.push(&vec![0; SPARE_DATAGRAMS_BYTES + 1]));
-    net.room.recycle(oversized);
-    assert_eq!(net.room.spare_datagrams.len(), spare, "none kept");
-    for _ in 0..SPARE_DATAGRAMS + 1 {
-        net.room
-            .recycle(Datagrams::one(vec![1; SPARE_DATAGRAMS_MIN_BYTES]));
-    }
-    assert_eq!(net.room.spare_datagrams.len(), SPARE_DATAGRAMS);
 }
 
 #[test]
