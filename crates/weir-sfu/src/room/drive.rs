@@ -252,20 +252,17 @@ fn run_on_two_threads(work: &mut [&mut Participant], now: Instant) -> Vec<RtcRun
 /// A participant in a drive step: only its egress queue flushed when str0m
 /// has nothing to do for it, else [`run_rtc`].
 fn drive_rtc(participant: &mut Participant, now: Instant) -> RtcRun {
-    if needs_rtc_run(participant) {
-        let mut run = RtcRun {
-            key: participant.key,
-            transmits: Vec::new(),
-            events: Vec::new(),
-        };
-        run_rtc(participant, now, &mut run.transmits, &mut run.events);
-        return run;
-    }
-    RtcRun {
+    let mut run = RtcRun {
         key: participant.key,
-        transmits: take_own_egress(participant).into_iter().collect(),
+        transmits: Vec::new(),
         events: Vec::new(),
+    };
+    if needs_rtc_run(participant) {
+        run_rtc(participant, now, &mut run.transmits, &mut run.events);
+    } else {
+        run.transmits.extend(take_own_egress(participant));
     }
+    run
 }
 
 /// Gives a participant's `Rtc` its pending timeout and polls it until it

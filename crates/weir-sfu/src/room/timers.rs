@@ -72,10 +72,7 @@ impl Room {
         }
         let fine = earliest.map(|at| self.on_timer_grid(at, TIMER_GRID));
         let lazy = earliest_lazy.map(|at| self.on_timer_grid(at, LAZY_TIMER_GRID));
-        match (fine, lazy) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        fine.into_iter().chain(lazy).min()
     }
 
     /// Marks every participant whose timer is due at `now` for a timeout
