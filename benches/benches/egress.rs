@@ -17,7 +17,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use str0m::rtp::{ExtensionValues, VideoOrientation};
 use weir_benches::sim::PAYLOAD_BYTES;
-use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
+use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields, MediaExtensions};
 use weir_sfu::egress::srtp_keys::{AeadProfile, MasterKey};
 use weir_sfu::egress::srtp_seal::{PacketIndex, RtpSealer};
 
@@ -68,10 +68,10 @@ fn fan_out(c: &mut Criterion) {
         .map(|i| sealer(AeadProfile::Aes256Gcm, i))
         .collect();
     let payload: Vec<u8> = (0..PAYLOAD_BYTES).map(|i| i as u8).collect();
-    let values = ExtensionValues {
+    let values = MediaExtensions::from_values(&ExtensionValues {
         video_orientation: Some(VideoOrientation::Deg90),
         ..Default::default()
-    };
+    });
     let ids = ExtensionIds {
         mid: Some(4),
         video_orientation: Some(13),

@@ -26,7 +26,7 @@ use libfuzzer_sys::fuzz_target;
 use str0m::media::MediaTime;
 use str0m::rtp::{AbsCaptureTime, ExtensionValues, VideoOrientation};
 use weir_fuzz::Reader;
-use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
+use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields, MediaExtensions};
 use weir_sfu::egress::srtp_keys::{AeadProfile, MasterKey, TAG_LEN};
 use weir_sfu::egress::srtp_seal::{rtp_header_len, PacketIndex, RtpSealer};
 
@@ -125,7 +125,13 @@ fn write_fuzzed_header(input: &mut Reader, out: &mut Vec<u8>) {
     let mid = input.string();
     let mid = (!mid.is_empty()).then_some(mid.as_str());
     let start = out.len();
-    write_header(fields, &ids, mid, &values, out);
+    write_header(
+        fields,
+        &ids,
+        mid,
+        &MediaExtensions::from_values(&values),
+        out,
+    );
     let header = &out[start..];
     assert_eq!(
         rtp_header_len(header),

@@ -12,7 +12,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, VideoOrientation};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use weir_sfu::egress::key_tap::{tapped_rtc, KeyTap};
-use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields};
+use weir_sfu::egress::rtp_header::{write_header, ExtensionIds, HeaderFields, MediaExtensions};
 use weir_sfu::egress::srtp_keys::{AeadProfile, MasterKey, TAG_LEN};
 use weir_sfu::egress::srtp_seal::{PacketIndex, RtpSealer};
 
@@ -468,7 +468,13 @@ fn str0m_reads_the_extensions_weir_writes_with_the_negotiated_ids() {
             timestamp: 4242,
             ssrc,
         };
-        write_header(fields, &ids, Some(&mid.to_string()), &values, &mut plain);
+        write_header(
+            fields,
+            &ids,
+            Some(&mid.to_string()),
+            &MediaExtensions::from_values(&values),
+            &mut plain,
+        );
         plain.extend_from_slice(&payload(100, 80));
         datagram.clear();
         sealer.seal_into(&plain, &mut datagram).expect("seal");

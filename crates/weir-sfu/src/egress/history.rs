@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::rtp::ExtensionValues;
+use super::rtp_header::MediaExtensions;
 
 /// A publisher's packet as a retransmission needs it (the rewritten
 /// fields are the subscription's, in [`SentPacket`]).
@@ -21,7 +21,7 @@ pub struct KeptPacket {
     pub seq: u64,
     pub payload: Arc<[u8]>,
     /// The header extensions that are forwarded.
-    pub extensions: ExtensionValues,
+    pub extensions: MediaExtensions,
 }
 
 /// The publisher's recent packets of one track, oldest first, kept for
@@ -149,7 +149,7 @@ mod tests {
             ssrc,
             seq,
             payload: Arc::from(&b"payload"[..]),
-            extensions: ExtensionValues::default(),
+            extensions: MediaExtensions::default(),
         }
     }
 

@@ -66,13 +66,70 @@ pub struct HeaderFields {
     pub ssrc: u32,
 }
 
+/// The header extensions Weir forwards, already in their one-byte wire
+/// form. A publisher's video packet is kept for NACKs with them, so they
+/// are as small as the elements (27 bytes instead of str0m's 192-byte
+/// `ExtensionValues`: a third of a kept packet's entry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaExtensions {
+    /// Voice-activity bit and the level in -dBov.
+    audio_level: Option<u8>,
+    video_orientation: Option<u8>,
+    video_content_type: Option<u8>,
+    /// Minimum and maximum delay, 12 bits each in 10 ms units.
+    playout_delay: Option<[u8; 3]>,
+    /// 64-bit NTP capture time, then the clock offset if given.
+    abs_capture_time: [u8; 16],
+    /// Bytes of `abs_capture_time` in use: 0 (none), 8 or 16.
+    abs_capture_time_len: u8,
+}
+
+impl MediaExtensions {
+    /// The extensions of `values` that describe the media (the transport
+    /// ones, such as TWCC, abs-send-time, mid and rid, are the subscriber
+    /// connection's own).
+    pub fn from_values(values: &ExtensionValues) -> MediaExtensions {
+        let mut extensions = MediaExtensions {
+            audio_level: values.audio_level.map(|level| {
+                let voice = if values.voice_activity == Some(true) {
+                    0x80
+                } else {
+                    0
+                };
+                voice | (level.unsigned_abs() & 0x7f)
+            }),
+            video_orientation: values.video_orientation.map(|o| o as u8),
+            video_content_type: values.video_content_type,
+            ..MediaExtensions::default()
+        };
+        if let (Some(min), Some(max)) = (values.play_delay_min, values.play_delay_max) {
+            let min = (min.rebase(Frequency::HUNDREDTHS).numer() as u32).min(0xfff);
+            let max = (max.rebase(Frequency::HUNDREDTHS).numer() as u32).min(0xfff);
+            let packed = ((min << 12) | max).to_be_bytes();
+            extensions.playout_delay = Some([packed[1], packed[2], packed[3]]);
+        }
+        if let Some(capture) = &values.abs_capture_time {
+            extensions.abs_capture_time[..8]
+                .copy_from_slice(&ntp_64(capture.capture_time).to_be_bytes());
+            extensions.abs_capture_time_len = match capture.clock_offset {
+                Some(offset) => {
+                    extensions.abs_capture_time[8..].copy_from_slice(&offset.to_be_bytes());
+                    16
+                }
+                None => 8,
+            };
+        }
+        extensions
+    }
+}
+
 /// Appends the header to `out`: fixed fields, then the extensions that
 /// have both an id and a value. `mid` is the subscriber's m-line id.
 pub fn write_header(
     fields: HeaderFields,
     ids: &ExtensionIds,
     mid: Option<&str>,
-    values: &ExtensionValues,
+    values: &MediaExtensions,
     out: &mut Vec<u8>,
 ) {
     // Built on the stack and appended once (no capacity check per byte).
@@ -104,37 +161,23 @@ pub fn write_header(
         element(ids.mid, mid.as_bytes());
     }
     if let Some(level) = values.audio_level {
-        let voice = if values.voice_activity == Some(true) {
-            0x80
-        } else {
-            0
-        };
-        element(ids.audio_level, &[voice | (level.unsigned_abs() & 0x7f)]);
+        element(ids.audio_level, &[level]);
     }
     if let Some(orientation) = values.video_orientation {
-        element(ids.video_orientation, &[orientation as u8]);
+        element(ids.video_orientation, &[orientation]);
     }
     if let Some(content_type) = values.video_content_type {
         element(ids.video_content_type, &[content_type]);
     }
-    if let (Some(min), Some(max)) = (values.play_delay_min, values.play_delay_max) {
-        // 12 bits each, in units of 10 ms.
-        let min = (min.rebase(Frequency::HUNDREDTHS).numer() as u32).min(0xfff);
-        let max = (max.rebase(Frequency::HUNDREDTHS).numer() as u32).min(0xfff);
-        let packed = (min << 12) | max;
-        element(ids.playout_delay, &packed.to_be_bytes()[1..]);
+    if let Some(delay) = &values.playout_delay {
+        element(ids.playout_delay, delay);
     }
-    if let Some(capture) = &values.abs_capture_time {
-        let mut value = [0u8; 16];
-        value[..8].copy_from_slice(&ntp_64(capture.capture_time).to_be_bytes());
-        let value_len = match capture.clock_offset {
-            Some(offset) => {
-                value[8..].copy_from_slice(&offset.to_be_bytes());
-                16
-            }
-            None => 8,
-        };
-        element(ids.abs_capture_time, &value[..value_len]);
+    let capture_len = usize::from(values.abs_capture_time_len).min(values.abs_capture_time.len());
+    if capture_len > 0 {
+        element(
+            ids.abs_capture_time,
+            &values.abs_capture_time[..capture_len],
+        );
     }
 
     let written = len - BLOCK;
@@ -186,7 +229,7 @@ mod tests {
             fields(),
             &ExtensionIds::default(),
             Some("0"),
-            &ExtensionValues::default(),
+            &MediaExtensions::default(),
             &mut out,
         );
         assert_eq!(
@@ -213,7 +256,13 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        write_header(fields(), &ids, Some("ab"), &values, &mut out);
+        write_header(
+            fields(),
+            &ids,
+            Some("ab"),
+            &MediaExtensions::from_values(&values),
+            &mut out,
+        );
         assert_eq!(out[0], 0x90, "X bit");
         assert_eq!(&out[12..16], &[0xbe, 0xde, 0, 3]);
         assert_eq!(
@@ -250,7 +299,7 @@ mod tests {
             fields(),
             &ids,
             Some(&too_long),
-            &ExtensionValues::default(),
+            &MediaExtensions::default(),
             &mut out,
         );
         assert_eq!(out.len(), 12, "nothing to write, no extension block");
@@ -280,8 +329,41 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        write_header(fields(), &ids, Some(&"m".repeat(16)), &values, &mut out);
+        write_header(
+            fields(),
+            &ids,
+            Some(&"m".repeat(16)),
+            &MediaExtensions::from_values(&values),
+            &mut out,
+        );
         assert_eq!(out.len(), MAX_HEADER_LEN);
+    }
+
+    #[test]
+    fn capture_time_without_offset_is_eight_bytes_and_the_kept_form_is_small() {
+        let ids = ExtensionIds {
+            abs_capture_time: Some(7),
+            ..Default::default()
+        };
+        let values = ExtensionValues {
+            abs_capture_time: Some(str0m::rtp::AbsCaptureTime {
+                capture_time: UNIX_EPOCH + Duration::from_millis(500),
+                clock_offset: None,
+            }),
+            // Transport extensions are the connection's own: not kept.
+            transport_cc: Some(9),
+            ..Default::default()
+        };
+        let kept = MediaExtensions::from_values(&values);
+        let mut out = Vec::new();
+        write_header(fields(), &ids, None, &kept, &mut out);
+        assert_eq!(&out[12..16], &[0xbe, 0xde, 0, 3]);
+        assert_eq!(out[16], 0x77, "id 7, 8 bytes");
+        let ntp = (2_208_988_800u64 << 32) | (1 << 31);
+        assert_eq!(&out[17..25], &ntp.to_be_bytes());
+        assert_eq!(&out[25..], &[0, 0, 0], "padding");
+        // Kept with every video packet for NACKs: no bigger than this.
+        assert!(std::mem::size_of::<MediaExtensions>() <= 32);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::Room;
 use crate::config::RoomConfig;
 use crate::counters::RoomCounters;
 use crate::egress::history::KeptPacket;
-use crate::egress::rtp_header::HeaderFields;
+use crate::egress::rtp_header::{HeaderFields, MediaExtensions};
 use crate::forwarder::{ForwardDecision, IncomingPacket};
 use crate::keyframe::VideoCodec;
 use crate::participant::{OutState, Participant, ParticipantKey};
@@ -39,8 +39,10 @@ pub(super) struct RoutedPacket {
     video: Option<VideoCodec>,
     is_video: bool,
     packet: RtpPacket,
-    /// The header extensions forwarded with it.
+    /// The header extensions forwarded with it (when str0m sends it).
     extensions: ExtensionValues,
+    /// The same, in the wire form Weir's egress writes and keeps.
+    media_extensions: MediaExtensions,
     arrival: Instant,
     /// A subscriber's forwarder dropped it and asked for a keyframe.
     wants_keyframe: bool,
@@ -77,6 +79,7 @@ impl Room {
         }
         let is_video = track.kind == weir_protocol::TrackKind::Video;
         let extensions = forwardable_extensions(&packet.header.ext_vals);
+        let media_extensions = MediaExtensions::from_values(&extensions);
         self.routed.push(RoutedPacket {
             track: track_key,
             rid,
@@ -87,6 +90,7 @@ impl Room {
             is_video,
             packet,
             extensions,
+            media_extensions,
             arrival: now,
             wants_keyframe: false,
         });
@@ -117,7 +121,7 @@ impl Room {
                 video,
                 is_video,
                 packet,
-                extensions,
+                media_extensions,
                 arrival,
                 wants_keyframe,
                 ..
@@ -130,7 +134,7 @@ impl Room {
                     ssrc: *packet.header.ssrc,
                     seq: *packet.seq_no,
                     payload: packet.payload,
-                    extensions,
+                    extensions: media_extensions,
                 };
                 self.keep_for_nacks(arrival, track, kept);
             }
@@ -316,7 +320,7 @@ fn forward_to(
             in_ssrc: *packet.header.ssrc,
             in_seq: *packet.seq_no,
             payload: &packet.payload,
-            extensions: &routed.extensions,
+            extensions: &routed.media_extensions,
             nackable: routed.is_video,
         };
         if let OwnSend::Sent = send_own(participant, subscription, &forwarded, routed.arrival) {

@@ -228,6 +228,10 @@ impl Room {
         self.say_goodbye(now, &mut participant.rtc);
         self.join_order.retain(|k| *k != key);
         self.routes.retain(|_, k| *k != key);
+        // Its subscriptions end with it (the tracks it was sent stay).
+        for track in self.tracks.values_mut() {
+            track.subscribers.retain(|s| *s != key);
+        }
         info!(room = %self.name, participant = %participant.id, ?reason, "participant left");
         self.counters.participants_left += 1;
         self.broadcast_except(

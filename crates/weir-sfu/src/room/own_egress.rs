@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use str0m::media::Mid;
 use str0m::rtp::rtcp::Nack;
-use str0m::rtp::ExtensionValues;
 use tracing::info;
 
 use super::Room;
 use crate::egress::history::{nacked, KeptPacket, PacketHistory, SentPacket, SentRing};
 use crate::egress::key_tap::KeyTap;
-use crate::egress::rtp_header::{write_header, ExtensionIds, HeaderFields, MAX_HEADER_LEN};
+use crate::egress::rtp_header::{
+    write_header, ExtensionIds, HeaderFields, MediaExtensions, MAX_HEADER_LEN,
+};
 use crate::egress::srtp_keys::TAG_LEN;
 use crate::egress::srtp_seal::{PacketIndex, RtpSealer};
 use crate::participant::{Participant, ParticipantKey};
@@ -146,7 +147,7 @@ pub(super) struct Forwarded<'a> {
     pub in_ssrc: u32,
     pub in_seq: u64,
     pub payload: &'a [u8],
-    pub extensions: &'a ExtensionValues,
+    pub extensions: &'a MediaExtensions,
     pub nackable: bool,
 }
 
@@ -246,7 +247,7 @@ fn seal_onto(
     fields: HeaderFields,
     out_seq: u64,
     stream: &EgressStream,
-    extensions: &ExtensionValues,
+    extensions: &MediaExtensions,
     payload: &[u8],
 ) -> bool {
     let ParticipantEgress { sealer, queue, .. } = egress;
@@ -267,11 +268,27 @@ impl Room {
     pub(super) fn keep_for_nacks(&mut self, now: Instant, track: TrackKey, packet: KeptPacket) {
         let age = self.config.nack_cache_age;
         if let Some(track) = self.tracks.get_mut(&track) {
+            if track.subscribers.is_empty() {
+                // Sent to nobody, so nobody can ask for it again (and what
+                // was kept for earlier subscribers is of no use now).
+                track.history = None;
+                return;
+            }
             track
                 .history
                 .get_or_insert_with(|| PacketHistory::new(age, HISTORY_PACKETS))
                 .push(now, packet);
         }
+    }
+
+    /// Packets kept for NACKs, over every track.
+    #[cfg(test)]
+    pub(super) fn packets_kept_for_nacks(&self) -> usize {
+        self.tracks
+            .values()
+            .filter_map(|t| t.history.as_ref())
+            .map(PacketHistory::len)
+            .sum()
     }
 
     /// A subscriber's NACK: packets Weir sent are sealed again from the

@@ -335,6 +335,45 @@ fn nack_recovery(own_egress: bool) -> Net {
 }
 
 #[test]
+fn packets_are_kept_for_nacks_only_while_someone_subscribes() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    stream_vp8(&mut net, mid, 1..=20);
+    let kept = net.room.packets_kept_for_nacks();
+    assert!(kept >= 15, "kept {kept} of 20 for the two subscribers");
+    for subscriber in [1, 2] {
+        let key = net.peers[subscriber].key;
+        net.room.leave(net.now, key, LeaveReason::ClientLeft);
+    }
+    stream_vp8(&mut net, mid, 21..=40);
+    assert_eq!(
+        net.room.packets_kept_for_nacks(),
+        0,
+        "nobody left to ask for them again"
+    );
+}
+
+#[test]
+fn a_publisher_alone_keeps_nothing_for_nacks() {
+    let mut net = Net::new();
+    let publisher = net.join_signalling("alice");
+    let mid = net.publish_video(publisher);
+    net.wait_connected();
+    stream_vp8(&mut net, mid, 1..=20);
+    assert_eq!(net.room.counters().rtp_received, 20);
+    assert_eq!(net.room.packets_kept_for_nacks(), 0);
+}
+
+/// VP8 packets `seqs` at 100 packets/s (the first a keyframe), then 100 ms.
+fn stream_vp8(net: &mut Net, mid: str0m::media::Mid, seqs: std::ops::RangeInclusive<u64>) {
+    let first = *seqs.start();
+    for seq in seqs {
+        net.send_vp8(0, mid, seq, seq == first, false);
+        net.advance(Duration::from_millis(10));
+    }
+    net.run_for(Duration::from_millis(100));
+}
+
+#[test]
 fn the_server_nacks_the_publisher_for_its_own_losses() {
     let (mut net, mid) = publisher_and_two_subscribers();
     // Drop every 20th RTP packet (5%) from the publisher to the server.
