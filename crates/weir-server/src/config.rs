@@ -144,8 +144,10 @@ pub struct MediaConfig {
     /// loopback address if that is unspecified (`0.0.0.0` / `::`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_ip: Option<IpAddr>,
-    /// How long sent packets are kept to answer NACKs (one history per
-    /// track on Weir's own egress; per subscriber on str0m's).
+    /// How long sent packets are kept to answer NACKs at most (one history
+    /// per track on Weir's own egress, whose window follows the
+    /// subscribers' longest round trip up to this; per subscriber on
+    /// str0m's, always this long).
     pub nack_history_ms: u64,
     /// Forwarded RTP sealed by Weir per subscriber (fast path) instead of
     /// str0m's per-subscriber send path. `false` puts every packet through

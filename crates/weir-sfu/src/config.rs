@@ -14,11 +14,13 @@ pub struct RoomConfig {
     pub keyframe_request_interval: Duration,
     /// How many sent packets per subscribed track are kept to answer NACKs.
     pub nack_cache_packets: usize,
-    /// How long sent packets are kept to answer NACKs. This history is
-    /// most of a subscriber's memory (~1.2 kB per video packet): 500 ms of a
-    /// 1.5 Mbit/s stream is ~110 kB. A retransmission is useful only while
-    /// the receiver still waits for the packet, so links with a round trip
-    /// of more than ~400 ms want more.
+    /// How long sent packets are kept to answer NACKs at most: 500 ms of a
+    /// 1.5 Mbit/s stream is ~110 kB. On Weir's own egress (one history per
+    /// track) the window follows the subscribers' longest round trip
+    /// (`egress::history::nack_window`: 300 ms + 2 round trips) up to this;
+    /// on str0m's path (per subscriber) it is this. A retransmission is
+    /// useful only while the receiver still waits for the packet, so links
+    /// with a round trip of more than ~100 ms want more.
     pub nack_cache_age: Duration,
     /// Reported in `joined`.
     pub server_version: String,

@@ -433,7 +433,13 @@ impl Room {
                     // What Weir's own egress sent is not in str0m's counts.
                     link.bytes += s.own.bytes;
                     link.packets += s.own.packets;
+                    let reported_rtt = stats.rtt.zip(Some(s.track));
                     s.egress = Some(link);
+                    if let Some((rtt, track)) = reported_rtt {
+                        if let Some(track) = self.tracks.get_mut(&track) {
+                            track.subscriber_rtt.observe(now, rtt);
+                        }
+                    }
                 }
             }
             Event::RawPacket(raw) => {

@@ -40,6 +40,9 @@ pub struct PublishedTrack {
     pub tapped: bool,
     /// Recent packets, for NACKs from subscribers on Weir's own egress.
     pub history: Option<crate::egress::history::PacketHistory>,
+    /// The longest round trip its subscribers reported lately: how long
+    /// `history` keeps packets follows it.
+    pub subscriber_rtt: crate::egress::history::RecentMax,
     /// Bytes per simulcast layer in the current measurement window.
     layer_bytes: HashMap<Option<String>, u64>,
     /// Bitrate per layer measured over the last full window (bits/s).
@@ -74,6 +77,7 @@ impl PublishedTrack {
             subscribers: Vec::new(),
             tapped: false,
             history: None,
+            subscriber_rtt: Default::default(),
             ingress: HashMap::new(),
             layer_bytes: HashMap::new(),
             layer_bitrates: HashMap::new(),

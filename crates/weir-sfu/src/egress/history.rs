@@ -42,6 +42,15 @@ impl PacketHistory {
         }
     }
 
+    /// Changes how long packets are kept (from the next push on).
+    pub fn set_max_age(&mut self, max_age: Duration) {
+        self.max_age = max_age;
+    }
+
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
     /// Keeps `packet` (received at `now`) and forgets what is too old.
     pub fn push(&mut self, now: Instant, packet: KeptPacket) {
         self.evict(now);
@@ -77,6 +86,74 @@ impl PacketHistory {
 
     pub fn is_empty(&self) -> bool {
         self.packets.is_empty()
+    }
+}
+
+/// The shortest time packets are kept for NACKs whatever the round trip:
+/// a receiver notices a loss when the next packet comes (up to a frame
+/// interval later), asks again about every 100 ms while it does not know
+/// the round trip (libwebrtc's default), and Weir answers the first
+/// `1 + MAX_RESENDS` (three) requests: the third comes ~250 ms after the
+/// loss, plus the round trip.
+pub const NACK_WINDOW_FLOOR: Duration = Duration::from_millis(300);
+/// Round trips added to [`NACK_WINDOW_FLOOR`]: each request and answer
+/// crosses the link.
+const NACK_WINDOW_ROUND_TRIPS: u32 = 2;
+
+/// How long a track's packets are kept for NACKs: long enough for the
+/// requests its subscribers can still make in time, given the longest
+/// round trip among them, and never longer than `configured`
+/// (`media.nack_history_ms`); `configured` itself while no round trip is
+/// known. On a short link this keeps far less than a fixed window
+/// (~300 ms instead of 500 on a LAN), on a long one as much as allowed.
+pub fn nack_window(longest_round_trip: Option<Duration>, configured: Duration) -> Duration {
+    match longest_round_trip {
+        Some(rtt) => (NACK_WINDOW_FLOOR + rtt * NACK_WINDOW_ROUND_TRIPS).min(configured),
+        None => configured,
+    }
+}
+
+/// The longest round trip reported over the last 5-10 s (two periods of
+/// [`RecentMax::PERIOD`]): a subscriber's longer round trip counts at
+/// once, a shorter one once the longer is that old.
+#[derive(Debug, Clone, Default)]
+pub struct RecentMax {
+    current: Option<Duration>,
+    previous: Option<Duration>,
+    period_start: Option<Instant>,
+}
+
+impl RecentMax {
+    const PERIOD: Duration = Duration::from_secs(5);
+
+    pub fn observe(&mut self, now: Instant, value: Duration) {
+        self.roll(now);
+        self.current = Some(self.current.map_or(value, |c| c.max(value)));
+    }
+
+    /// The longest value seen in the current and the previous period.
+    pub fn get(&mut self, now: Instant) -> Option<Duration> {
+        self.roll(now);
+        match (self.current, self.previous) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let start = *self.period_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < Self::PERIOD {
+            return;
+        }
+        // One period on: the current becomes the previous; two: both old.
+        self.previous = if elapsed < Self::PERIOD * 2 {
+            self.current.take()
+        } else {
+            self.current = None;
+            None
+        };
+        self.period_start = Some(now);
     }
 }
 
@@ -151,6 +228,45 @@ mod tests {
             payload: Arc::from(&b"payload"[..]),
             extensions: MediaExtensions::default(),
         }
+    }
+
+    #[test]
+    fn the_nack_window_follows_the_longest_round_trip_within_the_configured_age() {
+        let configured = Duration::from_millis(500);
+        assert_eq!(nack_window(None, configured), configured);
+        assert_eq!(
+            nack_window(Some(Duration::from_millis(1)), configured),
+            Duration::from_millis(302)
+        );
+        assert_eq!(
+            nack_window(Some(Duration::from_millis(80)), configured),
+            Duration::from_millis(460)
+        );
+        assert_eq!(
+            nack_window(Some(Duration::from_millis(300)), configured),
+            configured
+        );
+        // A configured age below the floor is kept to.
+        let short = Duration::from_millis(100);
+        assert_eq!(nack_window(Some(Duration::ZERO), short), short);
+    }
+
+    #[test]
+    fn the_recent_maximum_forgets_a_long_round_trip_after_two_periods() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut rtt = RecentMax::default();
+        assert_eq!(rtt.get(t0), None);
+        rtt.observe(t0, ms(200));
+        rtt.observe(t0 + ms(100), ms(20));
+        assert_eq!(rtt.get(t0 + ms(200)), Some(ms(200)));
+        // Next period: the 200 ms is the previous period's, still counted.
+        rtt.observe(t0 + Duration::from_secs(6), ms(20));
+        assert_eq!(rtt.get(t0 + Duration::from_secs(6)), Some(ms(200)));
+        // Another period on: only the 20 ms of the last one is left.
+        assert_eq!(rtt.get(t0 + Duration::from_secs(11)), Some(ms(20)));
+        // Nothing reported for two whole periods: nothing known.
+        assert_eq!(rtt.get(t0 + Duration::from_secs(30)), None);
     }
 
     #[test]

@@ -25,7 +25,9 @@ use str0m::rtp::rtcp::Nack;
 use tracing::info;
 
 use super::Room;
-use crate::egress::history::{nacked, KeptPacket, PacketHistory, SentPacket, SentRing};
+use crate::egress::history::{
+    nack_window, nacked, KeptPacket, PacketHistory, SentPacket, SentRing,
+};
 use crate::egress::key_tap::KeyTap;
 use crate::egress::rtp_header::{
     write_header, ExtensionIds, HeaderFields, MediaExtensions, MAX_HEADER_LEN,
@@ -266,7 +268,7 @@ impl Room {
     /// Keeps a forwarded publisher packet for NACKs from subscribers on
     /// Weir's egress.
     pub(super) fn keep_for_nacks(&mut self, now: Instant, track: TrackKey, packet: KeptPacket) {
-        let age = self.config.nack_cache_age;
+        let configured = self.config.nack_cache_age;
         if let Some(track) = self.tracks.get_mut(&track) {
             if track.subscribers.is_empty() {
                 // Sent to nobody, so nobody can ask for it again (and what
@@ -274,10 +276,12 @@ impl Room {
                 track.history = None;
                 return;
             }
-            track
+            let age = nack_window(track.subscriber_rtt.get(now), configured);
+            let history = track
                 .history
-                .get_or_insert_with(|| PacketHistory::new(age, HISTORY_PACKETS))
-                .push(now, packet);
+                .get_or_insert_with(|| PacketHistory::new(age, HISTORY_PACKETS));
+            history.set_max_age(age);
+            history.push(now, packet);
         }
     }
 

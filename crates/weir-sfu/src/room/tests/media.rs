@@ -353,6 +353,19 @@ fn packets_are_kept_for_nacks_only_while_someone_subscribes() {
 }
 
 #[test]
+fn the_nack_history_is_as_long_as_the_subscribers_round_trip_needs() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    // 8 s at 100 packets/s: the subscribers' receiver reports give the
+    // round trip (~0 on this in-memory link) once they answer a sender
+    // report (one goes out with the packet str0m sends every 4 s).
+    stream_vp8(&mut net, mid, 1..=800);
+    let kept = net.room.packets_kept_for_nacks();
+    // ~0.3 s of packets (the floor of the window) instead of the
+    // configured 0.5 s (51 packets).
+    assert!((28..=34).contains(&kept), "kept {kept}");
+}
+
+#[test]
 fn a_publisher_alone_keeps_nothing_for_nacks() {
     let mut net = Net::new();
     let publisher = net.join_signalling("alice");
