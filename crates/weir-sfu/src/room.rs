@@ -433,7 +433,7 @@ impl Room {
                     // What Weir's own egress sent is not in str0m's counts.
                     link.bytes += s.own.bytes;
                     link.packets += s.own.packets;
-                    let reported_rtt = stats.rtt.zip(Some(s.track));
+                    let reported_rtt = stats.rtt.map(|rtt| (rtt, s.track));
                     s.egress = Some(link);
                     if let Some((rtt, track)) = reported_rtt {
                         if let Some(track) = self.tracks.get_mut(&track) {

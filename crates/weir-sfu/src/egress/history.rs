@@ -47,10 +47,6 @@ impl PacketHistory {
         self.max_age = max_age;
     }
 
-    pub fn max_age(&self) -> Duration {
-        self.max_age
-    }
-
     /// Keeps `packet` (received at `now`) and forgets what is too old.
     pub fn push(&mut self, now: Instant, packet: KeptPacket) {
         self.evict(now);
@@ -69,15 +65,16 @@ impl PacketHistory {
         }
     }
 
-    /// The packet of SSRC `ssrc` with extended sequence number `seq`, if
-    /// it is still kept (and not older than the history's age at `now`).
-    pub fn get(&self, now: Instant, ssrc: u32, seq: u64) -> Option<&KeptPacket> {
+    /// The packet of SSRC `ssrc` whose extended sequence number has
+    /// `seq` as its low 32 bits, if it is still kept (and not older than
+    /// the history's age at `now`).
+    pub fn get(&self, now: Instant, ssrc: u32, seq: u32) -> Option<&KeptPacket> {
         self.packets
             .iter()
             .rev()
             .take_while(|(at, _)| now.saturating_duration_since(*at) <= self.max_age)
             .map(|(_, packet)| packet)
-            .find(|p| p.ssrc == ssrc && p.seq == seq)
+            .find(|p| p.ssrc == ssrc && p.seq as u32 == seq)
     }
 
     pub fn len(&self) -> usize {
@@ -166,44 +163,125 @@ pub struct SentPacket {
     pub out_timestamp: u32,
     pub payload_type: u8,
     pub marker: bool,
-    /// The publisher's packet: its SSRC and extended sequence number.
+    /// The publisher's packet: its SSRC and the low 32 bits of its
+    /// extended sequence number (a history never holds two that share
+    /// them).
     pub in_ssrc: u32,
-    pub in_seq: u64,
+    pub in_seq: u32,
     /// Went through str0m (which answers NACKs for it from its own cache).
     pub via_str0m: bool,
-    /// Times sent again on request.
+    /// Times sent again on request (counted up to 3).
     pub resent: u8,
 }
+
+/// A [`SentPacket`] in 16 bytes: the sequence number as on the wire
+/// (extended again from the ring's latest on the way out), the flags in
+/// one byte.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    out_seq: u16,
+    flags: u8,
+    payload_type: u8,
+    in_ssrc: u32,
+    in_seq: u32,
+    out_timestamp: u32,
+}
+
+const OCCUPIED: u8 = 1;
+const MARKER: u8 = 2;
+const VIA_STR0M: u8 = 4;
+const RESENT_SHIFT: u8 = 4;
+const RESENT_MAX: u8 = 3;
 
 /// The last [`SENT_RING`] packets sent on one subscription, by the
 /// sequence number the subscriber saw.
 #[derive(Debug)]
 pub struct SentRing {
-    slots: Box<[Option<SentPacket>]>,
+    slots: Box<[Slot]>,
+    /// The highest extended sequence number recorded: the ring's entries
+    /// are the [`SENT_RING`] before it, which extends theirs.
+    latest_out_seq: u64,
 }
 
 /// Entries per subscription: 1.5 s of a 1.5 Mbit/s video stream, more
-/// than any NACK history age worth having.
+/// than any NACK history age worth having (4 KiB).
 pub const SENT_RING: usize = 256;
 
 impl Default for SentRing {
     fn default() -> Self {
         SentRing {
-            slots: vec![None; SENT_RING].into_boxed_slice(),
+            slots: vec![Slot::default(); SENT_RING].into_boxed_slice(),
+            latest_out_seq: 0,
         }
     }
 }
 
 impl SentRing {
     pub fn record(&mut self, sent: SentPacket) {
-        self.slots[(sent.out_seq % SENT_RING as u64) as usize] = Some(sent);
+        let mut flags = OCCUPIED | (sent.resent.min(RESENT_MAX) << RESENT_SHIFT);
+        if sent.marker {
+            flags |= MARKER;
+        }
+        if sent.via_str0m {
+            flags |= VIA_STR0M;
+        }
+        self.slots[Self::index(sent.out_seq as u16)] = Slot {
+            out_seq: sent.out_seq as u16,
+            flags,
+            payload_type: sent.payload_type,
+            in_ssrc: sent.in_ssrc,
+            in_seq: sent.in_seq,
+            out_timestamp: sent.out_timestamp,
+        };
+        self.latest_out_seq = self.latest_out_seq.max(sent.out_seq);
     }
 
     /// The packet sent as `out_seq`, if its slot was not reused since.
-    pub fn get_mut(&mut self, out_seq: u16) -> Option<&mut SentPacket> {
-        self.slots[usize::from(out_seq) % SENT_RING]
-            .as_mut()
-            .filter(|s| s.out_seq as u16 == out_seq)
+    pub fn get(&self, out_seq: u16) -> Option<SentPacket> {
+        let slot = self.occupied(out_seq)?;
+        Some(SentPacket {
+            out_seq: self.extend(out_seq)?,
+            out_timestamp: slot.out_timestamp,
+            payload_type: slot.payload_type,
+            marker: slot.flags & MARKER != 0,
+            in_ssrc: slot.in_ssrc,
+            in_seq: slot.in_seq,
+            via_str0m: slot.flags & VIA_STR0M != 0,
+            resent: slot.flags >> RESENT_SHIFT,
+        })
+    }
+
+    /// Counts one more resend of the packet sent as `out_seq`.
+    pub fn mark_resent(&mut self, out_seq: u16) {
+        let index = Self::index(out_seq);
+        if self.occupied(out_seq).is_some() {
+            let slot = &mut self.slots[index];
+            let resent = (slot.flags >> RESENT_SHIFT)
+                .saturating_add(1)
+                .min(RESENT_MAX);
+            slot.flags = (slot.flags & !(RESENT_MAX << RESENT_SHIFT)) | (resent << RESENT_SHIFT);
+        }
+    }
+
+    fn index(out_seq: u16) -> usize {
+        usize::from(out_seq) % SENT_RING
+    }
+
+    fn occupied(&self, out_seq: u16) -> Option<&Slot> {
+        let slot = &self.slots[Self::index(out_seq)];
+        (slot.flags & OCCUPIED != 0 && slot.out_seq == out_seq).then_some(slot)
+    }
+
+    /// The extended sequence number at or before the latest recorded one
+    /// whose low 16 bits are `wire`.
+    fn extend(&self, wire: u16) -> Option<u64> {
+        let latest = self.latest_out_seq;
+        let candidate = (latest & !0xffff) | u64::from(wire);
+        if candidate <= latest {
+            Some(candidate)
+        } else {
+            candidate.checked_sub(0x1_0000)
+        }
     }
 }
 
@@ -302,7 +380,7 @@ mod tests {
     #[test]
     fn sent_ring_keeps_the_latest_per_slot() {
         let mut ring = SentRing::default();
-        let sent = |out_seq: u64, in_seq: u64| SentPacket {
+        let sent = |out_seq: u64, in_seq: u32| SentPacket {
             out_seq,
             out_timestamp: 0,
             payload_type: 96,
@@ -314,12 +392,43 @@ mod tests {
         };
         ring.record(sent(65_535, 100));
         ring.record(sent(65_536, 101));
-        assert_eq!(ring.get_mut(65_535).map(|s| s.in_seq), Some(100));
-        assert_eq!(ring.get_mut(0).map(|s| s.in_seq), Some(101));
+        assert_eq!(ring.get(65_535).map(|s| s.in_seq), Some(100));
+        assert_eq!(ring.get(0).map(|s| s.in_seq), Some(101));
+        // Extended again across the wrap.
+        assert_eq!(ring.get(65_535).map(|s| s.out_seq), Some(65_535));
+        assert_eq!(ring.get(0).map(|s| s.out_seq), Some(65_536));
         ring.record(sent(SENT_RING as u64, 500));
-        assert!(ring.get_mut(0).is_none(), "slot reused");
-        assert_eq!(ring.get_mut(SENT_RING as u16).map(|s| s.in_seq), Some(500));
-        assert!(ring.get_mut(5).is_none());
+        assert!(ring.get(0).is_none(), "slot reused");
+        assert_eq!(ring.get(SENT_RING as u16).map(|s| s.in_seq), Some(500));
+        assert!(ring.get(5).is_none());
+    }
+
+    #[test]
+    fn sent_ring_entries_round_trip_and_count_resends() {
+        let mut ring = SentRing::default();
+        let sent = SentPacket {
+            out_seq: (7 << 16) + 1234,
+            out_timestamp: 0xdead_beef,
+            payload_type: 111,
+            marker: true,
+            in_ssrc: 0x0102_0304,
+            in_seq: u32::MAX,
+            via_str0m: true,
+            resent: 0,
+        };
+        ring.record(sent);
+        assert_eq!(ring.get(1234), Some(sent));
+        for expected in [1, 2, 3, 3] {
+            ring.mark_resent(1234);
+            assert_eq!(ring.get(1234).map(|s| s.resent), Some(expected));
+        }
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+        // A sequence number never recorded, or before the first: nothing.
+        assert!(ring.get(1235).is_none());
+        let mut young = SentRing::default();
+        young.record(SentPacket { out_seq: 3, ..sent });
+        assert_eq!(young.get(3).map(|s| s.out_seq), Some(3));
+        assert!(young.extend(4).is_none());
     }
 
     #[test]

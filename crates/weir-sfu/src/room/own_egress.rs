@@ -186,7 +186,7 @@ pub(super) fn send_own(
                     payload_type: packet.fields.payload_type,
                     marker: packet.fields.marker,
                     in_ssrc: packet.in_ssrc,
-                    in_seq: packet.in_seq,
+                    in_seq: packet.in_seq as u32,
                     via_str0m,
                     resent: 0,
                 });
@@ -331,7 +331,7 @@ impl Room {
         };
         for entry in nack.reports.iter() {
             for out_seq in nacked(entry.pid, entry.blp) {
-                let Some(record) = sent.get_mut(out_seq) else {
+                let Some(record) = sent.get(out_seq) else {
                     counters.nacks_unanswered += 1;
                     continue;
                 };
@@ -364,7 +364,7 @@ impl Room {
                 ) {
                     continue;
                 }
-                record.resent += 1;
+                sent.mark_resent(out_seq);
                 own.bytes += payload.len() as u64;
                 own.packets += 1;
                 counters.rtp_retransmitted += 1;
