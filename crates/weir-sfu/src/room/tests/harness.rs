@@ -444,8 +444,21 @@ impl Net {
         frames: u64,
         spacing: Duration,
     ) {
-        for seq in 1..=frames {
-            self.send_vp8(peer, mid, seq, seq == 1, true);
+        self.stream_vp8_frames_numbered(peer, mid, 1..=frames, spacing);
+    }
+
+    /// Like [`Net::stream_vp8_frames`], with the sequence numbers `seqs`
+    /// (the first frame a keyframe).
+    pub(super) fn stream_vp8_frames_numbered(
+        &mut self,
+        peer: usize,
+        mid: Mid,
+        seqs: std::ops::RangeInclusive<u64>,
+        spacing: Duration,
+    ) {
+        let first = *seqs.start();
+        for seq in seqs {
+            self.send_vp8(peer, mid, seq, seq == first, true);
             self.advance(spacing);
         }
         self.run_for(Duration::from_millis(200));
