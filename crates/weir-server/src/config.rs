@@ -146,8 +146,9 @@ pub struct MediaConfig {
     pub advertise_ip: Option<IpAddr>,
     /// How long sent packets are kept to answer NACKs at most (one history
     /// per track on Weir's own egress, whose window follows the
-    /// subscribers' longest round trip up to this; per subscriber on
-    /// str0m's, always this long).
+    /// subscribers' longest round trip up to this, and is this long only
+    /// while no round trip is known, not even the signalling socket's;
+    /// per subscriber on str0m's, always this long).
     pub nack_history_ms: u64,
     /// Forwarded RTP sealed by Weir per subscriber (fast path) instead of
     /// str0m's per-subscriber send path. `false` puts every packet through

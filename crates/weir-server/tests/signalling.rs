@@ -556,3 +556,56 @@ async fn unsubscribing_the_last_track_renegotiates() {
     publisher.leave().await.expect("leave");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_join_the_server_pings_once_to_learn_the_round_trip() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = TestServer::start().await;
+    let token = server.token("probe", "ann", &[Grant::Subscribe]);
+    let url = format!("{}?token={}", server.ws_url(), token);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects");
+    ws.send(Message::text(r#"{"type":"join","version":1}"#))
+        .await
+        .expect("send join");
+    // The library answers the ping itself; the session goes on as before.
+    let mut pings = Vec::new();
+    let mut joined = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match frame {
+            Message::Ping(payload) => pings.push(payload.len()),
+            Message::Text(text) => {
+                joined |= matches!(
+                    serde_json::from_str(text.as_str()),
+                    Ok(ServerMessage::Joined { .. })
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(joined, "joined");
+    assert_eq!(pings, vec![8], "one probe, with its 8-byte nonce");
+    ws.send(Message::text(r#"{"type":"ping","ts":7}"#))
+        .await
+        .expect("send ping");
+    let pong = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if let Message::Text(text) = frame {
+                if let Ok(message) = serde_json::from_str::<ServerMessage>(text.as_str()) {
+                    return Some(message);
+                }
+            }
+        }
+        None
+    })
+    .await;
+    assert!(
+        matches!(pong, Ok(Some(ServerMessage::Pong { ts: 7 }))),
+        "{pong:?}"
+    );
+    server.shutdown().await;
+}

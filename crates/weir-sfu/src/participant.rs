@@ -2,7 +2,7 @@
 //! publishes and subscribes to.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Mid, Rid};
@@ -131,6 +131,11 @@ pub struct Participant {
     /// Weir's own egress for this session (its queue, when not empty,
     /// needs the next drive pass).
     pub own_egress: crate::room::own_egress::ParticipantEgress,
+    /// The latest round trip known to this session: from a subscription's
+    /// receiver reports, or before any, from the signalling connection's
+    /// ping. The NACK history of the tracks it subscribes to is sized by it
+    /// until their receiver reports tell (see `Room::keep_for_nacks`).
+    pub round_trip: Option<Duration>,
 }
 
 impl Participant {

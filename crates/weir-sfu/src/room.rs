@@ -436,6 +436,7 @@ impl Room {
                     let reported_rtt = stats.rtt.map(|rtt| (rtt, s.track));
                     s.egress = Some(link);
                     if let Some((rtt, track)) = reported_rtt {
+                        participant.round_trip = Some(rtt);
                         if let Some(track) = self.tracks.get_mut(&track) {
                             track.subscriber_rtt.observe(now, rtt);
                         }

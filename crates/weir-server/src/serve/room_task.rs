@@ -80,6 +80,11 @@ pub enum RoomCommand {
         key: ParticipantKey,
         reason: LeaveReason,
     },
+    /// The round trip of a participant's signalling connection.
+    SignallingRoundTrip {
+        key: ParticipantKey,
+        rtt: Duration,
+    },
     Close {
         reason: LeaveReason,
     },
@@ -427,6 +432,9 @@ impl RoomTask {
                 self.room.reject_message(key, code, message);
             }
             RoomCommand::Leave { key, reason } => self.room.leave(now, key, reason),
+            RoomCommand::SignallingRoundTrip { key, rtt } => {
+                self.room.set_signalling_round_trip(now, key, rtt);
+            }
             RoomCommand::Close { reason } => {
                 self.room.close(now, reason);
                 return true;

@@ -146,6 +146,10 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
         let _ = state.rooms.send(&room, command);
     };
 
+    // The signalling connection's round trip sizes the NACK history of
+    // this participant's subscriptions until its receiver reports tell.
+    let mut round_trip = RoundTripProbe::send(&mut socket).await;
+
     // 3. Relay until either side ends.
     let ping_timeout = Duration::from_secs(state.config.signalling.ping_timeout_seconds);
     let mut last_seen = Instant::now();
@@ -181,7 +185,16 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
                         send_to_room(RoomCommand::Reject { key, code: ErrorCode::MalformedMessage, message: "binary messages are not part of the protocol".into() });
                         continue;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => { last_seen = Instant::now(); continue; }
+                    Some(Ok(Message::Pong(payload))) => {
+                        last_seen = Instant::now();
+                        if let Some(rtt) = round_trip.as_mut().and_then(|p| p.answered(&payload)) {
+                            round_trip = None;
+                            debug!(rtt_us = rtt.as_micros(), "signalling round trip");
+                            send_to_room(RoomCommand::SignallingRoundTrip { key, rtt });
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Ping(_))) => { last_seen = Instant::now(); continue; }
                     Some(Ok(Message::Close(_))) | None => break LeaveReason::Disconnected,
                     Some(Err(e)) => {
                         debug!(error = %e, "websocket error");
@@ -214,6 +227,32 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
         }
     };
     send_to_room(RoomCommand::Leave { key, reason });
+}
+
+/// A WebSocket ping whose pong gives the signalling connection's round
+/// trip (browsers and WebSocket libraries answer pings by themselves).
+struct RoundTripProbe {
+    nonce: [u8; 8],
+    sent_at: Instant,
+}
+
+impl RoundTripProbe {
+    /// None if the ping could not be sent.
+    async fn send(socket: &mut WebSocket) -> Option<Self> {
+        let nonce = rand::random::<u64>().to_be_bytes();
+        let sent_at = Instant::now();
+        socket
+            .send(Message::Ping(nonce.to_vec().into()))
+            .await
+            .ok()?;
+        Some(Self { nonce, sent_at })
+    }
+
+    /// The round trip, if `payload` answers this probe (unsolicited pongs
+    /// and answers to other pings do not).
+    fn answered(&self, payload: &[u8]) -> Option<Duration> {
+        (payload == self.nonce).then(|| self.sent_at.elapsed())
+    }
 }
 
 /// Reads messages until `join`; answers anything else with NOT_JOINED.
@@ -319,4 +358,20 @@ pub fn unix_now_ms() -> u64 {
 /// [`unix_now_ms`] as the database stores times.
 pub fn unix_now_ms_i64() -> i64 {
     i64::try_from(unix_now_ms()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_probes_own_pong_gives_a_round_trip() {
+        let probe = RoundTripProbe {
+            nonce: 7u64.to_be_bytes(),
+            sent_at: Instant::now(),
+        };
+        assert!(probe.answered(&7u64.to_be_bytes()).is_some());
+        assert_eq!(probe.answered(&8u64.to_be_bytes()), None);
+        assert_eq!(probe.answered(b""), None, "an unsolicited heartbeat pong");
+    }
 }

@@ -90,6 +90,7 @@ impl Room {
             connected: false,
             leaving: false,
             own_egress: super::own_egress::ParticipantEgress::new(key_tap),
+            round_trip: None,
         };
 
         let answer = match offer {

@@ -68,6 +68,10 @@ impl Room {
         if !published.subscribers.contains(&subscriber) {
             published.subscribers.push(subscriber);
         }
+        if let Some(rtt) = participant.round_trip {
+            // Known before this subscription's own reports.
+            published.subscriber_rtt.observe(self.last_now, rtt);
+        }
     }
 
     /// Ends `subscriber`'s subscription to `track` (stopped in the next offer).
@@ -510,8 +514,12 @@ impl Room {
             return;
         }
         participant.needs_poll = true;
+        let round_trip = participant.round_trip;
         if let Some(published) = self.tracks.get_mut(&track) {
             published.subscribers.push(viewer);
+            if let Some(rtt) = round_trip {
+                published.subscriber_rtt.observe(self.last_now, rtt);
+            }
         }
         let now = self.last_now;
         self.request_keyframe(now, track, None, str0m::media::KeyframeRequestKind::Pli);

@@ -276,7 +276,19 @@ impl Room {
                 track.history = None;
                 return;
             }
-            let age = nack_window(track.subscriber_rtt.get(now), configured);
+            let round_trip = track.subscriber_rtt.get(now).or_else(|| {
+                // No receiver report in the last periods (a subscription's
+                // first seconds): the subscribers' latest known round trips,
+                // kept for this period.
+                let known = track
+                    .subscribers
+                    .iter()
+                    .filter_map(|s| self.participants.get(s)?.round_trip)
+                    .max()?;
+                track.subscriber_rtt.observe(now, known);
+                Some(known)
+            });
+            let age = nack_window(round_trip, configured);
             let history = track
                 .history
                 .get_or_insert_with(|| PacketHistory::new(age, HISTORY_PACKETS));
@@ -293,6 +305,27 @@ impl Room {
             .filter_map(|t| t.history.as_ref())
             .map(PacketHistory::len)
             .sum()
+    }
+
+    /// The round trip of `key`'s signalling connection (its ping, answered
+    /// by the client's pong): until its receiver reports tell, it sizes the
+    /// NACK history of the tracks `key` subscribes to, instead of the
+    /// configured longest history.
+    pub fn set_signalling_round_trip(&mut self, now: Instant, key: ParticipantKey, rtt: Duration) {
+        self.last_now = now;
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if participant.round_trip.is_some() {
+            // A receiver report's round trip is the media path's own.
+            return;
+        }
+        participant.round_trip = Some(rtt);
+        for subscription in &participant.subscriptions {
+            if let Some(track) = self.tracks.get_mut(&subscription.track) {
+                track.subscriber_rtt.observe(now, rtt);
+            }
+        }
     }
 
     /// A subscriber's NACK: packets Weir sent are sealed again from the

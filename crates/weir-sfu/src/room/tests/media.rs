@@ -369,6 +369,39 @@ fn the_nack_history_is_as_long_as_the_subscribers_round_trip_needs() {
 }
 
 #[test]
+fn the_signalling_round_trip_sizes_the_nack_history_before_receiver_reports() {
+    let (mut net, mid) = publisher_and_two_subscribers();
+    // Bob's ping was answered in 40 ms; Carol's not yet.
+    let bob = net.peers[1].key;
+    net.room
+        .set_signalling_round_trip(net.now, bob, Duration::from_millis(40));
+    // 1 s at 100 packets/s: no receiver report yet.
+    net.stream_vp8_frames(0, mid, 100, Duration::from_millis(10));
+    let kept = net.room.packets_kept_for_nacks();
+    // 0.3 s + 2 x 40 ms of packets, not the configured 0.5 s (51).
+    assert!((36..=42).contains(&kept), "kept {kept}");
+}
+
+#[test]
+fn a_round_trip_known_before_subscribing_still_counts_when_media_starts_later() {
+    let mut net = Net::new();
+    let publisher = net.join_signalling("alice");
+    let bob = net.join_signalling("bob");
+    let bob = net.peers[bob].key;
+    net.room
+        .set_signalling_round_trip(net.now, bob, Duration::from_millis(60));
+    let mid = net.publish_video(publisher);
+    net.wait_connected();
+    // Longer than the track's round-trip memory: the media starts after
+    // the round trip observed at subscribing has aged out.
+    net.run_for(Duration::from_secs(12));
+    net.stream_vp8_frames(0, mid, 100, Duration::from_millis(10));
+    let kept = net.room.packets_kept_for_nacks();
+    // 0.3 s + 2 x 60 ms.
+    assert!((40..=46).contains(&kept), "kept {kept}");
+}
+
+#[test]
 fn a_publisher_alone_keeps_nothing_for_nacks() {
     let mut net = Net::new();
     let publisher = net.join_signalling("alice");
