@@ -187,7 +187,7 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
                     }
                     Some(Ok(Message::Pong(payload))) => {
                         last_seen = Instant::now();
-                        if let Some(rtt) = round_trip.as_mut().and_then(|p| p.answered(&payload)) {
+                        if let Some(rtt) = round_trip.as_ref().and_then(|p| p.answered(&payload)) {
                             round_trip = None;
                             debug!(rtt_us = rtt.as_micros(), "signalling round trip");
                             send_to_room(RoomCommand::SignallingRoundTrip { key, rtt });
