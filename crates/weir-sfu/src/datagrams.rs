@@ -112,6 +112,12 @@ impl Datagrams {
         self.sizes.clear();
     }
 
+    /// The buffer with the datagrams back to back, and their lengths in
+    /// order: for an owner that sends from the buffer as it is.
+    pub fn into_parts(self) -> (Vec<u8>, impl Iterator<Item = usize>) {
+        (self.bytes, self.sizes.into_iter().map(usize::from))
+    }
+
     /// The datagrams, leaving this empty (and without buffers).
     pub fn take(&mut self) -> Datagrams {
         std::mem::take(self)

@@ -571,11 +571,7 @@ impl RoomTask {
                 RoomOutput::Transmit {
                     destination,
                     datagrams,
-                } => {
-                    for datagram in datagrams.iter() {
-                        self.outgoing.push(destination, datagram);
-                    }
-                }
+                } => self.outgoing.push_datagrams(destination, datagrams),
                 RoomOutput::Signal { to, message } => {
                     if let Some(signals) = sessions.get(&to).and_then(|s| s.signals.as_ref()) {
                         let _ = signals.send(Box::new(message));

@@ -10,11 +10,15 @@
 //! without reordering anything; order is always kept.
 //!
 //! Sans-IO: [`SendBatch::arrange`] only computes the groups; the socket
-//! ([`super::media_socket`]) sends them. Buffers are reused between
-//! flushes, so a steady room allocates nothing here.
+//! ([`super::media_socket`]) sends them. A room's sealed datagrams come in
+//! the buffers they were sealed into ([`SendBatch::push_datagrams`]) and
+//! are sent from them, not copied; the batch's own buffer, for copies, is
+//! reused between flushes.
 
 use std::net::SocketAddr;
 use std::ops::Range;
+
+use weir_sfu::Datagrams;
 
 /// Most bytes one GSO send may carry (an IP datagram's limit, less the
 /// IPv6 and UDP headers, rounded down).
@@ -24,8 +28,17 @@ pub const MAX_GSO_BYTES: usize = 65_000;
 #[derive(Debug, Clone, Copy)]
 struct Staged {
     destination: SocketAddr,
+    buffer: BufferIndex,
     start: usize,
     len: usize,
+}
+
+/// Which buffer holds a datagram: the batch's own (copies) or the n-th
+/// buffer it was handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BufferIndex {
+    Copies,
+    Handed(usize),
 }
 
 /// Datagrams for one destination that go out in one send.
@@ -52,6 +65,7 @@ pub struct Run {
 #[derive(Debug, Clone)]
 struct GroupSpan {
     destination: SocketAddr,
+    buffer: BufferIndex,
     bytes: Range<usize>,
     segment_size: usize,
     datagrams: usize,
@@ -64,6 +78,8 @@ pub struct SendBatch {
     pub oldest_input: Option<std::time::Instant>,
     staged: Vec<Staged>,
     staged_bytes: Vec<u8>,
+    /// Buffers handed over whole, sent from as they are.
+    handed: Vec<Vec<u8>>,
     /// Scratch for [`SendBatch::split_off`].
     spare_bytes: Vec<u8>,
     groups: Vec<GroupSpan>,
@@ -80,9 +96,41 @@ impl SendBatch {
         self.staged_bytes.extend_from_slice(contents);
         self.staged.push(Staged {
             destination,
+            buffer: BufferIndex::Copies,
             start,
             len: contents.len(),
         });
+    }
+
+    /// Adds datagrams to one destination, taking their buffer (no copy).
+    pub fn push_datagrams(&mut self, destination: SocketAddr, datagrams: Datagrams) {
+        if datagrams.is_empty() {
+            return;
+        }
+        let buffer = BufferIndex::Handed(self.handed.len());
+        let (bytes, sizes) = datagrams.into_parts();
+        let mut start = 0;
+        for len in sizes {
+            self.staged.push(Staged {
+                destination,
+                buffer,
+                start,
+                len,
+            });
+            start += len;
+        }
+        self.handed.push(bytes);
+    }
+
+    fn bytes_of(&self, buffer: BufferIndex, range: Range<usize>) -> &[u8] {
+        let bytes = match buffer {
+            BufferIndex::Copies => &self.staged_bytes,
+            BufferIndex::Handed(index) => match self.handed.get(index) {
+                Some(bytes) => bytes,
+                None => return &[],
+            },
+        };
+        bytes.get(range).unwrap_or_default()
     }
 
     /// Datagrams staged since the last [`SendBatch::clear`].
@@ -102,13 +150,20 @@ impl SendBatch {
         let mut kept = 0;
         for i in 0..self.staged.len() {
             let datagram = self.staged[i];
-            let contents = &self.staged_bytes[datagram.start..datagram.start + datagram.len];
+            let contents = self.bytes_of(
+                datagram.buffer,
+                datagram.start..datagram.start + datagram.len,
+            );
             if moves(datagram.destination) {
                 into.push(datagram.destination, contents);
-            } else {
+            } else if datagram.buffer == BufferIndex::Copies {
                 let start = kept_bytes.len();
                 kept_bytes.extend_from_slice(contents);
                 self.staged[kept] = Staged { start, ..datagram };
+                kept += 1;
+            } else {
+                // Stays where it is, in its handed buffer.
+                self.staged[kept] = datagram;
                 kept += 1;
             }
         }
@@ -129,6 +184,9 @@ impl SendBatch {
             let end = datagram.start + datagram.len;
             if let Some(group) = open.as_mut() {
                 let joins = group.destination == datagram.destination
+                    // Back to back in one buffer.
+                    && group.buffer == datagram.buffer
+                    && group.bytes.end == datagram.start
                     && group.datagrams < max_segments
                     && group.bytes.len() + datagram.len <= MAX_GSO_BYTES
                     // Every segment but the last has the group's size, so
@@ -147,6 +205,7 @@ impl SendBatch {
             }
             open = Some(GroupSpan {
                 destination: datagram.destination,
+                buffer: datagram.buffer,
                 bytes: datagram.start..end,
                 segment_size: datagram.len,
                 datagrams: 1,
@@ -161,7 +220,7 @@ impl SendBatch {
     pub fn groups(&self) -> impl Iterator<Item = Group<'_>> {
         self.groups.iter().map(|span| Group {
             destination: span.destination,
-            contents: &self.staged_bytes[span.bytes.clone()],
+            contents: self.bytes_of(span.buffer, span.bytes.clone()),
             segment_size: (span.datagrams > 1).then_some(span.segment_size),
             datagrams: span.datagrams,
         })
@@ -214,6 +273,7 @@ impl SendBatch {
     /// large room's biggest keyframe is not held forever).
     pub fn shrink_to(&mut self, bytes: usize) {
         self.staged_bytes.shrink_to(bytes);
+        self.handed.shrink_to(bytes / 1000);
         self.spare_bytes.shrink_to(bytes);
         let datagrams = bytes / 1000;
         self.staged.shrink_to(datagrams);
@@ -225,6 +285,8 @@ impl SendBatch {
         self.oldest_input = None;
         self.staged.clear();
         self.staged_bytes.clear();
+        // The handed buffers are freed: each was one subscriber's pass.
+        self.handed.clear();
         self.groups.clear();
     }
 }
@@ -459,6 +521,82 @@ mod tests {
         let moved = other.groups().next().expect("a group");
         let tags: Vec<u8> = moved.contents.chunks(1101).map(|c| c[0]).collect();
         assert_eq!(tags, vec![0, 1, 2]);
+    }
+
+    /// `sizes` datagrams tagged by their index, in one handed buffer.
+    fn handed(sizes: &[usize]) -> Datagrams {
+        let mut datagrams = Datagrams::new();
+        for (index, len) in sizes.iter().enumerate() {
+            datagrams.push(&datagram(index as u8, *len));
+        }
+        datagrams
+    }
+
+    #[test]
+    fn handed_buffers_are_sent_from_as_they_are_and_group_like_copies() {
+        let frame = [1200, 1200, 700];
+        let mut copied = SendBatch::new();
+        let mut sent_from_buffers = SendBatch::new();
+        for port in [1000, 1001] {
+            for (index, len) in frame.iter().enumerate() {
+                copied.push(addr(port), &datagram(index as u8, *len));
+            }
+            sent_from_buffers.push_datagrams(addr(port), handed(&frame));
+        }
+        // An audio packet copied in between, and an empty hand-over.
+        sent_from_buffers.push(addr(1002), &datagram(9, 120));
+        sent_from_buffers.push_datagrams(addr(1003), Datagrams::new());
+        copied.push(addr(1002), &datagram(9, 120));
+        for batch in [&mut copied, &mut sent_from_buffers] {
+            batch.arrange(64);
+        }
+        assert_eq!(shape(&sent_from_buffers), shape(&copied));
+        assert_eq!(
+            shape(&copied),
+            vec![
+                (1000, Some(1200), 3, 3100),
+                (1001, Some(1200), 3, 3100),
+                (1002, None, 1, 120)
+            ]
+        );
+        let contents = |batch: &SendBatch| -> Vec<Vec<u8>> {
+            batch.groups().map(|g| g.contents.to_vec()).collect()
+        };
+        assert_eq!(contents(&sent_from_buffers), contents(&copied));
+    }
+
+    #[test]
+    fn two_handed_buffers_to_one_destination_are_two_sends() {
+        let mut batch = SendBatch::new();
+        batch.push_datagrams(addr(1000), handed(&[1000, 1000]));
+        batch.push_datagrams(addr(1000), handed(&[1000]));
+        batch.arrange(64);
+        // Not back to back in memory: a GSO send needs one buffer.
+        assert_eq!(
+            shape(&batch),
+            vec![(1000, Some(1000), 2, 2000), (1000, None, 1, 1000)]
+        );
+    }
+
+    #[test]
+    fn split_off_moves_handed_datagrams_and_keeps_the_rest_in_place() {
+        let mut batch = SendBatch::new();
+        batch.push_datagrams(addr(1000), handed(&[500, 500]));
+        batch.push_datagrams(addr(1001), handed(&[600, 300]));
+        batch.push(addr(1000), &datagram(7, 80));
+        let mut other = SendBatch::new();
+        batch.split_off(|d| d.port() == 1001, &mut other);
+        batch.arrange(64);
+        other.arrange(64);
+        assert_eq!(
+            shape(&batch),
+            vec![(1000, Some(500), 2, 1000), (1000, None, 1, 80)]
+        );
+        assert_eq!(shape(&other), vec![(1001, Some(600), 2, 900)]);
+        let tags: Vec<u8> = batch.groups().map(|g| g.contents[0]).collect();
+        assert_eq!(tags, vec![0, 7]);
+        batch.clear();
+        assert!(batch.is_empty());
     }
 
     #[test]
