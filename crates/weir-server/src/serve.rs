@@ -151,6 +151,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             config: room_config,
             socket: socket.clone(),
             senders: media_socket::SenderPool::start(socket.clone(), metrics.clone()),
+            spare_buffers: weir_sfu::SpareBuffers::new(),
             metrics: metrics.clone(),
             events: events.clone(),
             store: store.clone(),

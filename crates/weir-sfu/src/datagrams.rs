@@ -6,6 +6,8 @@
 //! instead of an allocation, a copy and an output per datagram. The owner
 //! sends them in order (its send batch makes UDP GSO sends of them).
 
+use std::sync::{Arc, Mutex};
+
 use smallvec::{smallvec, SmallVec};
 
 /// Datagrams in send order; never holds an empty one.
@@ -22,6 +24,16 @@ const INLINE_SIZES: usize = 8;
 
 /// Most bytes one datagram may have (a UDP payload's limit).
 pub const MAX_DATAGRAM_LEN: usize = u16::MAX as usize;
+
+/// Spare buffers kept at most (a pass of a large room takes more and
+/// allocates the rest).
+pub const SPARE_BUFFERS: usize = 256;
+/// Smallest buffer kept as a spare: a pass's sealed packets need at least
+/// this much (a single small datagram's buffer, str0m's RTCP say, is freed).
+pub const SPARE_BUFFER_MIN_BYTES: usize = 1024;
+/// Largest buffer kept as a spare: a frame's step or two; a keyframe's
+/// grown buffer is freed after its send instead of being held.
+pub const SPARE_BUFFER_MAX_BYTES: usize = 16 * 1024;
 
 /// Datagrams' room reserved whenever the buffer is full: a video frame's
 /// packets to one subscriber usually fit in one step, and a keyframe's
@@ -106,6 +118,17 @@ impl Datagrams {
         })
     }
 
+    /// Writes into a spare buffer from `spare` when this has none yet (it
+    /// was taken for its last send): no allocation per subscriber per pass
+    /// once the owner gives sent buffers back.
+    pub fn use_spare_buffer(&mut self, spare: &SpareBuffers) {
+        if self.bytes.capacity() == 0 {
+            if let Some(buffer) = spare.take() {
+                self.bytes = buffer;
+            }
+        }
+    }
+
     /// Removes every datagram, keeping the buffers.
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -127,6 +150,55 @@ impl Datagrams {
     #[cfg(test)]
     fn capacity_bytes(&self) -> usize {
         self.bytes.capacity()
+    }
+}
+
+/// Buffers of datagrams already sent, emptied, for the next ones (see
+/// [`Datagrams::use_spare_buffer`]); bounded by [`SPARE_BUFFERS`] and
+/// [`SPARE_BUFFER_MIN_BYTES`]..=[`SPARE_BUFFER_MAX_BYTES`]. A clone is a
+/// handle on the same buffers: the server shares one among its rooms, so
+/// rooms driven one after another reuse the same few buffers (one pool per
+/// room would hold a pass's worth in each).
+#[derive(Debug, Default, Clone)]
+pub struct SpareBuffers {
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl SpareBuffers {
+    pub fn new() -> SpareBuffers {
+        SpareBuffers::default()
+    }
+
+    /// Keeps `buffer` (emptied) for later datagrams, unless there are
+    /// enough spares already or its size is not worth holding idle;
+    /// whether it was kept.
+    pub fn give(&self, mut buffer: Vec<u8>) -> bool {
+        let capacity = buffer.capacity();
+        if !(SPARE_BUFFER_MIN_BYTES..=SPARE_BUFFER_MAX_BYTES).contains(&capacity) {
+            return false;
+        }
+        let Ok(mut buffers) = self.buffers.lock() else {
+            return false;
+        };
+        if buffers.len() >= SPARE_BUFFERS {
+            return false;
+        }
+        buffer.clear();
+        buffers.push(buffer);
+        true
+    }
+
+    fn take(&self) -> Option<Vec<u8>> {
+        self.buffers.lock().ok()?.pop()
+    }
+
+    /// How many buffers are kept.
+    pub fn len(&self) -> usize {
+        self.buffers.lock().map_or(0, |b| b.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -194,6 +266,56 @@ mod tests {
         assert!(Datagrams::one(Vec::new()).is_empty());
         assert!(Datagrams::one(vec![0; MAX_DATAGRAM_LEN + 1]).is_empty());
         assert_eq!(Datagrams::one(vec![7; 10]).len(), 1);
+    }
+
+    #[test]
+    fn a_sent_buffer_given_back_is_written_into_again() {
+        let spare = SpareBuffers::new();
+        let mut queue = Datagrams::new();
+        assert!(queue.push(&[1; 1000]));
+        assert!(queue.push(&[1; 1000]));
+        let (buffer, _) = queue.take().into_parts();
+        let address = buffer.as_ptr();
+        assert!(spare.give(buffer));
+        assert_eq!(spare.len(), 1);
+        // Another room's queue, sharing the spares.
+        let mut other = Datagrams::new();
+        other.use_spare_buffer(&spare.clone());
+        assert!(spare.is_empty());
+        assert!(other.is_empty());
+        assert!(other.push(&[2; 500]));
+        // The same allocation, emptied: only the new datagram in it.
+        let (buffer, sizes) = other.take().into_parts();
+        assert_eq!(buffer.as_ptr(), address);
+        assert_eq!(buffer, vec![2; 500]);
+        assert_eq!(sizes.collect::<Vec<_>>(), vec![500]);
+    }
+
+    #[test]
+    fn a_queue_with_a_buffer_keeps_its_own() {
+        let spare = SpareBuffers::new();
+        assert!(spare.give(Vec::with_capacity(SPARE_BUFFER_MIN_BYTES)));
+        let mut queue = Datagrams::one(vec![7; 10]);
+        queue.use_spare_buffer(&spare);
+        assert_eq!(spare.len(), 1);
+        assert_eq!(queue.iter().next(), Some(&[7u8; 10][..]));
+    }
+
+    #[test]
+    fn spares_are_bounded_in_number_and_size() {
+        let spare = SpareBuffers::new();
+        assert!(!spare.give(Vec::new()));
+        assert!(!spare.give(Vec::with_capacity(SPARE_BUFFER_MIN_BYTES - 1)));
+        assert!(!spare.give(Vec::with_capacity(SPARE_BUFFER_MAX_BYTES + 1)));
+        for _ in 0..SPARE_BUFFERS {
+            assert!(spare.give(Vec::with_capacity(SPARE_BUFFER_MAX_BYTES)));
+        }
+        assert!(!spare.give(Vec::with_capacity(SPARE_BUFFER_MIN_BYTES)));
+        assert_eq!(spare.len(), SPARE_BUFFERS);
+        // With none left, a queue allocates as before.
+        let mut queue = Datagrams::new();
+        queue.use_spare_buffer(&SpareBuffers::new());
+        assert!(queue.push(&[1; 10]));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use weir_protocol::{
 
 use crate::config::RoomConfig;
 use crate::counters::RoomCounters;
+use crate::datagrams::SpareBuffers;
 use crate::link_stats::LinkStats;
 use crate::participant::{Participant, ParticipantKey, SessionKind};
 use crate::track::{PublishedTrack, TrackKey};
@@ -42,6 +43,8 @@ mod timers;
 pub enum RoomOutput {
     /// Send UDP datagrams, in order, from the shared media socket (one
     /// str0m output, or a subscriber's packets of one pass sealed by Weir).
+    /// Once sent, the buffer may go back to the room
+    /// ([`Room::give_back_buffer`]).
     Transmit {
         destination: SocketAddr,
         datagrams: Datagrams,
@@ -155,6 +158,9 @@ pub struct Room {
     outputs: VecDeque<RoomOutput>,
     /// Publishers' packets waiting for the fan-out (`room/forwarding.rs`).
     routed: Vec<forwarding::RoutedPacket>,
+    /// Buffers of sent [`RoomOutput::Transmit`]s the owner gave back
+    /// ([`Room::give_back_buffer`]), for subscribers' next sealed packets.
+    spare_buffers: SpareBuffers,
     /// Where the grid of [`TIMER_GRID`] starts.
     timer_epoch: Instant,
     next_key: u64,
@@ -184,6 +190,7 @@ impl Room {
             routes: HashMap::new(),
             outputs: VecDeque::new(),
             routed: Vec::new(),
+            spare_buffers: SpareBuffers::new(),
             timer_epoch: now,
             next_key: 1,
             counters: RoomCounters::default(),
@@ -296,6 +303,20 @@ impl Room {
                 return None;
             }
         }
+    }
+
+    /// The buffer of a [`RoomOutput::Transmit`]'s datagrams once they are
+    /// sent ([`Datagrams::into_parts`]): the room seals subscribers' next
+    /// packets into it instead of a new allocation (a few are kept; the
+    /// rest, and small or large ones, are freed).
+    pub fn give_back_buffer(&mut self, buffer: Vec<u8>) {
+        self.spare_buffers.give(buffer);
+    }
+
+    /// Shares `spare` (with other rooms) for the buffers given back,
+    /// instead of the room's own.
+    pub fn share_spare_buffers(&mut self, spare: SpareBuffers) {
+        self.spare_buffers = spare;
     }
 
     /// A datagram arrived on the media socket. Returns false when no

@@ -11,6 +11,7 @@
 //! uses a second core. A destination always lands in the same half, so
 //! its datagrams keep their order within a flush; see [`SenderPool`].
 
+use std::cell::RefCell;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use smallvec::SmallVec;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
@@ -159,11 +161,10 @@ impl MediaSocket {
     /// buffer is full): each run of groups in one `sendmmsg`.
     pub async fn send(&self, batch: &SendBatch) -> SendOutcome {
         let mut outcome = SendOutcome::default();
-        let groups: Vec<Group<'_>> = batch.groups().collect();
         for run in batch.runs(MESSAGES_PER_CALL) {
-            let Some(run_groups) = groups.get(run.groups.clone()) else {
-                continue;
-            };
+            // On the stack: a run has at most MESSAGES_PER_CALL groups.
+            let run_groups: SmallVec<[Group<'_>; MESSAGES_PER_CALL]> =
+                batch.groups_in(run.groups.clone()).collect();
             let mut next = 0;
             while next < run_groups.len() {
                 let rest = &run_groups[next..];
@@ -214,11 +215,10 @@ impl MediaSocket {
     /// the send buffer is full, then drops and counts).
     fn send_blocking(&self, batch: &SendBatch) -> SendOutcome {
         let mut outcome = SendOutcome::default();
-        let groups: Vec<Group<'_>> = batch.groups().collect();
         for run in batch.runs(MESSAGES_PER_CALL) {
-            let Some(run_groups) = groups.get(run.groups.clone()) else {
-                continue;
-            };
+            // On the stack: a run has at most MESSAGES_PER_CALL groups.
+            let run_groups: SmallVec<[Group<'_>; MESSAGES_PER_CALL]> =
+                batch.groups_in(run.groups.clone()).collect();
             let mut next = 0;
             let mut retries = 0;
             while next < run_groups.len() {
@@ -253,41 +253,57 @@ impl MediaSocket {
     /// how many went, or the error of the first.
     fn send_many(&self, groups: &[Group<'_>], segment_size: Option<usize>) -> io::Result<usize> {
         let groups = &groups[..groups.len().min(MESSAGES_PER_CALL)];
-        let slices: Vec<[IoSlice<'_>; 1]> = groups
-            .iter()
-            .map(|group| [IoSlice::new(group.contents)])
-            .collect();
-        let addresses: Vec<Option<SockaddrStorage>> = groups
-            .iter()
-            .map(|group| Some(SockaddrStorage::from(group.destination)))
-            .collect();
         // The segment size for every message, where there is one.
         let segment_size = match segment_size.map(u16::try_from).transpose() {
             Ok(size) => size,
             Err(_) => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
         };
-        let gso;
-        let control: &[ControlMessage<'_>] = match &segment_size {
-            Some(size) => {
-                gso = [ControlMessage::UdpGsoSegments(size)];
-                &gso
+        SEND_HEADERS.with_borrow_mut(|headers| {
+            // An array, not a vector: the messages borrow it for as long as
+            // it borrows the datagrams.
+            let mut slices = [[IoSlice::new(&[])]; MESSAGES_PER_CALL];
+            for (slice, group) in slices.iter_mut().zip(groups) {
+                *slice = [IoSlice::new(group.contents)];
             }
-            None => &[],
-        };
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
-            groups.len(),
-            segment_size.map(|_| nix::cmsg_space!(u16)),
-        );
-        let sent = sendmmsg(
-            self.io.as_raw_fd(),
-            &mut headers,
-            &slices,
-            &addresses,
-            control,
-            MsgFlags::empty(),
-        )?;
-        Ok(sent.count())
+            let addresses: SmallVec<[Option<SockaddrStorage>; MESSAGES_PER_CALL]> = groups
+                .iter()
+                .map(|group| Some(SockaddrStorage::from(group.destination)))
+                .collect();
+            let gso;
+            let control: &[ControlMessage<'_>] = match &segment_size {
+                Some(size) => {
+                    gso = [ControlMessage::UdpGsoSegments(size)];
+                    &gso
+                }
+                None => &[],
+            };
+            // Every message's header and control message are written
+            // afresh by each call; the ones without a control message
+            // have no room for one (so none is left over from a GSO send).
+            let headers = headers[usize::from(segment_size.is_some())].get_or_insert_with(|| {
+                MultiHeaders::preallocate(
+                    MESSAGES_PER_CALL,
+                    segment_size.map(|_| nix::cmsg_space!(u16)),
+                )
+            });
+            let sent = sendmmsg(
+                self.io.as_raw_fd(),
+                headers,
+                &slices[..groups.len()],
+                &addresses,
+                control,
+                MsgFlags::empty(),
+            )?;
+            Ok(sent.count())
+        })
     }
+}
+
+thread_local! {
+    /// This thread's `sendmmsg` message headers for [`MESSAGES_PER_CALL`]
+    /// messages, made once: without and with a GSO control message.
+    static SEND_HEADERS: RefCell<[Option<MultiHeaders<SockaddrStorage>>; 2]> =
+        const { RefCell::new([None, None]) };
 }
 
 /// Sender threads that take halves of large batches (one per core beyond

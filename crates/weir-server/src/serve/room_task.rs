@@ -49,7 +49,8 @@ const PASS_DATAGRAMS: usize = 8;
 #[derive(Debug)]
 pub struct Datagram {
     pub source: SocketAddr,
-    pub contents: Vec<u8>,
+    /// A slice of the reader's shared chunk (`serve/udp.rs`).
+    pub contents: bytes::Bytes,
     /// When the reader's `recvmmsg` returned it (for the forwarding
     /// latency).
     pub received_at: Instant,
@@ -204,8 +205,10 @@ impl RoomTask {
         let (media_tx, media_rx) = mpsc::channel(DATAGRAM_QUEUE);
         let mut config = factory.config.clone();
         config.max_participants = settings.max_participants;
+        let mut room = Room::new(key.room.clone(), config, Instant::now());
+        room.share_spare_buffers(factory.spare_buffers.clone());
         let task = RoomTask {
-            room: Room::new(key.room.clone(), config, Instant::now()),
+            room,
             key: key.clone(),
             created_at_ms: super::ws::unix_now_ms(),
             id,
@@ -531,7 +534,11 @@ impl RoomTask {
         }
         self.outgoing.arrange(max_segments);
         self.send_here(&self.outgoing).await;
-        self.outgoing.clear();
+        // The subscribers' sent buffers go back to the room for their next
+        // pass (no allocation per subscriber per pass).
+        let room = &mut self.room;
+        self.outgoing
+            .clear_giving_back(|buffer| room.give_back_buffer(buffer));
         self.outgoing.shrink_to(RETAINED_SEND_BUFFER);
     }
 

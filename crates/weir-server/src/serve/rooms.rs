@@ -66,6 +66,8 @@ pub struct RoomFactory {
     pub socket: Arc<super::media_socket::MediaSocket>,
     /// Sender threads that take halves of large send batches.
     pub senders: super::media_socket::SenderPool,
+    /// Sent datagram buffers, shared by every room for their next passes.
+    pub spare_buffers: weir_sfu::SpareBuffers,
     pub metrics: Arc<ServerMetrics>,
     pub events: crate::callbacks::Dispatcher,
     /// The control plane's database (recording rules and jobs).

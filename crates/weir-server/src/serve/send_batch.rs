@@ -18,11 +18,15 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 
+use smallvec::SmallVec;
 use weir_sfu::Datagrams;
 
 /// Most bytes one GSO send may carry (an IP datagram's limit, less the
 /// IPv6 and UDP headers, rounded down).
 pub const MAX_GSO_BYTES: usize = 65_000;
+/// Runs kept without an allocation (a pass's video and audio groups to
+/// many subscribers make a few).
+const INLINE_RUNS: usize = 8;
 
 /// A datagram waiting in the batch.
 #[derive(Debug, Clone, Copy)]
@@ -218,7 +222,14 @@ impl SendBatch {
 
     /// The groups of the last [`SendBatch::arrange`].
     pub fn groups(&self) -> impl Iterator<Item = Group<'_>> {
-        self.groups.iter().map(|span| Group {
+        self.groups_in(0..self.groups.len())
+    }
+
+    /// The groups of `range` (a [`Run`]'s) of the last
+    /// [`SendBatch::arrange`].
+    pub fn groups_in(&self, range: Range<usize>) -> impl Iterator<Item = Group<'_>> {
+        let spans = self.groups.get(range).unwrap_or_default();
+        spans.iter().map(|span| Group {
             destination: span.destination,
             contents: self.bytes_of(span.buffer, span.bytes.clone()),
             segment_size: (span.datagrams > 1).then_some(span.segment_size),
@@ -233,9 +244,9 @@ impl SendBatch {
     /// size, and a single datagram joins when it is no longer than that
     /// size (the kernel sends a message no longer than its segment size
     /// whole). A fan-out's audio packets, one per subscriber, are one run.
-    pub fn runs(&self, max_messages: usize) -> Vec<Run> {
+    pub fn runs(&self, max_messages: usize) -> SmallVec<[Run; INLINE_RUNS]> {
         let max_messages = max_messages.max(1);
-        let mut runs: Vec<Run> = Vec::new();
+        let mut runs: SmallVec<[Run; INLINE_RUNS]> = SmallVec::new();
         // The open run's longest single datagram.
         let mut longest_single = 0;
         for (index, group) in self.groups.iter().enumerate() {
@@ -278,6 +289,14 @@ impl SendBatch {
         let datagrams = bytes / 1000;
         self.staged.shrink_to(datagrams);
         self.groups.shrink_to(datagrams);
+    }
+
+    /// Empties the batch as [`SendBatch::clear`] does, giving each handed
+    /// buffer to `give_back` (its datagrams were sent) instead of freeing
+    /// it.
+    pub fn clear_giving_back(&mut self, give_back: impl FnMut(Vec<u8>)) {
+        self.handed.drain(..).for_each(give_back);
+        self.clear();
     }
 
     /// Empties the batch, keeping its buffers.
@@ -563,6 +582,26 @@ mod tests {
             batch.groups().map(|g| g.contents.to_vec()).collect()
         };
         assert_eq!(contents(&sent_from_buffers), contents(&copied));
+    }
+
+    #[test]
+    fn sent_handed_buffers_are_given_back_whole() {
+        let mut batch = SendBatch::new();
+        let first = handed(&[1000, 1000]);
+        let second = handed(&[300]);
+        batch.push_datagrams(addr(1000), first);
+        batch.push_datagrams(addr(1001), second);
+        batch.push(addr(1002), &[7; 100]);
+        batch.arrange(64);
+        let mut given = Vec::new();
+        batch.clear_giving_back(|buffer| given.push(buffer));
+        assert!(batch.is_empty());
+        assert_eq!(batch.groups().count(), 0);
+        // The handed buffers as they were pushed; the copied datagram stays
+        // in the batch's own buffer.
+        let lengths: Vec<usize> = given.iter().map(Vec::len).collect();
+        assert_eq!(lengths, vec![2000, 300]);
+        assert_eq!(given[0][1000], 1);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::own_egress::{send_own, Forwarded, OwnSend};
 use super::Room;
 use crate::config::RoomConfig;
 use crate::counters::RoomCounters;
+use crate::datagrams::SpareBuffers;
 use crate::egress::history::KeptPacket;
 use crate::egress::rtp_header::{HeaderFields, MediaExtensions};
 use crate::forwarder::{ForwardDecision, IncomingPacket};
@@ -153,6 +154,7 @@ impl Room {
             participants,
             counters,
             config,
+            spare_buffers,
             ..
         } = self;
         let Some(track) = tracks.get(&track_key) else {
@@ -170,7 +172,14 @@ impl Room {
                 continue;
             };
             for packet in packets.iter_mut().filter(|p| p.track == track_key) {
-                forward_to(participant, subscription, packet, counters, config);
+                forward_to(
+                    participant,
+                    subscription,
+                    packet,
+                    counters,
+                    config,
+                    spare_buffers,
+                );
             }
         }
     }
@@ -254,6 +263,7 @@ fn forward_to(
     routed: &mut RoutedPacket,
     counters: &mut RoomCounters,
     config: &RoomConfig,
+    spare_buffers: &SpareBuffers,
 ) {
     let Some(subscription_state) = participant.subscriptions.get_mut(subscription) else {
         return;
@@ -323,7 +333,13 @@ fn forward_to(
             extensions: &routed.media_extensions,
             nackable: routed.is_video,
         };
-        if let OwnSend::Sent = send_own(participant, subscription, &forwarded, routed.arrival) {
+        if let OwnSend::Sent = send_own(
+            participant,
+            subscription,
+            &forwarded,
+            routed.arrival,
+            spare_buffers,
+        ) {
             counters.rtp_forwarded += 1;
             counters.rtp_sealed_by_weir += 1;
             return;

@@ -25,6 +25,7 @@ use str0m::rtp::rtcp::Nack;
 use tracing::info;
 
 use super::Room;
+use crate::datagrams::SpareBuffers;
 use crate::egress::history::{
     nack_window, nacked, KeptPacket, PacketHistory, SentPacket, SentRing,
 };
@@ -161,6 +162,7 @@ pub(super) fn send_own(
     subscription: usize,
     packet: &Forwarded<'_>,
     now: Instant,
+    spare: &SpareBuffers,
 ) -> OwnSend {
     let Participant {
         id,
@@ -226,6 +228,7 @@ pub(super) fn send_own(
     };
     if !seal_onto(
         egress,
+        spare,
         fields,
         packet.out_seq,
         stream,
@@ -243,9 +246,11 @@ pub(super) fn send_own(
 /// The header and payload written straight onto the end of `queue` and
 /// sealed there with `out_seq` (the extended sequence number whose low 16
 /// bits are `fields.seq`) as the SRTP index; false (and nothing queued)
-/// when the session cannot seal.
+/// when the session cannot seal. A queue without a buffer (its last one
+/// was sent) takes one of the room's spares.
 fn seal_onto(
     egress: &mut ParticipantEgress,
+    spare: &SpareBuffers,
     fields: HeaderFields,
     out_seq: u64,
     stream: &EgressStream,
@@ -256,6 +261,7 @@ fn seal_onto(
     let (Some(sealer), Some(index)) = (sealer.as_mut(), PacketIndex::from_extended(out_seq)) else {
         return false;
     };
+    queue.use_spare_buffer(spare);
     queue.push_with(MAX_HEADER_LEN + payload.len() + TAG_LEN, |buffer| {
         let start = buffer.len();
         write_header(fields, &stream.ids, Some(&stream.mid), extensions, buffer);
@@ -335,6 +341,7 @@ impl Room {
             participants,
             tracks,
             counters,
+            spare_buffers,
             ..
         } = self;
         let Some(participant) = participants.get_mut(&key) else {
@@ -389,6 +396,7 @@ impl Room {
                 let payload = Arc::clone(&kept.payload);
                 if !seal_onto(
                     egress,
+                    spare_buffers,
                     fields,
                     record.out_seq,
                     stream,
