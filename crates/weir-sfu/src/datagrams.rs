@@ -192,6 +192,13 @@ impl SpareBuffers {
         self.buffers.lock().ok()?.pop()
     }
 
+    /// Frees every spare (no room is left to take them).
+    pub fn clear(&self) {
+        if let Ok(mut buffers) = self.buffers.lock() {
+            *buffers = Vec::new();
+        }
+    }
+
     /// How many buffers are kept.
     pub fn len(&self) -> usize {
         self.buffers.lock().map_or(0, |b| b.len())
@@ -312,6 +319,8 @@ mod tests {
         }
         assert!(!spare.give(Vec::with_capacity(SPARE_BUFFER_MIN_BYTES)));
         assert_eq!(spare.len(), SPARE_BUFFERS);
+        spare.clone().clear();
+        assert!(spare.is_empty());
         // With none left, a queue allocates as before.
         let mut queue = Datagrams::new();
         queue.use_spare_buffer(&SpareBuffers::new());

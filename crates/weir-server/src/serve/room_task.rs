@@ -180,6 +180,8 @@ pub struct RoomTask {
     pub socket: Arc<MediaSocket>,
     /// What the next flush sends.
     pub outgoing: SendBatch,
+    /// The spare datagram buffers the room shares with the others.
+    pub spare_buffers: weir_sfu::SpareBuffers,
     /// A sender thread's queue for halves of large batches (none on one
     /// core).
     pub offload: Option<std::sync::mpsc::SyncSender<SendBatch>>,
@@ -209,6 +211,7 @@ impl RoomTask {
         room.share_spare_buffers(factory.spare_buffers.clone());
         let task = RoomTask {
             room,
+            spare_buffers: factory.spare_buffers.clone(),
             key: key.clone(),
             created_at_ms: super::ws::unix_now_ms(),
             id,
@@ -391,6 +394,12 @@ impl RoomTask {
         self.end_recording_job();
         self.emit(EventType::RoomDissolved, None, None);
         self.metrics.rooms.dec();
+        if self.registry.room_count() == 0 {
+            // No room is left to take the shared spare buffers: they go
+            // back to the allocator (and the server's memory near its
+            // start).
+            self.spare_buffers.clear();
+        }
         info!("room closed");
     }
 
