@@ -121,7 +121,7 @@ impl Datagrams {
     /// Writes into a spare buffer from `spare` when this has none yet (it
     /// was taken for its last send): no allocation per subscriber per pass
     /// once the owner gives sent buffers back.
-    pub fn use_spare_buffer(&mut self, spare: &SpareBuffers) {
+    pub fn use_spare_buffer(&mut self, spare: &mut LocalSpares) {
         if self.bytes.capacity() == 0 {
             if let Some(buffer) = spare.take() {
                 self.bytes = buffer;
@@ -153,15 +153,24 @@ impl Datagrams {
     }
 }
 
-/// Buffers of datagrams already sent, emptied, for the next ones (see
-/// [`Datagrams::use_spare_buffer`]); bounded by [`SPARE_BUFFERS`] and
-/// [`SPARE_BUFFER_MIN_BYTES`]..=[`SPARE_BUFFER_MAX_BYTES`]. A clone is a
-/// handle on the same buffers: the server shares one among its rooms, so
-/// rooms driven one after another reuse the same few buffers (one pool per
-/// room would hold a pass's worth in each).
+/// Buffers of datagrams already sent, emptied, for the next ones: the
+/// set the server shares among its rooms, so rooms driven one after
+/// another reuse the same few buffers (one set per room would hold a
+/// pass's worth in each). Bounded by [`SPARE_BUFFERS`] and
+/// [`SPARE_BUFFER_MIN_BYTES`]..=[`SPARE_BUFFER_MAX_BYTES`]; a clone is a
+/// handle on the same buffers. A room reaches it through its
+/// [`LocalSpares`], a lock per batch of buffers, not per buffer.
 #[derive(Debug, Default, Clone)]
 pub struct SpareBuffers {
     buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Spares a room takes from the shared set at once when it has none.
+const REFILL_SPARES: usize = 16;
+
+/// Whether a buffer of `capacity` bytes is kept as a spare.
+fn worth_keeping(capacity: usize) -> bool {
+    (SPARE_BUFFER_MIN_BYTES..=SPARE_BUFFER_MAX_BYTES).contains(&capacity)
 }
 
 impl SpareBuffers {
@@ -169,27 +178,26 @@ impl SpareBuffers {
         SpareBuffers::default()
     }
 
-    /// Keeps `buffer` (emptied) for later datagrams, unless there are
-    /// enough spares already or its size is not worth holding idle;
-    /// whether it was kept.
-    pub fn give(&self, mut buffer: Vec<u8>) -> bool {
-        let capacity = buffer.capacity();
-        if !(SPARE_BUFFER_MIN_BYTES..=SPARE_BUFFER_MAX_BYTES).contains(&capacity) {
-            return false;
+    /// Moves `from`'s buffers into the set (one lock); those beyond its
+    /// bound are freed.
+    fn give_all(&self, from: &mut Vec<Vec<u8>>) {
+        if from.is_empty() {
+            return;
         }
-        let Ok(mut buffers) = self.buffers.lock() else {
-            return false;
-        };
-        if buffers.len() >= SPARE_BUFFERS {
-            return false;
+        if let Ok(mut buffers) = self.buffers.lock() {
+            let room = SPARE_BUFFERS.saturating_sub(buffers.len());
+            let kept = from.len().min(room);
+            buffers.extend(from.drain(..kept));
         }
-        buffer.clear();
-        buffers.push(buffer);
-        true
+        from.clear();
     }
 
-    fn take(&self) -> Option<Vec<u8>> {
-        self.buffers.lock().ok()?.pop()
+    /// Moves up to `count` buffers onto `into` (one lock).
+    fn take_into(&self, into: &mut Vec<Vec<u8>>, count: usize) {
+        if let Ok(mut buffers) = self.buffers.lock() {
+            let from = buffers.len().saturating_sub(count);
+            into.extend(buffers.drain(from..));
+        }
     }
 
     /// Frees every spare (no room is left to take them).
@@ -206,6 +214,58 @@ impl SpareBuffers {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// One owner's spares in front of the shared [`SpareBuffers`]: buffers
+/// given back wait here until [`LocalSpares::settle`] hands them over,
+/// and a queue that needs one takes from here, refilled
+/// [`REFILL_SPARES`] at a time.
+#[derive(Debug, Default)]
+pub struct LocalSpares {
+    shared: SpareBuffers,
+    local: Vec<Vec<u8>>,
+}
+
+impl LocalSpares {
+    pub fn new(shared: SpareBuffers) -> LocalSpares {
+        LocalSpares {
+            shared,
+            local: Vec::new(),
+        }
+    }
+
+    /// Keeps `buffer` (emptied) for later datagrams, unless its size is
+    /// not worth holding idle or enough wait already; whether it was kept.
+    pub fn give(&mut self, mut buffer: Vec<u8>) -> bool {
+        if !worth_keeping(buffer.capacity()) || self.local.len() >= SPARE_BUFFERS {
+            return false;
+        }
+        buffer.clear();
+        self.local.push(buffer);
+        true
+    }
+
+    /// Hands the buffers given back to the shared set (after a send, so
+    /// that no owner holds a pass's worth while idle).
+    pub fn settle(&mut self) {
+        self.shared.give_all(&mut self.local);
+    }
+
+    fn take(&mut self) -> Option<Vec<u8>> {
+        if self.local.is_empty() {
+            self.shared.take_into(&mut self.local, REFILL_SPARES);
+        }
+        self.local.pop()
+    }
+
+    /// Buffers waiting here (not yet settled).
+    pub fn len(&self) -> usize {
+        self.local.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.local.is_empty()
     }
 }
 
@@ -277,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_sent_buffer_given_back_is_written_into_again() {
-        let spare = SpareBuffers::new();
+        let mut spare = LocalSpares::default();
         let mut queue = Datagrams::new();
         assert!(queue.push(&[1; 1000]));
         assert!(queue.push(&[1; 1000]));
@@ -285,32 +345,68 @@ mod tests {
         let address = buffer.as_ptr();
         assert!(spare.give(buffer));
         assert_eq!(spare.len(), 1);
-        // Another room's queue, sharing the spares.
-        let mut other = Datagrams::new();
-        other.use_spare_buffer(&spare.clone());
+        queue.use_spare_buffer(&mut spare);
         assert!(spare.is_empty());
-        assert!(other.is_empty());
-        assert!(other.push(&[2; 500]));
+        assert!(queue.is_empty());
+        assert!(queue.push(&[2; 500]));
         // The same allocation, emptied: only the new datagram in it.
-        let (buffer, sizes) = other.take().into_parts();
+        let (buffer, sizes) = queue.take().into_parts();
         assert_eq!(buffer.as_ptr(), address);
         assert_eq!(buffer, vec![2; 500]);
         assert_eq!(sizes.collect::<Vec<_>>(), vec![500]);
     }
 
     #[test]
+    fn settled_spares_reach_another_owner_of_the_shared_set() {
+        let shared = SpareBuffers::new();
+        let mut room = LocalSpares::new(shared.clone());
+        let mut other_room = LocalSpares::new(shared.clone());
+        let buffer = Vec::with_capacity(4096);
+        let address = buffer.as_ptr();
+        assert!(room.give(buffer));
+        assert!(shared.is_empty(), "kept by its room until settled");
+        room.settle();
+        assert!(room.is_empty());
+        assert_eq!(shared.len(), 1);
+        let mut queue = Datagrams::new();
+        queue.use_spare_buffer(&mut other_room);
+        assert!(shared.is_empty());
+        assert!(queue.push(&[3; 100]));
+        assert_eq!(queue.take().into_parts().0.as_ptr(), address);
+    }
+
+    #[test]
+    fn a_room_takes_spares_a_batch_at_a_time() {
+        let shared = SpareBuffers::new();
+        let mut giver = LocalSpares::new(shared.clone());
+        for _ in 0..REFILL_SPARES + 4 {
+            assert!(giver.give(Vec::with_capacity(2048)));
+        }
+        giver.settle();
+        let mut room = LocalSpares::new(shared.clone());
+        let mut queue = Datagrams::new();
+        queue.use_spare_buffer(&mut room);
+        // One taken, the rest of the batch waiting in the room.
+        assert_eq!(room.len(), REFILL_SPARES - 1);
+        assert_eq!(shared.len(), 4);
+        room.settle();
+        assert_eq!(shared.len(), REFILL_SPARES + 3);
+    }
+
+    #[test]
     fn a_queue_with_a_buffer_keeps_its_own() {
-        let spare = SpareBuffers::new();
+        let mut spare = LocalSpares::default();
         assert!(spare.give(Vec::with_capacity(SPARE_BUFFER_MIN_BYTES)));
         let mut queue = Datagrams::one(vec![7; 10]);
-        queue.use_spare_buffer(&spare);
+        queue.use_spare_buffer(&mut spare);
         assert_eq!(spare.len(), 1);
         assert_eq!(queue.iter().next(), Some(&[7u8; 10][..]));
     }
 
     #[test]
     fn spares_are_bounded_in_number_and_size() {
-        let spare = SpareBuffers::new();
+        let shared = SpareBuffers::new();
+        let mut spare = LocalSpares::new(shared.clone());
         assert!(!spare.give(Vec::new()));
         assert!(!spare.give(Vec::with_capacity(SPARE_BUFFER_MIN_BYTES - 1)));
         assert!(!spare.give(Vec::with_capacity(SPARE_BUFFER_MAX_BYTES + 1)));
@@ -319,11 +415,19 @@ mod tests {
         }
         assert!(!spare.give(Vec::with_capacity(SPARE_BUFFER_MIN_BYTES)));
         assert_eq!(spare.len(), SPARE_BUFFERS);
-        spare.clone().clear();
-        assert!(spare.is_empty());
+        spare.settle();
+        assert_eq!(shared.len(), SPARE_BUFFERS);
+        // The shared set is full: another owner's settled spares are freed.
+        let mut other = LocalSpares::new(shared.clone());
+        assert!(other.give(Vec::with_capacity(SPARE_BUFFER_MIN_BYTES)));
+        other.settle();
+        assert!(other.is_empty());
+        assert_eq!(shared.len(), SPARE_BUFFERS);
+        shared.clone().clear();
+        assert!(shared.is_empty());
         // With none left, a queue allocates as before.
         let mut queue = Datagrams::new();
-        queue.use_spare_buffer(&SpareBuffers::new());
+        queue.use_spare_buffer(&mut LocalSpares::default());
         assert!(queue.push(&[1; 10]));
     }
 

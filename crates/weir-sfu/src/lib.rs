@@ -36,7 +36,7 @@ pub mod track;
 
 pub use config::RoomConfig;
 pub use counters::RoomCounters;
-pub use datagrams::{Datagrams, SpareBuffers};
+pub use datagrams::{Datagrams, LocalSpares, SpareBuffers};
 pub use participant::{ParticipantKey, SessionKind};
 pub use room::admin::AdminError;
 pub use room::{JoinError, JoinRequest, Joined, Room, RoomOutput, TrackSnapshot};

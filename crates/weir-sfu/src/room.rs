@@ -19,7 +19,7 @@ use weir_protocol::{
 
 use crate::config::RoomConfig;
 use crate::counters::RoomCounters;
-use crate::datagrams::SpareBuffers;
+use crate::datagrams::{LocalSpares, SpareBuffers};
 use crate::link_stats::LinkStats;
 use crate::participant::{Participant, ParticipantKey, SessionKind};
 use crate::track::{PublishedTrack, TrackKey};
@@ -160,7 +160,7 @@ pub struct Room {
     routed: Vec<forwarding::RoutedPacket>,
     /// Buffers of sent [`RoomOutput::Transmit`]s the owner gave back
     /// ([`Room::give_back_buffer`]), for subscribers' next sealed packets.
-    spare_buffers: SpareBuffers,
+    spare_buffers: LocalSpares,
     /// Where the grid of [`TIMER_GRID`] starts.
     timer_epoch: Instant,
     next_key: u64,
@@ -190,7 +190,7 @@ impl Room {
             routes: HashMap::new(),
             outputs: VecDeque::new(),
             routed: Vec::new(),
-            spare_buffers: SpareBuffers::new(),
+            spare_buffers: LocalSpares::default(),
             timer_epoch: now,
             next_key: 1,
             counters: RoomCounters::default(),
@@ -313,10 +313,16 @@ impl Room {
         self.spare_buffers.give(buffer);
     }
 
+    /// Hands the buffers given back since the last call to the shared set
+    /// (the owner calls it after each send, so an idle room holds none).
+    pub fn settle_spare_buffers(&mut self) {
+        self.spare_buffers.settle();
+    }
+
     /// Shares `spare` (with other rooms) for the buffers given back,
-    /// instead of the room's own.
+    /// instead of a set of the room's own.
     pub fn share_spare_buffers(&mut self, spare: SpareBuffers) {
-        self.spare_buffers = spare;
+        self.spare_buffers = LocalSpares::new(spare);
     }
 
     /// A datagram arrived on the media socket. Returns false when no

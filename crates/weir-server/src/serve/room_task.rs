@@ -548,6 +548,8 @@ impl RoomTask {
         let room = &mut self.room;
         self.outgoing
             .clear_giving_back(|buffer| room.give_back_buffer(buffer));
+        // To the spares shared with the other rooms, in one lock.
+        self.room.settle_spare_buffers();
         self.outgoing.shrink_to(RETAINED_SEND_BUFFER);
     }
 

@@ -19,7 +19,7 @@ use super::own_egress::{send_own, Forwarded, OwnSend};
 use super::Room;
 use crate::config::RoomConfig;
 use crate::counters::RoomCounters;
-use crate::datagrams::SpareBuffers;
+use crate::datagrams::LocalSpares;
 use crate::egress::history::KeptPacket;
 use crate::egress::rtp_header::{HeaderFields, MediaExtensions};
 use crate::forwarder::{ForwardDecision, IncomingPacket};
@@ -263,7 +263,7 @@ fn forward_to(
     routed: &mut RoutedPacket,
     counters: &mut RoomCounters,
     config: &RoomConfig,
-    spare_buffers: &SpareBuffers,
+    spare_buffers: &mut LocalSpares,
 ) {
     let Some(subscription_state) = participant.subscriptions.get_mut(subscription) else {
         return;

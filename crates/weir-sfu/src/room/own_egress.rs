@@ -25,7 +25,7 @@ use str0m::rtp::rtcp::Nack;
 use tracing::info;
 
 use super::Room;
-use crate::datagrams::SpareBuffers;
+use crate::datagrams::LocalSpares;
 use crate::egress::history::{
     nack_window, nacked, KeptPacket, PacketHistory, SentPacket, SentRing,
 };
@@ -162,7 +162,7 @@ pub(super) fn send_own(
     subscription: usize,
     packet: &Forwarded<'_>,
     now: Instant,
-    spare: &SpareBuffers,
+    spare: &mut LocalSpares,
 ) -> OwnSend {
     let Participant {
         id,
@@ -250,7 +250,7 @@ pub(super) fn send_own(
 /// was sent) takes one of the room's spares.
 fn seal_onto(
     egress: &mut ParticipantEgress,
-    spare: &SpareBuffers,
+    spare: &mut LocalSpares,
     fields: HeaderFields,
     out_seq: u64,
     stream: &EgressStream,
