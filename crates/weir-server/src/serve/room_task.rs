@@ -49,8 +49,7 @@ const PASS_DATAGRAMS: usize = 8;
 #[derive(Debug)]
 pub struct Datagram {
     pub source: SocketAddr,
-    /// A slice of the reader's shared chunk (`serve/udp.rs`).
-    pub contents: bytes::Bytes,
+    pub contents: Vec<u8>,
     /// When the reader's `recvmmsg` returned it (for the forwarding
     /// latency).
     pub received_at: Instant,

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use quinn_udp::RecvMeta;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
@@ -30,10 +29,6 @@ use super::rooms::RoomRegistry;
 /// One receive buffer: room for a GRO batch (the kernel coalesces at most
 /// 64 KiB); a single datagram that large is refused by str0m later.
 const RECEIVE_BUFFER: usize = 64 * 1024;
-/// Received datagrams are copied into chunks of this size, each shared by
-/// the datagrams in it (one allocation per chunk, not per datagram; a
-/// chunk is freed when its last datagram is handled).
-const RECEIVED_CHUNK: usize = 64 * 1024;
 /// How often routes of departed participants are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -52,7 +47,6 @@ pub async fn run_reader(
     let mut storage = vec![0u8; RECEIVE_BUFFER * quinn_udp::BATCH_SIZE];
     let mut meta = vec![RecvMeta::default(); quinn_udp::BATCH_SIZE];
     let mut last_prune = Instant::now();
-    let mut chunk = BytesMut::new();
     let stop = shutdown.changed();
     tokio::pin!(stop);
     let mut bufs: Vec<IoSliceMut<'_>> = storage
@@ -80,7 +74,6 @@ pub async fn run_reader(
                     &mut routes,
                     &registry,
                     &metrics,
-                    &mut chunk,
                     meta.addr,
                     contents,
                     received_at,
@@ -101,12 +94,11 @@ pub async fn run_reader(
 }
 
 /// Hands one datagram to its room's queue (learning the route from a STUN
-/// request for a live ufrag); copied into `chunk` only once it has a room.
+/// request for a live ufrag); copied only once it has a room.
 fn route_datagram(
     routes: &mut HashMap<SocketAddr, Route>,
     registry: &RoomRegistry,
     metrics: &ServerMetrics,
-    chunk: &mut BytesMut,
     source: SocketAddr,
     contents: &[u8],
     received_at: Instant,
@@ -128,7 +120,7 @@ fn route_datagram(
     };
     let datagram = Datagram {
         source,
-        contents: copy_into_chunk(chunk, contents),
+        contents: contents.to_vec(),
         received_at,
     };
     match route.queue.try_send(datagram) {
@@ -138,50 +130,5 @@ fn route_datagram(
             metrics.udp_datagrams_unroutable.inc();
             routes.remove(&source);
         }
-    }
-}
-
-/// `contents` copied onto the end of `chunk` and split off as its own
-/// `Bytes`; a new chunk when the current one has no room left.
-fn copy_into_chunk(chunk: &mut BytesMut, contents: &[u8]) -> Bytes {
-    if chunk.capacity() < contents.len() {
-        *chunk = BytesMut::with_capacity(RECEIVED_CHUNK.max(contents.len()));
-    }
-    chunk.extend_from_slice(contents);
-    chunk.split().freeze()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn datagrams_share_a_chunk_until_it_is_full() {
-        let mut chunk = BytesMut::new();
-        let first = copy_into_chunk(&mut chunk, &[1; 1200]);
-        let second = copy_into_chunk(&mut chunk, &[2; 100]);
-        assert_eq!(&first[..], &[1; 1200][..]);
-        assert_eq!(&second[..], &[2; 100][..]);
-        // Back to back in one allocation.
-        assert_eq!(first.as_ptr().wrapping_add(1200), second.as_ptr());
-        let mut received = vec![first, second];
-        while chunk.capacity() >= 1200 {
-            received.push(copy_into_chunk(&mut chunk, &[3; 1200]));
-        }
-        let in_new_chunk = copy_into_chunk(&mut chunk, &[4; 1200]);
-        assert_eq!(&in_new_chunk[..], &[4; 1200][..]);
-        assert_eq!(received.len(), 2 + (RECEIVED_CHUNK - 1300) / 1200);
-        // The earlier datagrams are untouched by the later ones.
-        assert_eq!(&received[0][..], &[1; 1200][..]);
-        assert!(received[2..].iter().all(|d| d[..] == [3; 1200][..]));
-    }
-
-    #[test]
-    fn a_datagram_larger_than_a_chunk_gets_its_own() {
-        let mut chunk = BytesMut::new();
-        let large = copy_into_chunk(&mut chunk, &vec![5; RECEIVED_CHUNK + 10]);
-        assert_eq!(large.len(), RECEIVED_CHUNK + 10);
-        let next = copy_into_chunk(&mut chunk, &[6; 10]);
-        assert_eq!(&next[..], &[6; 10][..]);
     }
 }
