@@ -23,6 +23,15 @@ API_VENV="$WEIR_CACHE/venv-api"
 FUZZ_SECONDS="${WEIR_FUZZ_SECONDS:-3}"
 mkdir -p "$CARGO_TARGET_DIR" "$WEIR_CACHE"
 
+# A full disk fails far from its cause (the linker dies with a bus error, a
+# build with "No space left on device"): say so first. The cache grows with
+# every build (incremental state, earlier builds' test executables).
+FREE_KIB=$(df -Pk "$CARGO_TARGET_DIR" 2>/dev/null | awk 'NR == 2 { print $4 }') || FREE_KIB=
+if [ -n "$FREE_KIB" ] && [ "$FREE_KIB" -lt $((8 * 1024 * 1024)) ]; then
+    echo "warning: $((FREE_KIB / 1024)) MiB free for $CARGO_TARGET_DIR; the builds need" \
+        "several GiB (removing $CARGO_TARGET_DIR/debug/incremental frees most of a grown cache)" >&2
+fi
+
 log() { printf '\n==> %s\n' "$*"; }
 need_e2e() { [ "${WEIR_SKIP_E2E:-0}" != 1 ]; }
 
