@@ -4,5 +4,6 @@
 mod admin;
 mod harness;
 mod media;
+mod nack;
 mod session;
 mod timer_grid;
