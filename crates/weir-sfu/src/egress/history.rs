@@ -217,6 +217,13 @@ impl Default for SentRing {
 }
 
 impl SentRing {
+    /// Reads the slot the next record writes (see
+    /// [`crate::room::own_egress::ParticipantEgress::warm`]).
+    pub fn warm(&self) -> usize {
+        let next = Self::index(self.latest_out_seq.wrapping_add(1) as u16);
+        self.slots.get(next).map_or(0, |slot| slot.in_seq as usize)
+    }
+
     pub fn record(&mut self, sent: SentPacket) {
         let mut flags = OCCUPIED | (sent.resent.min(RESENT_MAX) << RESENT_SHIFT);
         if sent.marker {

@@ -138,6 +138,12 @@ impl std::fmt::Debug for RtpSealer {
 }
 
 impl RtpSealer {
+    /// Reads the salt and the stream indexes (see
+    /// [`crate::room::own_egress::ParticipantEgress::warm`]).
+    pub fn warm(&self) -> usize {
+        usize::from(self.salt[0]) ^ self.streams.first().map_or(0, |s| s.ssrc as usize)
+    }
+
     /// A sealer for the RTP session key of one direction
     /// ([`super::srtp_keys::MasterKey::rtp_session_key`]).
     pub fn new(session: &SessionKey) -> Result<RtpSealer, KeyError> {

@@ -160,6 +160,7 @@ impl Room {
         let Some(track) = tracks.get(&track_key) else {
             return;
         };
+        warm_subscribers(participants, &track.subscribers, track_key);
         for subscriber in &track.subscribers {
             let Some(participant) = participants.get_mut(subscriber) else {
                 continue;
@@ -257,6 +258,40 @@ impl Room {
 /// One routed packet to one subscriber (its `subscription`-th
 /// subscription is on the packet's track): the forwarder's decision and
 /// rewrite, then sealed by Weir's egress or written through str0m.
+/// Reads, for every subscriber of a track, the state the fan-out is about
+/// to write: the participant, the subscription, its forwarder, payload
+/// type map and sent ring, the session's sealer and queue.
+///
+/// Between two passes (tens of milliseconds of the kernel's sends) that
+/// state leaves the cache. The fan-out then waits for it subscriber by
+/// subscriber, each chain of loads (participant, subscriptions, ring)
+/// after the last subscriber's sealing; these independent reads let the
+/// processor fetch many subscribers' lines at once.
+fn warm_subscribers(
+    participants: &rustc_hash::FxHashMap<ParticipantKey, Box<Participant>>,
+    subscribers: &[ParticipantKey],
+    track_key: TrackKey,
+) {
+    let mut read = 0usize;
+    for subscriber in subscribers {
+        let Some(participant) = participants.get(subscriber) else {
+            continue;
+        };
+        read ^= participant.own_egress.warm();
+        for subscription in &participant.subscriptions {
+            if subscription.track == track_key {
+                read ^= subscription.forwarder.warm()
+                    ^ subscription.own.warm()
+                    ^ subscription
+                        .pt_map
+                        .first()
+                        .map_or(0, |(pt, _)| usize::from(*pt));
+            }
+        }
+    }
+    std::hint::black_box(read);
+}
+
 fn forward_to(
     participant: &mut Participant,
     subscription: usize,

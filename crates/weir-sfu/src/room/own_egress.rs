@@ -78,6 +78,16 @@ impl ParticipantEgress {
         }
     }
 
+    /// Reads what sealing a packet for this session reads first (the
+    /// sealer's salt and stream indexes, the queue, the destination) and
+    /// returns a value made of it, for the fan-out's warm-up pass
+    /// ([`crate::room::Room::fan_out`]).
+    pub fn warm(&self) -> usize {
+        self.sealer.as_ref().map_or(0, RtpSealer::warm)
+            ^ self.queue.len()
+            ^ usize::from(self.destination.is_some())
+    }
+
     /// Datagrams wait for the next drive pass.
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty()
@@ -119,6 +129,15 @@ pub struct SubscriptionEgress {
     /// Sent by Weir (str0m's egress statistics do not count them).
     pub bytes: u64,
     pub packets: u64,
+}
+
+impl SubscriptionEgress {
+    /// Reads the stream's SSRC and the sent ring's next slot (see
+    /// [`ParticipantEgress::warm`]).
+    pub fn warm(&self) -> usize {
+        self.stream.as_ref().map_or(0, |s| s.ssrc as usize)
+            ^ self.sent.as_ref().map_or(0, SentRing::warm)
+    }
 }
 
 /// Where a subscription's packets go, learnt from str0m at its first

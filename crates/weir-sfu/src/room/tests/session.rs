@@ -1,6 +1,7 @@
 //! Session scenarios: joining, permissions, bad input, SDP leniency.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Rtc};
@@ -232,4 +233,37 @@ fn an_offer_that_panics_str0m_is_refused() {
     )));
     assert_eq!(net.room.participant_count(), 1);
     assert!(net.room.participant_by_user("pub").is_some());
+}
+
+#[test]
+fn a_peer_gone_silent_is_removed_when_its_connection_times_out() {
+    let (mut net, _mid) = publisher_and_two_subscribers();
+    let silent = net.peers.remove(2);
+    assert_eq!(silent.name, "carol");
+    net.lifecycle.clear();
+    // No answer to the room's ICE checks, no media, no RTCP: str0m reports
+    // the ICE connection disconnected and the end of that drive pass
+    // removes the session.
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(net.room.participant_count(), 2, "{:?}", net.lifecycle);
+    assert_eq!(net.lifecycle, vec!["left carol".to_string()]);
+}
+
+#[test]
+fn a_session_whose_rtc_failed_is_removed_at_the_end_of_the_next_pass() {
+    let (mut net, _mid) = publisher_and_two_subscribers();
+    let key = net.peers[2].key;
+    // What an input or output error does to a session (`Rtc::disconnect`),
+    // here without one: no event follows, only the `Rtc`'s next run finds
+    // it dead.
+    net.room
+        .participants
+        .get_mut(&key)
+        .expect("carol is in the room")
+        .rtc
+        .disconnect();
+    net.lifecycle.clear();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.room.participant_count(), 2);
+    assert_eq!(net.lifecycle, vec!["left carol".to_string()]);
 }
