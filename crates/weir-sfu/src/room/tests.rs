@@ -2,6 +2,7 @@
 //! simulated network in memory, driven faster than real time.
 
 mod admin;
+mod frame_hold;
 mod harness;
 mod media;
 mod nack;
