@@ -24,11 +24,6 @@ pub const MAX_PING_SECONDS: u64 = 3600;
 /// `media.nack_history_ms` by default (see `weir_sfu::RoomConfig`).
 pub const DEFAULT_NACK_HISTORY_MS: u64 = 500;
 const NACK_HISTORY_MS_RANGE: std::ops::RangeInclusive<u64> = 50..=10_000;
-/// `media.frame_hold_us` by default (see `weir_sfu::RoomConfig::frame_hold`).
-pub const DEFAULT_FRAME_HOLD_US: u64 = 1_000;
-/// Longest accepted `media.frame_hold_us`: 20 ms, well under a frame
-/// interval; more would only delay packets.
-const MAX_FRAME_HOLD_US: u64 = 20_000;
 
 /// The whole server configuration. Every field has a default, so an empty
 /// TOML file is a valid configuration.
@@ -159,11 +154,6 @@ pub struct MediaConfig {
     /// str0m's per-subscriber send path. `false` puts every packet through
     /// str0m.
     pub own_egress: bool,
-    /// Microseconds the fan-out may wait for the rest of a video frame
-    /// whose packets arrive over several reads, so that each subscriber
-    /// gets the frame in one send; a frame's last packet never waits. 0
-    /// forwards each read at once.
-    pub frame_hold_us: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -229,7 +219,6 @@ impl Default for MediaConfig {
             advertise_ip: None,
             nack_history_ms: DEFAULT_NACK_HISTORY_MS,
             own_egress: true,
-            frame_hold_us: DEFAULT_FRAME_HOLD_US,
         }
     }
 }
@@ -413,15 +402,6 @@ impl Config {
                     self.media.nack_history_ms,
                     NACK_HISTORY_MS_RANGE.start(),
                     NACK_HISTORY_MS_RANGE.end()
-                ),
-            );
-        }
-        if self.media.frame_hold_us > MAX_FRAME_HOLD_US {
-            return invalid(
-                "media.frame_hold_us",
-                format!(
-                    "({}) must be at most {MAX_FRAME_HOLD_US}",
-                    self.media.frame_hold_us
                 ),
             );
         }

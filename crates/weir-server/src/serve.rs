@@ -116,7 +116,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     room_config.max_participants = config.rooms.max_participants;
     room_config.nack_cache_age = Duration::from_millis(config.media.nack_history_ms);
     room_config.own_egress = config.media.own_egress;
-    room_config.frame_hold = Duration::from_micros(config.media.frame_hold_us);
     room_config.ping_interval = Duration::from_secs(config.signalling.ping_interval_seconds);
     room_config.ping_timeout = Duration::from_secs(config.signalling.ping_timeout_seconds);
 

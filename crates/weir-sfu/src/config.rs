@@ -35,22 +35,7 @@ pub struct RoomConfig {
     /// per-subscriber send path; sessions that negotiated AES-CM stay on
     /// str0m's.
     pub own_egress: bool,
-    /// How long the fan-out may wait for the rest of a video frame: while
-    /// a routed video packet is not its frame's last (no RTP marker) and
-    /// the first packet waiting arrived less than this ago, the packets
-    /// routed so far stay in the room, so that a frame whose packets
-    /// arrive over several reads goes to each subscriber as one send (one
-    /// GSO message) instead of one per read. A frame's last packet never
-    /// waits, so a frame is complete at its subscribers no later than
-    /// without it; only its earlier packets leave later. Zero: each read
-    /// is forwarded at once.
-    pub frame_hold: Duration,
 }
-
-/// [`RoomConfig::frame_hold`] by default: more than a burst of packets
-/// sent back to back takes to arrive, less than the pacing interval of a
-/// browser (5 ms), whose frames it then leaves as they come.
-pub const DEFAULT_FRAME_HOLD: Duration = Duration::from_millis(1);
 
 impl RoomConfig {
     /// Generates the shared DTLS certificate with str0m's crypto provider.
@@ -73,7 +58,6 @@ impl RoomConfig {
             ping_timeout: Duration::from_secs(30),
             dtls_cert: None,
             own_egress: true,
-            frame_hold: DEFAULT_FRAME_HOLD,
         }
     }
 }

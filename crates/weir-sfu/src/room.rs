@@ -158,9 +158,6 @@ pub struct Room {
     outputs: VecDeque<RoomOutput>,
     /// Publishers' packets waiting for the fan-out (`room/forwarding.rs`).
     routed: Vec<forwarding::RoutedPacket>,
-    /// When the first packet waiting in `routed` arrived (the fan-out may
-    /// wait for the rest of its frame: `RoomConfig::frame_hold`).
-    routed_since: Option<Instant>,
     /// Buffers of sent [`RoomOutput::Transmit`]s the owner gave back
     /// ([`Room::give_back_buffer`]), for subscribers' next sealed packets.
     spare_buffers: LocalSpares,
@@ -193,7 +190,6 @@ impl Room {
             routes: HashMap::new(),
             outputs: VecDeque::new(),
             routed: Vec::new(),
-            routed_since: None,
             spare_buffers: LocalSpares::default(),
             timer_epoch: now,
             next_key: 1,
@@ -291,11 +287,7 @@ impl Room {
         if self.drive_pending {
             return Some(self.last_now);
         }
-        let timers = self.next_timer_wake();
-        match (timers, self.frame_hold_deadline()) {
-            (Some(timers), Some(hold)) => Some(timers.min(hold)),
-            (timers, hold) => timers.or(hold),
-        }
+        self.next_timer_wake()
     }
 
     /// The next thing to do. Datagrams handled since the last call are

@@ -43,10 +43,6 @@ pub(crate) const VARIABLES: &[(&str, Setter)] = &[
         c.media.own_egress = parse_bool(v)?;
         Ok(())
     }),
-    ("WEIR_FRAME_HOLD_US", |c, v| {
-        c.media.frame_hold_us = parse_number(v)?;
-        Ok(())
-    }),
     ("WEIR_EMPTY_TIMEOUT_SECONDS", |c, v| {
         c.rooms.empty_timeout_seconds = parse_number(v)?;
         Ok(())

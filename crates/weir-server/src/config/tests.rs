@@ -196,7 +196,6 @@ fn every_env_variable_is_applied() {
         ("WEIR_RECORDING_PREFER_H264", "false"),
         ("WEIR_NACK_HISTORY_MS", "800"),
         ("WEIR_OWN_EGRESS", "false"),
-        ("WEIR_FRAME_HOLD_US", "250"),
     ]);
     let c = Config::load(None, &env, &CliOverrides::default()).expect("loads");
     let expected = Config {
@@ -210,7 +209,6 @@ fn every_env_variable_is_applied() {
             advertise_ip: Some("192.0.2.1".parse().expect("an ip")),
             nack_history_ms: 800,
             own_egress: false,
-            frame_hold_us: 250,
         },
         rooms: RoomsConfig {
             empty_timeout_seconds: 0,
@@ -347,9 +345,8 @@ type Breaker = fn(&mut Config);
 
 #[test]
 fn validation_refuses_nonsense() {
-    let cases: [(&str, Breaker); 17] = [
+    let cases: [(&str, Breaker); 16] = [
         ("media.nack_history_ms", |c| c.media.nack_history_ms = 49),
-        ("media.frame_hold_us", |c| c.media.frame_hold_us = 20_001),
         ("media.nack_history_ms", |c| {
             c.media.nack_history_ms = 10_001
         }),

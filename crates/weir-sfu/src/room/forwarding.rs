@@ -7,15 +7,7 @@
 //! subscriber takes all of a track's waiting packets at once, so its state
 //! (forwarder, keys, queue) is brought into the cache once per pass rather
 //! than once per packet, as a packet-by-packet fan-out to a large room
-//! did. Before that, every subscriber's state is read once in a row
-//! ([`warm_subscribers`]), so the cache misses of a pass overlap.
-//!
-//! A video frame whose packets arrive over several reads of the socket
-//! waits in the room for its last packet (the RTP marker), up to
-//! `RoomConfig::frame_hold` after its first: each subscriber then gets the
-//! frame in one send (one GSO message) instead of one per read. The last
-//! packet never waits, so the frame is complete at the subscriber no
-//! later than without the wait.
+//! did.
 
 use std::time::Instant;
 
@@ -89,9 +81,6 @@ impl Room {
         let is_video = track.kind == weir_protocol::TrackKind::Video;
         let extensions = forwardable_extensions(&packet.header.ext_vals);
         let media_extensions = MediaExtensions::from_values(&extensions);
-        if self.routed.is_empty() {
-            self.routed_since = Some(now);
-        }
         self.routed.push(RoutedPacket {
             track: track_key,
             rid,
@@ -114,10 +103,9 @@ impl Room {
     /// then asks publishers for the keyframes forwarders wanted and keeps
     /// the video packets for NACKs.
     pub(super) fn fan_out(&mut self) {
-        if self.routed.is_empty() || self.holding_frame() {
+        if self.routed.is_empty() {
             return;
         }
-        self.routed_since = None;
         let mut routed = std::mem::take(&mut self.routed);
         for first in 0..routed.len() {
             let track = routed[first].track;
@@ -154,35 +142,6 @@ impl Room {
         }
         // The emptied list keeps its capacity for the next pass.
         self.routed = routed;
-    }
-
-    /// Whether the fan-out waits for the rest of a video frame
-    /// ([`crate::RoomConfig::frame_hold`]): the latest routed packet of
-    /// some video stream (a track, or one simulcast layer of it) is not
-    /// its frame's last, and the wait has not run out.
-    fn holding_frame(&self) -> bool {
-        if self
-            .frame_hold_deadline()
-            .is_none_or(|deadline| self.last_now >= deadline)
-        {
-            return false;
-        }
-        self.routed.iter().enumerate().any(|(index, routed)| {
-            routed.is_video
-                && !routed.packet.header.marker
-                && !self.routed[index + 1..]
-                    .iter()
-                    .any(|later| later.track == routed.track && later.rid == routed.rid)
-        })
-    }
-
-    /// When the packets waiting for the rest of their frame go regardless.
-    pub(super) fn frame_hold_deadline(&self) -> Option<Instant> {
-        if self.routed.is_empty() || self.config.frame_hold.is_zero() {
-            return None;
-        }
-        self.routed_since
-            .map(|since| since + self.config.frame_hold)
     }
 
     /// Every subscriber of `track_key` gets the packets of `packets` that

@@ -2,7 +2,6 @@
 //! simulated network in memory, driven faster than real time.
 
 mod admin;
-mod frame_hold;
 mod harness;
 mod media;
 mod nack;
