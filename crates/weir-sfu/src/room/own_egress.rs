@@ -80,8 +80,8 @@ impl ParticipantEgress {
 
     /// Reads what sealing a packet for this session reads first (the
     /// sealer's salt and stream indexes, the queue, the destination) and
-    /// returns a value made of it, for the fan-out's warm-up pass
-    /// ([`crate::room::Room::fan_out`]).
+    /// returns a value made of it, for the fan-out's read-ahead
+    /// (`warm_subscribers` in `room/forwarding.rs`).
     pub fn warm(&self) -> usize {
         self.sealer.as_ref().map_or(0, RtpSealer::warm)
             ^ self.queue.len()
