@@ -220,7 +220,7 @@ impl SpareBuffers {
 /// One owner's spares in front of the shared [`SpareBuffers`]: buffers
 /// given back wait here until [`LocalSpares::settle`] hands them over,
 /// and a queue that needs one takes from here, refilled
-/// [`REFILL_SPARES`] at a time.
+/// `REFILL_SPARES` (16) at a time.
 #[derive(Debug, Default)]
 pub struct LocalSpares {
     shared: SpareBuffers,

@@ -111,7 +111,7 @@ pub fn nack_window(longest_round_trip: Option<Duration>, configured: Duration) -
 }
 
 /// The longest round trip reported over the last 5-10 s (two periods of
-/// [`RecentMax::PERIOD`]): a subscriber's longer round trip counts at
+/// `RecentMax::PERIOD`): a subscriber's longer round trip counts at
 /// once, a shorter one once the longer is that old.
 #[derive(Debug, Clone, Default)]
 pub struct RecentMax {

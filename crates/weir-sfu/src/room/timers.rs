@@ -18,7 +18,7 @@ use super::Room;
 
 /// The grid for timers that must not wait: at most this late.
 pub const TIMER_GRID: Duration = Duration::from_millis(10);
-/// The grid for timers that tolerate lateness ([`tolerates_lateness`]):
+/// The grid for timers that tolerate lateness (`tolerates_lateness`):
 /// RTCP report intervals are randomised over a second or more anyway.
 pub const LAZY_TIMER_GRID: Duration = Duration::from_millis(100);
 
