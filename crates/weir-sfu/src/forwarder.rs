@@ -66,12 +66,13 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Audio (`is_video` false) is never keyframe-gated.
-    /// Reads the forwarder's counters (for the fan-out's warm-up pass).
+    /// Reads the forwarder's counters (for the fan-out's read-ahead,
+    /// `warm_subscribers` in `room/forwarding.rs`).
     pub fn warm(&self) -> usize {
         self.forwarded as usize ^ usize::from(self.waiting_for_keyframe)
     }
 
+    /// Audio (`is_video` false) is never keyframe-gated.
     pub fn new(is_video: bool, clock_rate: u32, initial_seq: u16, initial_ts: u32) -> Self {
         Forwarder {
             is_video,

@@ -256,9 +256,6 @@ impl Room {
     }
 }
 
-/// One routed packet to one subscriber (its `subscription`-th
-/// subscription is on the packet's track): the forwarder's decision and
-/// rewrite, then sealed by Weir's egress or written through str0m.
 /// Reads, for every subscriber of a track, the state the fan-out is about
 /// to write: the participant, the subscription, its forwarder, payload
 /// type map and sent ring, the session's sealer and queue.
@@ -279,20 +276,26 @@ fn warm_subscribers(
             continue;
         };
         read ^= participant.own_egress.warm();
-        for subscription in &participant.subscriptions {
-            if subscription.track == track_key {
-                read ^= subscription.forwarder.warm()
-                    ^ subscription.own.warm()
-                    ^ subscription
-                        .pt_map
-                        .first()
-                        .map_or(0, |(pt, _)| usize::from(*pt));
-            }
+        // The subscription the fan-out takes (the first on the track).
+        if let Some(subscription) = participant
+            .subscriptions
+            .iter()
+            .find(|s| s.track == track_key)
+        {
+            read ^= subscription.forwarder.warm()
+                ^ subscription.own.warm()
+                ^ subscription
+                    .pt_map
+                    .first()
+                    .map_or(0, |(pt, _)| usize::from(*pt));
         }
     }
     std::hint::black_box(read);
 }
 
+/// One routed packet to one subscriber (its `subscription`-th
+/// subscription is on the packet's track): the forwarder's decision and
+/// rewrite, then sealed by Weir's egress or written through str0m.
 fn forward_to(
     participant: &mut Participant,
     subscription: usize,
