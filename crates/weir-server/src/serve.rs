@@ -25,6 +25,7 @@ mod api;
 mod http;
 mod media_socket;
 pub mod metrics;
+mod receive_buffers;
 pub mod recorder;
 mod room_task;
 mod rooms;
@@ -146,12 +147,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
     let finisher_task = tokio::spawn(finisher.run(stream_events));
     let rooms = RoomRegistry::new();
+    let receive_buffers = receive_buffers::ReceiveBuffers::new();
     let state = AppState {
         room_factory: RoomFactory {
             config: room_config,
             socket: socket.clone(),
             senders: media_socket::SenderPool::start(socket.clone(), metrics.clone()),
             spare_buffers: weir_sfu::SpareBuffers::new(),
+            receive_buffers: receive_buffers.clone(),
             metrics: metrics.clone(),
             events: events.clone(),
             store: store.clone(),
@@ -174,6 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let udp_task = tokio::spawn(udp::run_reader(
         socket,
         rooms,
+        receive_buffers,
         metrics.clone(),
         stop_rx.clone(),
     ));

@@ -16,6 +16,7 @@ use weir_sfu::{AdminError, JoinError, JoinRequest, Joined, ParticipantKey, Room,
 
 use super::media_socket::{MediaSocket, OFFLOAD_MIN_DATAGRAMS};
 use super::metrics::ServerMetrics;
+use super::receive_buffers::ReceiveBuffers;
 use super::recorder::room::{ActiveJob, RoomRecording};
 use super::rooms::{RoomFactory, RoomKey, RoomRegistry};
 use super::send_batch::SendBatch;
@@ -181,6 +182,9 @@ pub struct RoomTask {
     pub outgoing: SendBatch,
     /// The spare datagram buffers the room shares with the others.
     pub spare_buffers: weir_sfu::SpareBuffers,
+    /// The pool the media reader copies datagrams into; each datagram's
+    /// buffer goes back once the room has taken it in.
+    pub receive_buffers: ReceiveBuffers,
     /// A sender thread's queue for halves of large batches (none on one
     /// core).
     pub offload: Option<std::sync::mpsc::SyncSender<SendBatch>>,
@@ -211,6 +215,7 @@ impl RoomTask {
         let task = RoomTask {
             room,
             spare_buffers: factory.spare_buffers.clone(),
+            receive_buffers: factory.receive_buffers.clone(),
             key: key.clone(),
             created_at_ms: super::ws::unix_now_ms(),
             id,
@@ -357,14 +362,12 @@ impl RoomTask {
                 datagram = self.media.recv() => {
                     let Some(datagram) = datagram else { break };
                     let now = Instant::now();
-                    self.room.handle_datagram(now, datagram.source, &datagram.contents);
                     self.oldest_input = Some(datagram.received_at);
+                    self.take_in(now, datagram);
                     // Take in what else is queued, up to a pass, before flushing.
                     for _ in 1..PASS_DATAGRAMS {
                         match self.media.try_recv() {
-                            Ok(d) => {
-                                self.room.handle_datagram(now, d.source, &d.contents);
-                            }
+                            Ok(d) => self.take_in(now, d),
                             Err(_) => break,
                         }
                     }
@@ -394,12 +397,21 @@ impl RoomTask {
         self.emit(EventType::RoomDissolved, None, None);
         self.metrics.rooms.dec();
         if self.registry.room_count() == 0 {
-            // No room is left to take the shared spare buffers: they go
-            // back to the allocator (and the server's memory near its
-            // start).
+            // No room is left to take the shared spare buffers or to
+            // receive datagrams: the buffers go back to the allocator (and
+            // the server's memory near its start).
             self.spare_buffers.clear();
+            self.receive_buffers.clear();
         }
         info!("room closed");
+    }
+
+    /// Hands one datagram to the room, then its buffer back to the
+    /// reader's pool.
+    fn take_in(&mut self, now: Instant, datagram: Datagram) {
+        self.room
+            .handle_datagram(now, datagram.source, &datagram.contents);
+        self.receive_buffers.give_back(datagram.contents);
     }
 
     /// Carries out one command; true if it closed the room.

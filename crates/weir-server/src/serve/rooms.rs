@@ -68,6 +68,8 @@ pub struct RoomFactory {
     pub senders: super::media_socket::SenderPool,
     /// Sent datagram buffers, shared by every room for their next passes.
     pub spare_buffers: weir_sfu::SpareBuffers,
+    /// Received datagrams' buffers, given back to the reader's pool.
+    pub receive_buffers: super::receive_buffers::ReceiveBuffers,
     pub metrics: Arc<ServerMetrics>,
     pub events: crate::callbacks::Dispatcher,
     /// The control plane's database (recording rules and jobs).

@@ -23,6 +23,7 @@ use weir_sfu::stun::binding_request_server_ufrag;
 
 use super::media_socket::MediaSocket;
 use super::metrics::ServerMetrics;
+use super::receive_buffers::ReceiveBuffers;
 use super::room_task::Datagram;
 use super::rooms::RoomRegistry;
 
@@ -40,6 +41,7 @@ struct Route {
 pub async fn run_reader(
     socket: Arc<MediaSocket>,
     registry: RoomRegistry,
+    buffers: ReceiveBuffers,
     metrics: Arc<ServerMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -73,6 +75,7 @@ pub async fn run_reader(
                 route_datagram(
                     &mut routes,
                     &registry,
+                    &buffers,
                     &metrics,
                     meta.addr,
                     contents,
@@ -94,10 +97,12 @@ pub async fn run_reader(
 }
 
 /// Hands one datagram to its room's queue (learning the route from a STUN
-/// request for a live ufrag); copied only once it has a room.
+/// request for a live ufrag); copied (into a pooled buffer) only once it
+/// has a room.
 fn route_datagram(
     routes: &mut HashMap<SocketAddr, Route>,
     registry: &RoomRegistry,
+    buffers: &ReceiveBuffers,
     metrics: &ServerMetrics,
     source: SocketAddr,
     contents: &[u8],
@@ -120,14 +125,18 @@ fn route_datagram(
     };
     let datagram = Datagram {
         source,
-        contents: contents.to_vec(),
+        contents: buffers.copy_of(contents),
         received_at,
     };
     match route.queue.try_send(datagram) {
         Ok(()) => metrics.udp_datagrams_routed.inc(),
-        Err(mpsc::error::TrySendError::Full(_)) => metrics.udp_datagrams_dropped.inc(),
-        Err(mpsc::error::TrySendError::Closed(_)) => {
+        Err(mpsc::error::TrySendError::Full(dropped)) => {
+            metrics.udp_datagrams_dropped.inc();
+            buffers.give_back(dropped.contents);
+        }
+        Err(mpsc::error::TrySendError::Closed(unroutable)) => {
             metrics.udp_datagrams_unroutable.inc();
+            buffers.give_back(unroutable.contents);
             routes.remove(&source);
         }
     }
