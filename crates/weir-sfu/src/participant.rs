@@ -113,6 +113,11 @@ pub struct Participant {
     /// WHEP: the m-lines the viewer offered to receive on.
     pub whep_mids: Vec<(Mid, str0m::media::MediaKind)>,
     pub pending_offer: Option<SdpPendingOffer>,
+    /// A subscription may be waiting for a server offer (to open or to
+    /// park an m-line): set wherever one enters that state, cleared when
+    /// the room finds none waiting, so the room's check before each drive
+    /// does not scan the subscriptions of every participant on every pass.
+    pub offer_may_be_due: bool,
     /// The client's latest offer and per-mid codec preferences: server
     /// offers keep the client's codec order for its own m-lines (a re-offer
     /// listing another codec first would switch the publisher's encoder).

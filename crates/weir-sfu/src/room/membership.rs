@@ -82,6 +82,7 @@ impl Room {
             parked: Vec::new(),
             whep_mids: Vec::new(),
             pending_offer: None,
+            offer_may_be_due: false,
             codec_reference: None,
             next_timeout: Some(now),
             timer_is_lazy: false,

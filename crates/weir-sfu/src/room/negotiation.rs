@@ -64,6 +64,7 @@ impl Room {
             recycled_line,
             own: Default::default(),
         });
+        participant.offer_may_be_due = true;
         participant.needs_poll = true;
         if !published.subscribers.contains(&subscriber) {
             published.subscribers.push(subscriber);
@@ -106,6 +107,7 @@ impl Room {
                 OutState::ToPark(_) | OutState::NegotiatingPark(_) => true,
             }
         });
+        participant.offer_may_be_due = true;
         for (mid, forwarder) in freed {
             participant.parked.push(ParkedLine {
                 mid,
@@ -122,7 +124,10 @@ impl Room {
         let Some(participant) = self.participants.get(&key) else {
             return;
         };
-        if participant.kind != SessionKind::Signalling || participant.pending_offer.is_some() {
+        if participant.kind != SessionKind::Signalling
+            || participant.pending_offer.is_some()
+            || !participant.offer_may_be_due
+        {
             return;
         }
         let wanted = participant
@@ -130,6 +135,9 @@ impl Room {
             .iter()
             .any(|s| matches!(s.state, OutState::ToOpen | OutState::ToPark(_)));
         if !wanted {
+            if let Some(participant) = self.participants.get_mut(&key) {
+                participant.offer_may_be_due = false;
+            }
             return;
         }
         let stream_ids: Vec<(TrackKey, Option<Mid>, Option<OfferedTrack>)> = participant
@@ -536,6 +544,7 @@ fn forwarder_kind(forwarder: &Forwarder) -> TrackKind {
 
 /// Returns subscriptions whose offer was rolled back to their "to do" state.
 fn rollback_offered(participant: &mut crate::participant::Participant) {
+    participant.offer_may_be_due = true;
     for s in participant.subscriptions.iter_mut() {
         match s.state {
             OutState::Negotiating(_) => s.state = OutState::ToOpen,
