@@ -1,6 +1,8 @@
 //! Counters a room keeps about its traffic and its refusals.
 
-/// Monotonic counters; the server exports them as metrics.
+/// Monotonic counters, read through `Room::counters` (by the room's
+/// tests and benchmarks today; the server's metrics export, with the
+/// monitoring work, is to take them from there).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomCounters {
     pub participants_joined: u64,
