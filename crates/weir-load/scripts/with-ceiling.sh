@@ -9,7 +9,9 @@
 #   crates/weir-load/scripts/with-ceiling.sh NAME OUT_DIR [SUBSCRIBERS]
 #
 # VIDEO_KBPS (1500), FPS (30), KEYFRAME_INTERVAL (60), DURATION (20 s of
-# sending after a 5 s ramp) shape the scenario. Writes OUT_DIR/NAME.* as
+# sending after a 5 s ramp) shape the scenario. CEILING_FLAGS go to
+# forwarding-ceiling (`--no-gso`: a datagram per message, the bare
+# sendmmsg path of shared/notes/performance.md). Writes OUT_DIR/NAME.* as
 # measure.sh does, and OUT_DIR/NAME.ceiling.json.
 set -euo pipefail
 
@@ -40,7 +42,7 @@ weir=$!
 sleep $((ramp + 4))
 unshare -n bash -c "ip link set lo up; exec '$bin/forwarding-ceiling' --subscribers $subscribers \
     --video-kbps $kbps --fps $fps --keyframe-interval $keyframes --duration $duration \
-    --json '$out/$name.ceiling.json'" >"$out/$name.ceiling.txt"
+    ${CEILING_FLAGS:-} --json '$out/$name.ceiling.json'" >"$out/$name.ceiling.txt"
 wait "$weir" || { cat "$out/$name.measure.out" >&2; exit 1; }
 
 python3 - "$out/$name.json" "$out/$name.ceiling.json" <<'PY'
@@ -50,6 +52,7 @@ ceiling = json.load(open(sys.argv[2]))
 w = weir["forwarded_packets_per_cpu_second"]
 c = ceiling["forwarded_packets_per_cpu_second"]
 print(f"weir     {w:10.0f} forwarded pkt per cpu-second, loss {weir['loss_ratio'] * 100:.3f} %")
-print(f"ceiling  {c:10.0f} forwarded pkt per cpu-second, loss {ceiling['loss_ratio'] * 100:.3f} %")
+kind = "GSO" if ceiling.get("gso", True) else "no GSO"
+print(f"ceiling  {c:10.0f} forwarded pkt per cpu-second, loss {ceiling['loss_ratio'] * 100:.3f} % ({kind})")
 print(f"weir / ceiling {w / c:.3f}")
 PY

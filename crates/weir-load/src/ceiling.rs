@@ -42,7 +42,7 @@ pub mod forwarder;
 pub mod harness;
 pub mod key;
 
-pub use forwarder::Wakeups;
+pub use forwarder::{Segmentation, Wakeups};
 
 use forwarder::Downlink;
 use key::Key;
@@ -67,6 +67,8 @@ pub struct CeilingConfig {
     pub feedback: bool,
     /// How the forwarder is woken.
     pub wakeups: Wakeups,
+    /// GSO messages, or one datagram per message.
+    pub segmentation: Segmentation,
     /// Cores to pin the forwarder thread and the harness thread to.
     pub forwarder_cpu: Option<usize>,
     pub harness_cpu: Option<usize>,
@@ -78,6 +80,9 @@ pub struct CeilingReport {
     pub subscribers: usize,
     /// `poll` or `tokio`.
     pub wakeups: &'static str,
+    /// Whether a subscriber's packets of a batch went as GSO messages
+    /// (else one datagram per message).
+    pub gso: bool,
     pub duration_s: f64,
     pub publisher_packets: u64,
     pub packets_expected: u64,
@@ -96,11 +101,16 @@ pub struct CeilingReport {
 impl CeilingReport {
     pub fn summary(&self) -> String {
         format!(
-            "forwarding ceiling ({} wake-ups), 1 -> {} for {:.0} s\n\
+            "forwarding ceiling ({} wake-ups, {}), 1 -> {} for {:.0} s\n\
              forwarded     {} packets ({} expected), loss {:.3} %\n\
              messages      {} in {} sendmmsg calls over {} passes\n\
              forwarder cpu {:.3} s: {:.0} forwarded pkt per cpu-second\n",
             self.wakeups,
+            if self.gso {
+                "GSO"
+            } else {
+                "a datagram per message"
+            },
             self.subscribers,
             self.duration_s,
             self.forwarded,
@@ -193,12 +203,21 @@ pub fn run(config: &CeilingConfig) -> anyhow::Result<CeilingReport> {
     let forwarder = {
         let cpu = config.forwarder_cpu;
         let wakeups = config.wakeups;
+        let segmentation = config.segmentation;
         let publisher = (publisher_address, Key::new(0)?);
         std::thread::Builder::new()
             .name("ceiling-forwarder".into())
             .spawn(move || {
                 pin(cpu)?;
-                forwarder::run(wakeups, &socket, &state, publisher, downlinks, stopped)
+                forwarder::run(
+                    wakeups,
+                    segmentation,
+                    &socket,
+                    &state,
+                    publisher,
+                    downlinks,
+                    stopped,
+                )
             })?
     };
     let harness_outcome = (|| {
@@ -236,6 +255,7 @@ pub fn run(config: &CeilingConfig) -> anyhow::Result<CeilingReport> {
             Wakeups::Poll => "poll",
             Wakeups::Tokio => "tokio",
         },
+        gso: config.segmentation == Segmentation::Gso,
         duration_s: elapsed.as_secs_f64(),
         publisher_packets: sent,
         packets_expected: expected,

@@ -1,12 +1,13 @@
 //! The forwarding ceiling on loopback: a short 1 -> 5 run forwards every
-//! packet to every subscriber, video frames as GSO messages, and answers
-//! the subscribers' STUN checks.
+//! packet to every subscriber, video frames as GSO messages (or, with GSO
+//! off, a datagram per message, many per `sendmmsg`), and answers the
+//! subscribers' STUN checks.
 //!
 //! Run in a loopback-only network namespace (`scripts/test.sh` does).
 
 use std::time::Duration;
 
-use weir_load::ceiling::{self, CeilingConfig, CeilingReport, Wakeups};
+use weir_load::ceiling::{self, CeilingConfig, CeilingReport, Segmentation, Wakeups};
 use weir_load::scenario::VideoProfile;
 
 #[test]
@@ -20,8 +21,31 @@ fn the_same_on_tokio() {
 }
 
 fn check(wakeups: Wakeups) {
+    let report = run(wakeups, Segmentation::Gso);
+    // A frame's packets to one subscriber leave as one GSO message.
+    assert!(
+        report.messages * 2 < report.forwarded,
+        "GSO not used: {report:?}"
+    );
+    assert!(report.send_calls <= report.media_passes * 3, "{report:?}");
+}
+
+#[test]
+fn without_gso_every_datagram_is_a_message_many_per_call() {
+    let report = run(Wakeups::Poll, Segmentation::OnePerMessage);
+    assert!(!report.gso);
+    assert_eq!(report.messages, report.forwarded, "{report:?}");
+    // Still batched: a call carries the whole fan-out of a pass, up to
+    // the per-call limit.
+    assert!(report.send_calls * 4 < report.messages, "{report:?}");
+    assert!(report.summary().contains("a datagram per message"));
+}
+
+/// A 2 s 1 -> 5 run; checks what holds however the packets are sent.
+fn run(wakeups: Wakeups, segmentation: Segmentation) -> CeilingReport {
     let config = CeilingConfig {
         wakeups,
+        segmentation,
         subscribers: 5,
         duration: Duration::from_secs(2),
         video_kbps: 1500,
@@ -58,16 +82,11 @@ fn check(wakeups: Wakeups) {
         report.received_by_subscribers >= report.packets_expected * 99 / 100,
         "{report:?}"
     );
-    // A frame's packets to one subscriber leave as one GSO message.
-    assert!(
-        report.messages * 2 < report.forwarded,
-        "GSO not used: {report:?}"
-    );
-    assert!(report.send_calls <= report.media_passes * 3, "{report:?}");
     // Each subscriber sent feedback (3 datagrams a second, phased within
     // the first second) and a STUN check (half a second after).
     assert!(report.feedback_received >= 5 * 4, "{report:?}");
     assert!(report.forwarder_cpu_seconds > 0.0);
     assert!(report.forwarded_packets_per_cpu_second > 0.0);
     assert!(report.summary().contains("forwarded pkt per cpu-second"));
+    report
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use weir_load::ceiling::{self, CeilingConfig, Wakeups};
+use weir_load::ceiling::{self, CeilingConfig, Segmentation, Wakeups};
 
 /// A minimal forwarder on loopback, fed the traffic of a 1 -> N run;
 /// prints its packets per CPU-second. Loopback only; stops by itself.
@@ -36,6 +36,10 @@ struct Args {
     /// channel to a forwarding task (as Weir's server), not `poll`.
     #[arg(long)]
     tokio: bool,
+    /// Send every datagram as a message of its own (many per `sendmmsg`,
+    /// no UDP GSO): the bare path of `shared/notes/performance.md`.
+    #[arg(long)]
+    no_gso: bool,
     /// Core of the forwarder thread (as the server's in `measure.sh`).
     #[arg(long, default_value_t = 0)]
     forwarder_cpu: usize,
@@ -64,6 +68,11 @@ fn main() -> ExitCode {
             Wakeups::Tokio
         } else {
             Wakeups::Poll
+        },
+        segmentation: if args.no_gso {
+            Segmentation::OnePerMessage
+        } else {
+            Segmentation::Gso
         },
         forwarder_cpu: Some(args.forwarder_cpu),
         harness_cpu: Some(args.harness_cpu),

@@ -2,7 +2,11 @@
 //! publisher packet, and per subscriber a rewritten header, the payload
 //! copied and sealed, each subscriber's packets of a receive batch as one
 //! UDP GSO message (a shorter datagram may end it), messages of one
-//! segment size together in one `sendmmsg`.
+//! segment size together in one `sendmmsg`. Without GSO
+//! ([`Segmentation::OnePerMessage`]) every datagram is a message of its own,
+//! still many per `sendmmsg`: the bare path that
+//! `shared/notes/performance.md` prices at 250-300 k packets per
+//! core-second.
 //!
 //! How it is woken ([`Wakeups`]): by `poll` on the socket, reading with a
 //! non-blocking `recvmmsg` (the least a process can do), or as Weir's
@@ -94,9 +98,19 @@ struct Inbound {
 /// A message to send: destination, bytes, segment size.
 type Message = (SocketAddr, Range<usize>, usize);
 
+/// How a subscriber's packets of one receive batch become messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segmentation {
+    /// UDP GSO: a run of equal sizes (ended by a shorter one) per message.
+    Gso,
+    /// One datagram per message.
+    OnePerMessage,
+}
+
 /// The forwarding state, whichever way it is woken.
 struct Forwarder<'a> {
     socket: &'a UdpSocket,
+    segmentation: Segmentation,
     publisher: SocketAddr,
     publisher_key: Key,
     downlinks: Vec<Downlink>,
@@ -110,6 +124,7 @@ struct Forwarder<'a> {
 impl<'a> Forwarder<'a> {
     fn new(
         socket: &'a UdpSocket,
+        segmentation: Segmentation,
         publisher: (SocketAddr, Key),
         downlinks: Vec<Downlink>,
     ) -> Forwarder<'a> {
@@ -120,6 +135,7 @@ impl<'a> Forwarder<'a> {
             .collect();
         Forwarder {
             socket,
+            segmentation,
             publisher: publisher.0,
             publisher_key: publisher.1,
             downlinks,
@@ -159,16 +175,25 @@ impl<'a> Forwarder<'a> {
         for downlink in &mut self.downlinks {
             fan_out_to(
                 downlink,
+                self.segmentation,
                 &self.inbound,
                 storage,
                 &mut self.bytes,
                 &mut self.messages,
             )?;
         }
-        // Messages of one segment size share a call (each subscriber's
-        // keep their order: a stable sort).
-        self.messages.sort_by_key(|m| m.2);
-        send_messages(self.socket, &self.bytes, &self.messages, &mut self.stats)
+        if self.segmentation == Segmentation::Gso {
+            // Messages of one segment size share a call (each subscriber's
+            // keep their order: a stable sort).
+            self.messages.sort_by_key(|m| m.2);
+        }
+        send_messages(
+            self.socket,
+            self.segmentation,
+            &self.bytes,
+            &self.messages,
+            &mut self.stats,
+        )
     }
 
     fn take_datagram(
@@ -205,13 +230,14 @@ impl<'a> Forwarder<'a> {
 /// `UdpSocketState::new` (non-blocking, GRO on).
 pub fn run(
     wakeups: Wakeups,
+    segmentation: Segmentation,
     socket: &UdpSocket,
     state: &UdpSocketState,
     publisher: (SocketAddr, Key),
     downlinks: Vec<Downlink>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<ForwarderStats> {
-    let mut forwarder = Forwarder::new(socket, publisher, downlinks);
+    let mut forwarder = Forwarder::new(socket, segmentation, publisher, downlinks);
     let start_cpu = thread_cpu()?;
     match wakeups {
         Wakeups::Poll => run_polling(&mut forwarder, state, &stop)?,
@@ -308,9 +334,11 @@ fn run_on_tokio(
 }
 
 /// Appends one subscriber's copies of the batch's packets to `bytes`,
-/// sealed, and its messages: a run of equal sizes, ended by a shorter one.
+/// sealed, and its messages: with GSO a run of equal sizes, ended by a
+/// shorter one; without, a message per packet.
 fn fan_out_to<B: AsRef<[u8]>>(
     downlink: &mut Downlink,
+    segmentation: Segmentation,
     inbound: &[Inbound],
     storage: &[B],
     bytes: &mut Vec<u8>,
@@ -334,6 +362,10 @@ fn fan_out_to<B: AsRef<[u8]>>(
         bytes.extend_from_slice(&source[HEADER_LEN..HEADER_LEN + packet.payload_len]);
         downlink.key.seal(bytes, start, ssrc, seq)?;
         let size = bytes.len() - start;
+        if segmentation == Segmentation::OnePerMessage {
+            messages.push((downlink.address, start..bytes.len(), size));
+            continue;
+        }
         if run_segment == 0 {
             run_segment = size;
         } else if run_closed || size > run_segment {
@@ -351,10 +383,12 @@ fn fan_out_to<B: AsRef<[u8]>>(
     Ok(())
 }
 
-/// Sends the messages: runs of one segment size, at most
-/// [`MESSAGES_PER_CALL`] per `sendmmsg`.
+/// Sends the messages, at most [`MESSAGES_PER_CALL`] per `sendmmsg`:
+/// with GSO in runs of one segment size (the call's control message
+/// gives it), without in the order given.
 fn send_messages(
     socket: &UdpSocket,
+    segmentation: Segmentation,
     bytes: &[u8],
     messages: &[Message],
     stats: &mut ForwarderStats,
@@ -364,7 +398,7 @@ fn send_messages(
         let run = rest
             .iter()
             .take(MESSAGES_PER_CALL)
-            .take_while(|m| m.2 == segment)
+            .take_while(|m| segmentation == Segmentation::OnePerMessage || m.2 == segment)
             .count();
         let now = &rest[..run];
         let slices: Vec<[IoSlice<'_>; 1]> = now
@@ -450,7 +484,15 @@ mod tests {
         let address: SocketAddr = "127.0.0.1:9".parse().expect("address");
         let mut downlink = Downlink::new(address, Key::new(5).expect("key"));
         let (mut bytes, mut messages) = (Vec::new(), Vec::new());
-        fan_out_to(&mut downlink, &inbound, &storage, &mut bytes, &mut messages).expect("fans out");
+        fan_out_to(
+            &mut downlink,
+            Segmentation::Gso,
+            &inbound,
+            &storage,
+            &mut bytes,
+            &mut messages,
+        )
+        .expect("fans out");
         let video = HEADER_LEN + 1000 + crate::ceiling::key::TAG_LEN;
         let audio = HEADER_LEN + 100 + crate::ceiling::key::TAG_LEN;
         assert_eq!(bytes.len(), 5 * video + audio);
@@ -472,5 +514,37 @@ mod tests {
         let mut last = bytes[4 * video + audio..].to_vec();
         assert_eq!(key.open(&mut last), Some(1000));
         assert_eq!(u16::from_be_bytes([last[2], last[3]]), 5);
+    }
+
+    #[test]
+    fn without_gso_every_packet_is_a_message_of_its_own() {
+        let mut storage = vec![[0u8; RECV_BUFFER_BYTES]; 1];
+        let inbound = vec![
+            packet(&mut storage, 0, 1000, true),
+            packet(&mut storage, 2000, 1000, true),
+            packet(&mut storage, 4000, 100, false),
+        ];
+        let address: SocketAddr = "127.0.0.1:9".parse().expect("address");
+        let mut downlink = Downlink::new(address, Key::new(5).expect("key"));
+        let (mut bytes, mut messages) = (Vec::new(), Vec::new());
+        fan_out_to(
+            &mut downlink,
+            Segmentation::OnePerMessage,
+            &inbound,
+            &storage,
+            &mut bytes,
+            &mut messages,
+        )
+        .expect("fans out");
+        let video = HEADER_LEN + 1000 + crate::ceiling::key::TAG_LEN;
+        let audio = HEADER_LEN + 100 + crate::ceiling::key::TAG_LEN;
+        assert_eq!(
+            messages,
+            vec![
+                (address, 0..video, video),
+                (address, video..2 * video, video),
+                (address, 2 * video..2 * video + audio, audio),
+            ]
+        );
     }
 }
