@@ -136,7 +136,7 @@ pub struct Args {
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Room names are PREFIX-1, PREFIX-2, ... (default: load-<random>).
+    /// Room names are PREFIX-1, PREFIX-2, ... (default: `load-<random>`).
     #[arg(long, value_name = "PREFIX")]
     pub room_prefix: Option<String>,
     /// No progress bar.

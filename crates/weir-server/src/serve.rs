@@ -1,9 +1,10 @@
 //! `weir serve`: binds the HTTP listener and the shared media UDP socket,
 //! and runs until SIGINT/SIGTERM.
 //!
-//! Layering: [`http`] (axum edge) -> [`ws`]/[`whip`] (sessions) ->
-//! [`rooms`] (registry) -> [`room_task`] (one task owning each
-//! `weir_sfu::Room`) <- [`udp`] (the socket reader routing datagrams).
+//! Layering: `http` (axum edge) -> `ws`/`whip` (sessions) -> `rooms`
+//! (registry) -> `room_task` (one task owning each `weir_sfu::Room`) <-
+//! `udp` (the socket reader routing datagrams into pooled buffers,
+//! `receive_buffers`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -473,6 +473,33 @@ mod tests {
         }
     }
 
+    /// Sealed sizes of the test's video (1000-byte) and audio (100-byte)
+    /// payloads.
+    const VIDEO: usize = HEADER_LEN + 1000 + crate::ceiling::key::TAG_LEN;
+    const AUDIO: usize = HEADER_LEN + 100 + crate::ceiling::key::TAG_LEN;
+
+    /// One subscriber's (key 5) copies of `inbound`: its address, the
+    /// sealed bytes and the messages.
+    fn fan_out_one(
+        segmentation: Segmentation,
+        inbound: &[Inbound],
+        storage: &[[u8; RECV_BUFFER_BYTES]],
+    ) -> (SocketAddr, Vec<u8>, Vec<Message>) {
+        let address: SocketAddr = "127.0.0.1:9".parse().expect("address");
+        let mut downlink = Downlink::new(address, Key::new(5).expect("key"));
+        let (mut bytes, mut messages) = (Vec::new(), Vec::new());
+        fan_out_to(
+            &mut downlink,
+            segmentation,
+            inbound,
+            storage,
+            &mut bytes,
+            &mut messages,
+        )
+        .expect("fans out");
+        (address, bytes, messages)
+    }
+
     #[test]
     fn a_frame_is_one_message_and_a_shorter_packet_ends_it() {
         let mut storage = vec![[0u8; RECV_BUFFER_BYTES]; 1];
@@ -481,21 +508,9 @@ mod tests {
             .collect();
         inbound.push(packet(&mut storage, 8000, 100, false));
         inbound.push(packet(&mut storage, 9000, 1000, true));
-        let address: SocketAddr = "127.0.0.1:9".parse().expect("address");
-        let mut downlink = Downlink::new(address, Key::new(5).expect("key"));
-        let (mut bytes, mut messages) = (Vec::new(), Vec::new());
-        fan_out_to(
-            &mut downlink,
-            Segmentation::Gso,
-            &inbound,
-            &storage,
-            &mut bytes,
-            &mut messages,
-        )
-        .expect("fans out");
-        let video = HEADER_LEN + 1000 + crate::ceiling::key::TAG_LEN;
-        let audio = HEADER_LEN + 100 + crate::ceiling::key::TAG_LEN;
-        assert_eq!(bytes.len(), 5 * video + audio);
+        let (address, bytes, messages) = fan_out_one(Segmentation::Gso, &inbound, &storage);
+        assert_eq!(bytes.len(), 5 * VIDEO + AUDIO);
+        let (video, audio) = (VIDEO, AUDIO);
         // Four video packets and the audio one as the shorter last
         // segment; the next video packet starts a new message.
         assert_eq!(
@@ -524,20 +539,8 @@ mod tests {
             packet(&mut storage, 2000, 1000, true),
             packet(&mut storage, 4000, 100, false),
         ];
-        let address: SocketAddr = "127.0.0.1:9".parse().expect("address");
-        let mut downlink = Downlink::new(address, Key::new(5).expect("key"));
-        let (mut bytes, mut messages) = (Vec::new(), Vec::new());
-        fan_out_to(
-            &mut downlink,
-            Segmentation::OnePerMessage,
-            &inbound,
-            &storage,
-            &mut bytes,
-            &mut messages,
-        )
-        .expect("fans out");
-        let video = HEADER_LEN + 1000 + crate::ceiling::key::TAG_LEN;
-        let audio = HEADER_LEN + 100 + crate::ceiling::key::TAG_LEN;
+        let (address, _, messages) = fan_out_one(Segmentation::OnePerMessage, &inbound, &storage);
+        let (video, audio) = (VIDEO, AUDIO);
         assert_eq!(
             messages,
             vec![
