@@ -510,23 +510,22 @@ mod tests {
         inbound.push(packet(&mut storage, 9000, 1000, true));
         let (address, bytes, messages) = fan_out_one(Segmentation::Gso, &inbound, &storage);
         assert_eq!(bytes.len(), 5 * VIDEO + AUDIO);
-        let (video, audio) = (VIDEO, AUDIO);
         // Four video packets and the audio one as the shorter last
         // segment; the next video packet starts a new message.
         assert_eq!(
             messages,
             vec![
-                (address, 0..4 * video + audio, video),
-                (address, 4 * video + audio..5 * video + audio, video),
+                (address, 0..4 * VIDEO + AUDIO, VIDEO),
+                (address, 4 * VIDEO + AUDIO..5 * VIDEO + AUDIO, VIDEO),
             ]
         );
         // Each copy opens with the subscriber's key, sequence numbers
         // counted per stream.
         let key = Key::new(5).expect("key");
-        let mut first = bytes[..video].to_vec();
+        let mut first = bytes[..VIDEO].to_vec();
         assert_eq!(key.open(&mut first), Some(1000));
         assert_eq!(u16::from_be_bytes([first[2], first[3]]), 1);
-        let mut last = bytes[4 * video + audio..].to_vec();
+        let mut last = bytes[4 * VIDEO + AUDIO..].to_vec();
         assert_eq!(key.open(&mut last), Some(1000));
         assert_eq!(u16::from_be_bytes([last[2], last[3]]), 5);
     }
@@ -540,13 +539,12 @@ mod tests {
             packet(&mut storage, 4000, 100, false),
         ];
         let (address, _, messages) = fan_out_one(Segmentation::OnePerMessage, &inbound, &storage);
-        let (video, audio) = (VIDEO, AUDIO);
         assert_eq!(
             messages,
             vec![
-                (address, 0..video, video),
-                (address, video..2 * video, video),
-                (address, 2 * video..2 * video + audio, audio),
+                (address, 0..VIDEO, VIDEO),
+                (address, VIDEO..2 * VIDEO, VIDEO),
+                (address, 2 * VIDEO..2 * VIDEO + AUDIO, AUDIO),
             ]
         );
     }

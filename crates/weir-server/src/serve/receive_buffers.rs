@@ -59,7 +59,8 @@ impl ReceiveBuffers {
     }
 
     /// Buffers in the pool now.
-    pub fn pooled(&self) -> usize {
+    #[cfg(test)]
+    fn pooled(&self) -> usize {
         self.pool.len()
     }
 }
