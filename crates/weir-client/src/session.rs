@@ -134,6 +134,9 @@ impl Session {
                 frame = ws_rx.next() => match frame {
                     Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
                     Some(Ok(Message::Close(frame))) => {
+                        // Flushes the reply tungstenite queued: the server
+                        // waits for it to end the closing handshake.
+                        let _ = self.ws.close().await;
                         break match frame {
                             Some(f) => (Some(u16::from(f.code)), f.reason.to_string()),
                             None => (None, String::new()),

@@ -220,9 +220,12 @@ impl RunningServer {
         let rooms = self.state.rooms.close_all(LeaveReason::ServerShutdown);
         info!(rooms, "shutting down");
         // Give rooms a moment to deliver `leave`, close their peers and
-        // dissolve (their last events then reach the outbox below).
+        // dissolve (their last events then reach the outbox below), and
+        // the signalling connections to send it and finish their closing
+        // handshakes.
         let deadline = Instant::now() + Duration::from_secs(3);
-        while (self.metrics.participants.get() > 0 || self.metrics.rooms.get() > 0)
+        let m = &self.metrics;
+        while (m.participants.get() > 0 || m.rooms.get() > 0 || m.signalling_connections.get() > 0)
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -254,7 +257,6 @@ impl RunningServer {
             tracing::warn!("event callbacks: the outbox writer did not finish within 10 s");
         }
         self.state.store.close().await;
-        let m = &self.metrics;
         info!(
             udp_received = m.udp_datagrams_received.get(),
             udp_receive_syscalls = m.udp_receive_syscalls.get(),

@@ -7,7 +7,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use weir_client::weir_protocol::{ErrorCode, Grant, Health, LeaveReason, ServerMessage};
+use weir_client::weir_protocol::{
+    ClientMessage, ErrorCode, Grant, Health, LeaveReason, ServerMessage,
+};
 use weir_client::{Client, Error, Event, JoinOptions};
 use weir_server::config::Config;
 use weir_server::serve::{self, RunningServer};
@@ -188,20 +190,37 @@ async fn shutdown_tells_every_participant_and_refuses_new_ones() {
     }
     let url = server.url();
     let late_token = server.token("first", "late");
+    // Messages still on their way to the server while it closes: a socket
+    // closed with them unread is reset, and the reset can discard the
+    // `leave` sent just before (the closing handshake drains them).
+    for client in &clients {
+        for ts in 0..20 {
+            client.send(ClientMessage::Ping { ts }).expect("sends");
+        }
+    }
     let shutdown = tokio::spawn(server.running.shutdown());
     for client in &mut clients {
-        let reason = tokio::time::timeout(WAIT, async {
+        let (reason, closed) = tokio::time::timeout(WAIT, async {
+            let mut reason = None;
             loop {
                 match client.next_event().await {
-                    Some(Event::Message(ServerMessage::Leave { reason })) => return Some(reason),
+                    Some(Event::Message(ServerMessage::Leave { reason: r })) => reason = Some(r),
+                    Some(Event::Closed { code, reason: why }) => {
+                        return (reason, Some((code, why)))
+                    }
                     Some(_) => continue,
-                    None => return None,
+                    None => return (reason, None),
                 }
             }
         })
         .await
         .expect("told within the wait");
         assert_eq!(reason, Some(LeaveReason::ServerShutdown));
+        assert_eq!(
+            closed,
+            Some((None, String::new())),
+            "the server's Close frame ends the session, not a reset"
+        );
     }
     shutdown.await.expect("task").expect("shutdown succeeds");
     // The listener is gone afterwards.

@@ -137,6 +137,9 @@ impl LatencyHistogram {
 pub struct ServerMetrics {
     pub rooms: Gauge,
     pub participants: Gauge,
+    /// Open WebSocket signalling connections (joined or not yet); a
+    /// graceful shutdown waits for them to finish their closing handshake.
+    pub signalling_connections: Gauge,
     pub joins_refused: Counter,
     pub signalling_errors: Counter,
     pub udp_datagrams_received: Counter,

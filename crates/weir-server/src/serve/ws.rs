@@ -4,6 +4,7 @@
 //! protocol `error` messages (browsers cannot read HTTP error bodies of a
 //! failed WebSocket handshake); then the socket is closed.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -16,6 +17,7 @@ use tracing::{debug, info_span, Instrument};
 use weir_protocol::{ClientMessage, ErrorCode, LeaveReason, ServerMessage, PROTOCOL_VERSION};
 use weir_sfu::{JoinRequest, SessionKind};
 
+use super::metrics::ServerMetrics;
 use super::room_task::RoomCommand;
 use super::rooms::RoomKey;
 use super::AppState;
@@ -25,6 +27,8 @@ use crate::token::VerifiedToken;
 /// `MAX_MESSAGE_BYTES` and this, the session answers MESSAGE_TOO_LARGE.
 const WS_FRAME_LIMIT: usize = 1024 * 1024;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing session waits for the client's Close frame.
+const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize)]
 pub struct RtcQuery {
@@ -52,6 +56,7 @@ pub async fn upgrade(
 }
 
 async fn session(state: AppState, query: RtcQuery, mut socket: WebSocket) {
+    let _open = OpenConnection::count(state.metrics.clone());
     let verified = match authorize(&state, &query).await {
         Ok(v) => v,
         Err((code, message)) => {
@@ -165,7 +170,7 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
             outgoing = signals_rx.recv() => {
                 let Some(message) = outgoing else {
                     // The room ended this session (left, kicked, closed).
-                    let _ = socket.send(Message::Close(None)).await;
+                    close(&mut socket, None).await;
                     return;
                 };
                 let ends = matches!(*message, ServerMessage::Leave { .. });
@@ -173,7 +178,7 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
                     break LeaveReason::Disconnected;
                 }
                 if ends {
-                    let _ = socket.send(Message::Close(None)).await;
+                    close(&mut socket, None).await;
                     return;
                 }
             }
@@ -195,7 +200,12 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
                         continue;
                     }
                     Some(Ok(Message::Ping(_))) => { last_seen = Instant::now(); continue; }
-                    Some(Ok(Message::Close(_))) | None => break LeaveReason::Disconnected,
+                    Some(Ok(Message::Close(_))) => {
+                        // Sends the reply queued by the client's Close.
+                        let _ = socket.send(Message::Close(None)).await;
+                        break LeaveReason::Disconnected;
+                    }
+                    None => break LeaveReason::Disconnected,
                     Some(Err(e)) => {
                         debug!(error = %e, "websocket error");
                         break LeaveReason::Disconnected;
@@ -205,7 +215,7 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
                 match ClientMessage::parse(text.as_str()) {
                     Ok(ClientMessage::Leave) => {
                         send_to_room(RoomCommand::Message { key, message: ClientMessage::Leave });
-                        let _ = socket.send(Message::Close(None)).await;
+                        close(&mut socket, None).await;
                         return;
                     }
                     Ok(message) => send_to_room(RoomCommand::Message { key, message }),
@@ -220,6 +230,7 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
                     silence.as_mut().reset(last_seen + ping_timeout);
                 } else {
                     let _ = send_json(&mut socket, &ServerMessage::error(ErrorCode::PingTimeout, "no message within the ping timeout")).await;
+                    // A silent client: no closing handshake to wait for.
                     let _ = socket.send(Message::Close(None)).await;
                     break LeaveReason::PingTimeout;
                 }
@@ -333,12 +344,52 @@ async fn send_json(socket: &mut WebSocket, message: &ServerMessage) -> Result<()
 async fn refuse(socket: &mut WebSocket, code: ErrorCode, message: String) {
     debug!(%code, %message, "session refused");
     let _ = send_json(socket, &ServerMessage::error(code, message)).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
+    close(
+        socket,
+        Some(CloseFrame {
             code: 4000,
             reason: Utf8Bytes::from(code.as_str()),
-        })))
-        .await;
+        }),
+    )
+    .await;
+}
+
+/// Ends a session with the closing handshake: sends Close, then reads and
+/// drops what the client still sends until its Close (at most
+/// [`CLOSE_HANDSHAKE_WAIT`]). Dropping the socket at once would close it
+/// with the client's unread messages (a ping, a pong) in its receive
+/// queue, which resets the connection — and a reset can discard what was
+/// sent just before it, the `leave` among it.
+async fn close(socket: &mut WebSocket, frame: Option<CloseFrame>) {
+    if socket.send(Message::Close(frame)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Counts an open signalling connection in
+/// [`ServerMetrics::signalling_connections`]
+/// for as long as it lives.
+struct OpenConnection(Arc<ServerMetrics>);
+
+impl OpenConnection {
+    fn count(metrics: Arc<ServerMetrics>) -> Self {
+        metrics.signalling_connections.inc();
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.signalling_connections.dec();
+    }
 }
 
 pub fn unix_now() -> u64 {
