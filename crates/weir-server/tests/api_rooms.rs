@@ -386,3 +386,89 @@ async fn rooms_can_be_pre_created_with_their_own_limits() {
     );
     server.shutdown().await;
 }
+
+/// Once a shutdown began, neither the API nor a join opens a room (a room
+/// opened behind the closing ones would outlive the shutdown, its
+/// participants never told).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_room_opens_once_shutdown_began() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut server = TestServer::start().await;
+    let app = server.app.app_id.clone();
+    // A participant whose connection stops reading: the server waits for
+    // its Close (up to 2 s) before the listener stops, the window in which
+    // the requests below arrive.
+    let url = format!(
+        "{}?token={}",
+        server.ws_url(),
+        server.token("open", "ann", &[Grant::Subscribe])
+    );
+    let (mut silent, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects");
+    silent
+        .send(Message::text(r#"{"type":"join","version":1}"#))
+        .await
+        .expect("send join");
+    let joined = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(frame)) = silent.next().await {
+            if frame
+                .to_text()
+                .is_ok_and(|t| t.contains(r#""type":"joined""#))
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("joined within the wait");
+    assert!(joined, "the silent participant joined");
+
+    let health = format!("{}/healthz", server.http_base());
+    let stopping = server.begin_shutdown();
+    let began = tokio::time::timeout(WAIT, async {
+        loop {
+            let status = match reqwest::get(&health).await {
+                Ok(response) => response.json::<Value>().await.ok(),
+                Err(_) => None,
+            };
+            if status.is_some_and(|s| s["status"] == "shutting_down") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(began.is_ok(), "healthz reports the shutdown");
+
+    let (status, body) = server
+        .api(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/rooms"),
+            Some(json!({"room_id": "late"})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        "{body}"
+    );
+    match server.join("late", "bob", &[Grant::Subscribe]).await {
+        Err(weir_client::Error::Server { code, .. }) => {
+            assert_eq!(
+                code,
+                weir_client::weir_protocol::ErrorCode::ServerShuttingDown
+            )
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("joined during the shutdown"),
+    }
+    drop(silent);
+    stopping
+        .await
+        .expect("the shutdown task")
+        .expect("shutdown succeeds");
+}

@@ -51,6 +51,19 @@ struct Inner {
     ufrags: HashMap<String, RoomKey>,
     http_sessions: HashMap<String, HttpSession>,
     next_room_id: u64,
+    /// Set by [`RoomRegistry::close_all`]: no room opens and no join is
+    /// queued after it (a join queued behind a room's close would keep the
+    /// closing room open, its participant never told).
+    closed: bool,
+}
+
+/// Why a room could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenRefused {
+    /// A room with this key is open.
+    Exists,
+    /// The server is shutting down.
+    Closed,
 }
 
 /// Shared, cheap to clone.
@@ -98,24 +111,43 @@ impl RoomRegistry {
     /// Sends `command` to `room`, creating the room if needed. The command is
     /// queued under the registry lock, so a room can never close between
     /// being found and receiving it.
-    pub fn send_creating(&self, room: &RoomKey, factory: &RoomFactory, command: RoomCommand) {
+    /// False, dropping the command, once the registry is closed.
+    #[must_use]
+    pub fn send_creating(
+        &self,
+        room: &RoomKey,
+        factory: &RoomFactory,
+        command: RoomCommand,
+    ) -> bool {
         let mut inner = self.lock();
+        if inner.closed {
+            return false;
+        }
         let handle = match inner.rooms.get(room) {
             Some(handle) => handle.clone(),
             None => self.open(&mut inner, room, factory, factory.default_settings.clone()),
         };
         let _ = handle.control.send(command);
+        true
     }
 
-    /// Opens `room` with `settings` (a pre-created room); false, changing
-    /// nothing, if it is already open.
-    pub fn create(&self, room: &RoomKey, factory: &RoomFactory, settings: RoomSettings) -> bool {
+    /// Opens `room` with `settings` (a pre-created room), changing nothing
+    /// if it is already open or the registry is closed.
+    pub fn create(
+        &self,
+        room: &RoomKey,
+        factory: &RoomFactory,
+        settings: RoomSettings,
+    ) -> Result<(), OpenRefused> {
         let mut inner = self.lock();
+        if inner.closed {
+            return Err(OpenRefused::Closed);
+        }
         if inner.rooms.contains_key(room) {
-            return false;
+            return Err(OpenRefused::Exists);
         }
         self.open(&mut inner, room, factory, settings);
-        true
+        Ok(())
     }
 
     /// Starts the task of a room that is not open, under the registry lock.
@@ -231,9 +263,10 @@ impl RoomRegistry {
         self.lock().rooms.len()
     }
 
-    /// Asks every room to close (shutdown).
+    /// Asks every room to close and opens no room afterwards (shutdown).
     pub fn close_all(&self, reason: weir_protocol::LeaveReason) -> usize {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.closed = true;
         for handle in inner.rooms.values() {
             let _ = handle.control.send(RoomCommand::Close { reason });
         }

@@ -112,6 +112,14 @@ async fn create_session(
 
 type Refusal = (StatusCode, ErrorCode, String);
 
+fn shutting_down() -> Refusal {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerShuttingDown,
+        "the server is shutting down".into(),
+    )
+}
+
 async fn create_session_inner(
     state: &AppState,
     room: &str,
@@ -121,11 +129,7 @@ async fn create_session_inner(
     path_prefix: &str,
 ) -> Result<Response, Refusal> {
     if state.shutting_down() {
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServerShuttingDown,
-            "the server is shutting down".into(),
-        ));
+        return Err(shutting_down());
     }
     let token = bearer_token(headers).ok_or((
         StatusCode::UNAUTHORIZED,
@@ -185,7 +189,7 @@ async fn create_session_inner(
         wall_clock_ms: unix_now_ms(),
     };
     let room_key = RoomKey::new(verified.app_id.clone(), room);
-    state.rooms.send_creating(
+    let queued = state.rooms.send_creating(
         &room_key,
         &state.room_factory,
         RoomCommand::Join {
@@ -194,6 +198,9 @@ async fn create_session_inner(
             reply: reply_tx,
         },
     );
+    if !queued {
+        return Err(shutting_down());
+    }
     let joined = match reply_rx.await {
         Ok(Ok(joined)) => joined,
         Ok(Err(e)) => {

@@ -120,7 +120,7 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
         offer: None,
         wall_clock_ms: unix_now_ms(),
     };
-    state.rooms.send_creating(
+    let queued = state.rooms.send_creating(
         &joining.room,
         &state.room_factory,
         RoomCommand::Join {
@@ -129,6 +129,11 @@ async fn run_session(state: AppState, joining: Joining, mut socket: WebSocket) {
             reply: reply_tx,
         },
     );
+    if !queued {
+        let message = "the server is shutting down".to_string();
+        refuse(&mut socket, ErrorCode::ServerShuttingDown, message).await;
+        return;
+    }
     let joined = match reply_rx.await {
         Ok(Ok(joined)) => joined,
         Ok(Err(e)) => {

@@ -240,6 +240,13 @@ impl TestServer {
             let _ = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
         }
     }
+
+    /// Starts a graceful shutdown in another task (the data dir stays until
+    /// `self` drops): the caller can talk to the server while it stops.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        let server = self.server.take().expect("the server is running");
+        tokio::spawn(server.shutdown())
+    }
 }
 
 // ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use weir_sfu::AdminError;
 
 use super::{Admin, ApiError, ApiErrorBody, ApiErrorCode, JsonBody};
 use crate::serve::room_task::{AdminAction, AdminOutcome, RoomDescription, RoomSettings};
-use crate::serve::rooms::RoomKey;
+use crate::serve::rooms::{OpenRefused, RoomKey};
 use crate::serve::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -248,6 +248,7 @@ async fn list_rooms(
         (status = 401, body = ApiErrorBody),
         (status = 404, description = "APP_NOT_FOUND", body = ApiErrorBody),
         (status = 409, description = "ROOM_EXISTS or APP_DISABLED", body = ApiErrorBody),
+        (status = 503, description = "UNAVAILABLE: the server is shutting down", body = ApiErrorBody),
     ))]
 async fn create_room(
     _: Admin,
@@ -312,12 +313,22 @@ async fn create_room(
         empty_timeout,
         metadata: request.metadata,
     };
-    if !state.rooms.create(&key, &state.room_factory, settings) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ApiErrorCode::RoomExists,
-            format!("room `{}` is already open", key.room),
-        ));
+    match state.rooms.create(&key, &state.room_factory, settings) {
+        Ok(()) => {}
+        Err(OpenRefused::Exists) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ApiErrorCode::RoomExists,
+                format!("room `{}` is already open", key.room),
+            ))
+        }
+        Err(OpenRefused::Closed) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiErrorCode::Unavailable,
+                "the server is shutting down".to_string(),
+            ))
+        }
     }
     Ok((StatusCode::CREATED, Json(describe(&state, &key).await?)))
 }
