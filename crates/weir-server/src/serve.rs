@@ -7,7 +7,6 @@
 //! `receive_buffers`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,12 +59,12 @@ pub struct AppState {
     pub events: crate::callbacks::Dispatcher,
     /// The REST API's OpenAPI document, rendered once at start.
     pub openapi_json: Arc<String>,
-    shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
+    /// Whether a graceful shutdown began (the room registry is closed).
     pub fn shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
+        self.rooms.is_closed()
     }
 }
 
@@ -171,7 +170,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         store: store.clone(),
         events,
         openapi_json: Arc::new(openapi_json),
-        shutting_down: Arc::new(AtomicBool::new(false)),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -216,7 +214,6 @@ impl RunningServer {
     /// Graceful shutdown: refuse new sessions, tell every participant,
     /// close every room, stop the listeners.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.state.shutting_down.store(true, Ordering::Relaxed);
         let rooms = self.state.rooms.close_all(LeaveReason::ServerShutdown);
         info!(rooms, "shutting down");
         // Give rooms a moment to deliver `leave`, close their peers and

@@ -263,6 +263,11 @@ impl RoomRegistry {
         self.lock().rooms.len()
     }
 
+    /// True once [`Self::close_all`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Asks every room to close and opens no room afterwards (shutdown).
     pub fn close_all(&self, reason: weir_protocol::LeaveReason) -> usize {
         let mut inner = self.lock();
